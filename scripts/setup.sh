@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Idempotent setup for a fresh Debian 12 machine: installs what is missing (PostgreSQL 15, etcd,
+# util-linux's setpriv) with apt, then the Node dependencies (npm ci) and the build. Prints what it
+# did. Safe to run again: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*"; }
+
+need_packages=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for pkg in postgresql-15 postgresql-contrib etcd-server etcd-client util-linux iproute2; do
+  if have_pkg "$pkg"; then say "$pkg already installed"; else need_packages+=("$pkg"); fi
+done
+
+if [ "${#need_packages[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+      echo "setup: error: need root to install: ${need_packages[*]}" >&2
+      echo "setup: hint: run as root, or install them with apt-get first" >&2
+      exit 2
+    fi
+  else SUDO=""; fi
+  say "installing: ${need_packages[*]}"
+  $SUDO apt-get update -q
+  # Debian's postgresql-common would create and start a default cluster on port 5432; pgpilot
+  # manages its own clusters, so skip that (the binaries are all we need).
+  if [ ! -e /etc/postgresql-common/createcluster.conf ] || ! grep -q '^create_main_cluster = false' /etc/postgresql-common/createcluster.conf; then
+    $SUDO mkdir -p /etc/postgresql-common
+    echo 'create_main_cluster = false' | $SUDO tee -a /etc/postgresql-common/createcluster.conf >/dev/null
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${need_packages[@]}"
+  say "installed: ${need_packages[*]}"
+fi
+
+if ! id postgres >/dev/null 2>&1; then
+  echo "setup: error: the postgres OS user is missing (it comes with postgresql-15)" >&2
+  exit 2
+fi
+
+if [ -f node_modules/.package-lock.json ] && cmp -s package-lock.json node_modules/.pgpilot-lock 2>/dev/null; then
+  say "node modules up to date"
+else
+  say "installing node modules (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.pgpilot-lock
+fi
+
+say "building (tsc)"
+npm run --silent build
+say "ready: bin/pgpilot $(node -p "require('./package.json').version")"

@@ -1,0 +1,83 @@
+/**
+ * Composition root of the agent: builds the real components from a parsed config and wires them
+ * together. No logic lives here; startup and shutdown order are the only decisions:
+ * start the API first (so health checks answer "not yet"), then the HA loop; on SIGTERM stop the
+ * loop, stop postgres cleanly, then release the leader key and member key so a replica can take
+ * over at once instead of waiting for the TTL.
+ */
+import { readFileSync } from 'node:fs';
+import { pino } from 'pino';
+import { buildApi } from '../api/build-api.js';
+import type { AgentConfig } from '../config/schema.js';
+import { clusterSecretsSchema } from '../config/schema.js';
+import { parseConfig } from '../config/load.js';
+import { EtcdDcs } from '../dcs/etcd-dcs.js';
+import { clusterKeys } from '../dcs/keys.js';
+import { freshAgentMemory } from '../ha/agent-memory.js';
+import { HaLoop } from '../ha/loop.js';
+import { LocalPostgresNode } from '../postgres/local-postgres-node.js';
+import { SystemClock } from '../shared/clock.js';
+import { errorMessage } from '../shared/errors.js';
+import { createLogger } from '../shared/logger.js';
+import { PGPILOT_VERSION } from '../shared/version.js';
+
+export interface RunningAgent {
+  stop(): Promise<void>;
+  done: Promise<void>;
+}
+
+export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
+  const log = createLogger({ destination: pino.destination({ dest: config.logFile, mkdir: true, sync: false }) }).child({
+    cluster: config.cluster,
+    node: config.node,
+  });
+  const secrets = parseConfig(clusterSecretsSchema, JSON.parse(readFileSync(config.secretsFile, 'utf8')), config.secretsFile);
+  const clock = new SystemClock();
+  const dcs = new EtcdDcs({ endpoints: [...config.etcdEndpoints], operationTimeoutMs: 2_000 });
+  const keys = clusterKeys(config.cluster);
+  const memory = freshAgentMemory();
+  const pg = new LocalPostgresNode({ config, secrets, clock, log: log.child({ component: 'postgres' }) });
+  const apiUrl = `http://${config.host}:${config.apiPort}`;
+  const loop = new HaLoop({
+    node: config.node,
+    host: config.host,
+    pgPort: config.pgPort,
+    apiUrl,
+    proxyPort: null,
+    tags: config.tags,
+    version: PGPILOT_VERSION,
+    agentPid: process.pid,
+    dcs,
+    keys,
+    pg,
+    clock,
+    log: log.child({ component: 'ha' }),
+    memory,
+  });
+  const api = buildApi({ snapshot: () => loop.snapshot(), config: () => loop.currentConfig(), holdsLeader: () => memory.holdsLeader });
+  await api.listen({ host: config.listenAddress, port: config.apiPort });
+  log.info({ apiUrl, pgPort: config.pgPort, version: PGPILOT_VERSION }, 'agent started');
+  const done = loop.run();
+
+  let stopping: Promise<void> | null = null;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      log.info('stopping: shutting postgres down cleanly, then releasing etcd keys');
+      await loop.stop();
+      await done;
+      try {
+        await pg.stop('fast');
+      } catch (error) {
+        log.error({ err: errorMessage(error) }, 'postgres did not stop cleanly');
+      }
+      await loop.releaseAll();
+      await api.close().catch(() => undefined);
+      await pg.close();
+      await dcs.close().catch(() => undefined);
+      log.info('agent stopped');
+      log.flush();
+    })();
+    return stopping;
+  };
+  return { stop, done };
+}

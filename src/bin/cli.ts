@@ -1,0 +1,198 @@
+/**
+ * Entry point of `bin/pgpilot`: parses argv with commander, resolves the home directory, calls
+ * one command module and maps its result or error to an exit code (message + hint, never a stack).
+ */
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { SystemClock } from '../shared/clock.js';
+import { PgpilotError } from '../shared/errors.js';
+import { PGPILOT_VERSION } from '../shared/version.js';
+import { resolveHome } from '../providers/local/paths.js';
+import type { ProviderDeps } from '../providers/local/local-provider.js';
+import { processOutput, reportError } from '../cli/output.js';
+import * as createCommand from '../cli/commands/create.js';
+import * as statusCommand from '../cli/commands/status.js';
+import * as listCommand from '../cli/commands/list.js';
+import * as destroyCommand from '../cli/commands/destroy.js';
+import * as connectCommand from '../cli/commands/connect.js';
+import * as agentCommand from '../cli/commands/agent.js';
+import { runStart, runStop } from '../cli/commands/start-stop.js';
+
+const output = processOutput;
+
+function providerDeps(): ProviderDeps {
+  return {
+    clock: new SystemClock(),
+    progress: (line) => output.err(line),
+    cliEntry: fileURLToPath(import.meta.url),
+  };
+}
+
+function parseInteger(label: string) {
+  return (value: string): number => {
+    if (!/^-?\d+$/.test(value.trim())) throw new InvalidArgumentError(`${label} must be a whole number`);
+    return Number.parseInt(value, 10);
+  };
+}
+
+function examples(...lines: string[]): string {
+  return `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
+}
+
+interface HomeOption {
+  home?: string;
+}
+
+function homeOption(): Option {
+  return new Option('--home <dir>', 'state directory (default: $PGPILOT_HOME, ~/.pgpilot, or /var/lib/pgpilot as root)');
+}
+
+export function buildProgram(setExitCode: (code: number) => void): Command {
+  const program = new Command('pgpilot')
+    .description('Automated PostgreSQL clusters: streaming replication, automatic failover, one CLI.')
+    .version(PGPILOT_VERSION, '-v, --version')
+    .showSuggestionAfterError(true)
+    .configureOutput({ writeErr: (text) => process.stderr.write(text) })
+    .exitOverride()
+    .addHelpText('after', examples('pgpilot create demo', 'pgpilot status demo', 'pgpilot connect demo', 'pgpilot destroy demo --yes'));
+
+  const wrap =
+    <A extends unknown[]>(fn: (...args: A) => Promise<number>) =>
+    async (...args: A): Promise<void> => {
+      try {
+        setExitCode(await fn(...args));
+      } catch (error) {
+        setExitCode(reportError(output, error));
+      }
+    };
+
+  program
+    .command('create')
+    .description('create a local cluster (etcd + N nodes) and wait until it is ready')
+    .argument('<name>', 'cluster name (lower-case letters, digits, dashes)')
+    .option('-n, --nodes <count>', 'number of nodes, 1-9 (1 is for development only)', parseInteger('--nodes'), 3)
+    .addOption(homeOption())
+    .option('--bin-dir <dir>', 'PostgreSQL 15 binaries (default: /usr/lib/postgresql/15/bin)')
+    .option('--timeout <seconds>', 'how long to wait for the cluster to be ready', parseInteger('--timeout'), 180)
+    .option('--json', 'print the final status as JSON')
+    .addHelpText('after', examples('pgpilot create demo', 'pgpilot create dev --nodes 1', 'pgpilot create demo --home /srv/pgpilot --json'))
+    .action(
+      wrap(async (name: string, opts: HomeOption & { nodes: number; binDir?: string; timeout: number; json?: boolean }) =>
+        createCommand.run(
+          { home: resolveHome(opts.home), name, nodes: opts.nodes, binDir: opts.binDir, timeoutSeconds: opts.timeout, json: opts.json === true },
+          providerDeps(),
+          output,
+        ),
+      ),
+    );
+
+  program
+    .command('list')
+    .description('list the clusters in the home directory')
+    .addOption(homeOption())
+    .option('--json', 'print JSON')
+    .addHelpText('after', examples('pgpilot list', 'pgpilot list --json'))
+    .action(wrap(async (opts: HomeOption & { json?: boolean }) => listCommand.run({ home: resolveHome(opts.home), json: opts.json === true }, output)));
+
+  program
+    .command('status')
+    .description('show roles, lag and connection strings of a cluster')
+    .argument('<name>', 'cluster name')
+    .addOption(homeOption())
+    .option('--json', 'print the status contract as JSON (includes passwords in the connection strings)')
+    .addHelpText('after', examples('pgpilot status demo', 'pgpilot status demo --json | jq .leader'))
+    .action(
+      wrap(async (name: string, opts: HomeOption & { json?: boolean }) =>
+        statusCommand.run({ home: resolveHome(opts.home), name, json: opts.json === true }, output),
+      ),
+    );
+
+  program
+    .command('connect')
+    .description('open psql on the leader (default), a replica, or one node')
+    .argument('<name>', 'cluster name')
+    .argument('[psql-args...]', 'extra psql arguments, after --')
+    .option('--replica', 'connect to a standby when one is running')
+    .option('--node <node>', 'connect to this node whatever its role')
+    .option('-d, --database <db>', 'database name', 'postgres')
+    .option('-U, --user <user>', 'user name (default: the cluster superuser)')
+    .addOption(homeOption())
+    .addHelpText('after', examples('pgpilot connect demo', 'pgpilot connect demo --replica', 'pgpilot connect demo -- -c "select now()"'))
+    .action(
+      wrap(async (name: string, psqlArgs: string[], opts: HomeOption & { replica?: boolean; node?: string; database: string; user?: string }) =>
+        connectCommand.run({
+          home: resolveHome(opts.home),
+          name,
+          replica: opts.replica === true,
+          node: opts.node,
+          database: opts.database,
+          user: opts.user,
+          psqlArgs,
+        }),
+      ),
+    );
+
+  program
+    .command('stop')
+    .description('stop every process of a cluster, keeping its data (replicas first, then the leader)')
+    .argument('<name>', 'cluster name')
+    .addOption(homeOption())
+    .addHelpText('after', examples('pgpilot stop demo'))
+    .action(wrap(async (name: string, opts: HomeOption) => runStop({ home: resolveHome(opts.home), name }, providerDeps(), output)));
+
+  program
+    .command('start')
+    .description('start a stopped cluster again (same roles, same data); safe to repeat')
+    .argument('<name>', 'cluster name')
+    .addOption(homeOption())
+    .option('--timeout <seconds>', 'how long to wait for the cluster to be ready', parseInteger('--timeout'), 180)
+    .option('--json', 'print the final status as JSON')
+    .addHelpText('after', examples('pgpilot start demo'))
+    .action(
+      wrap(async (name: string, opts: HomeOption & { timeout: number; json?: boolean }) =>
+        runStart({ home: resolveHome(opts.home), name, json: opts.json === true, timeoutSeconds: opts.timeout }, providerDeps(), output),
+      ),
+    );
+
+  program
+    .command('destroy')
+    .description('stop a cluster and delete it with all its data')
+    .argument('<name>', 'cluster name')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .addOption(homeOption())
+    .addHelpText('after', examples('pgpilot destroy demo --yes'))
+    .action(
+      wrap(async (name: string, opts: HomeOption & { yes?: boolean }) =>
+        destroyCommand.run({ home: resolveHome(opts.home), name, yes: opts.yes === true }, providerDeps(), output),
+      ),
+    );
+
+  program
+    .command('agent')
+    .description('run the node agent in the foreground (started for you by create/start)')
+    .requiredOption('-c, --config <file>', 'agent configuration file (JSON)')
+    .addHelpText('after', examples('pgpilot agent --config /var/lib/pgpilot/clusters/demo/nodes/node1/agent.json'))
+    .action(wrap(async (opts: { config: string }) => agentCommand.run({ configFile: opts.config })));
+
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let exitCode = 0;
+  const program = buildProgram((code) => {
+    exitCode = code;
+  });
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return 0;
+      process.stderr.write('hint: run pgpilot --help, or pgpilot COMMAND --help for examples\n');
+      return error.exitCode === 0 ? 0 : 2;
+    }
+    return reportError(output, error instanceof PgpilotError ? error : error);
+  }
+  return exitCode;
+}
+
+process.exitCode = await main(process.argv);

@@ -1,0 +1,20 @@
+/** `pgpilot start NAME` and `pgpilot stop NAME`: keep the data, stop or start every process. */
+import { startCluster, stopCluster, type ProviderDeps } from '../../providers/local/local-provider.js';
+import { printJson, type Output } from '../output.js';
+import { renderStatus } from './status.js';
+
+export async function runStart(options: { home: string; name: string; json: boolean; timeoutSeconds: number }, deps: ProviderDeps, output: Output): Promise<number> {
+  const { status, alreadyRunning } = await startCluster(options.home, options.name, deps, options.timeoutSeconds * 1000);
+  if (options.json) printJson(output, status);
+  else {
+    if (alreadyRunning) output.out(`cluster ${status.cluster} was already running`);
+    output.out(renderStatus(status, { showPasswords: false }));
+  }
+  return 0;
+}
+
+export async function runStop(options: { home: string; name: string }, deps: ProviderDeps, output: Output): Promise<number> {
+  const { stopped } = await stopCluster(options.home, options.name, deps);
+  output.out(stopped === 0 ? `cluster ${options.name} was not running` : `cluster ${options.name} stopped (data kept; start it with: pgpilot start ${options.name})`);
+  return 0;
+}

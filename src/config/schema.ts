@@ -1,0 +1,133 @@
+/**
+ * Every configuration shape pgpilot reads, as zod schemas parsed once at the edge (file load,
+ * etcd read) and then treated as frozen values. Units are in the names (`ttlSeconds`,
+ * `loopWaitMs`, `maximumLagOnFailoverBytes`).
+ *
+ * - `ClusterManifest` is `cluster.json` of the local provider: ports, paths, node list.
+ * - `ClusterSecrets` is `secrets.json` (mode 0600): passwords and the REST API token.
+ * - `AgentConfig` is one agent's config file, written by the provider or `node init`.
+ * - `DynamicConfig` lives in etcd under /config and may change while the cluster runs.
+ */
+import { z } from 'zod';
+
+/** Cluster and node names: DNS-label-like, so they are safe in paths, etcd keys and slot names. */
+export const NAME_PATTERN = /^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$/;
+export const nameSchema = z
+  .string()
+  .regex(NAME_PATTERN, 'must be 1-32 characters of lower-case letters, digits and dashes, starting with a letter');
+
+export const MIN_NODES = 1;
+export const MAX_NODES = 9;
+
+const portSchema = z.number().int().min(1).max(65535);
+
+export const tagsSchema = z
+  .object({
+    nofailover: z.boolean().optional(),
+    noloadbalance: z.boolean().optional(),
+    priority: z.number().int().optional(),
+  })
+  .strict();
+export type Tags = z.infer<typeof tagsSchema>;
+
+export const nodeManifestSchema = z
+  .object({
+    name: nameSchema,
+    host: z.string().min(1),
+    pgPort: portSchema,
+    apiPort: portSchema,
+    proxyPort: portSchema,
+    nodeDir: z.string().min(1),
+    dataDir: z.string().min(1),
+    configFile: z.string().min(1),
+    logFile: z.string().min(1),
+    postgresLogFile: z.string().min(1),
+    pidFile: z.string().min(1),
+  })
+  .strict();
+export type NodeManifest = z.infer<typeof nodeManifestSchema>;
+
+export const clusterManifestSchema = z
+  .object({
+    version: z.literal(1),
+    name: nameSchema,
+    createdAt: z.string(),
+    clusterDir: z.string().min(1),
+    binDir: z.string().min(1),
+    secretsFile: z.string().min(1),
+    etcd: z
+      .object({
+        host: z.string().min(1),
+        clientPort: portSchema,
+        peerPort: portSchema,
+        dataDir: z.string().min(1),
+        logFile: z.string().min(1),
+        pidFile: z.string().min(1),
+      })
+      .strict(),
+    nodes: z.array(nodeManifestSchema).min(MIN_NODES).max(MAX_NODES),
+  })
+  .strict();
+export type ClusterManifest = z.infer<typeof clusterManifestSchema>;
+
+export const clusterSecretsSchema = z
+  .object({
+    superuser: z.object({ name: z.string().min(1), password: z.string().min(16) }).strict(),
+    replication: z.object({ name: z.string().min(1), password: z.string().min(16) }).strict(),
+    apiToken: z.string().min(32),
+  })
+  .strict();
+export type ClusterSecrets = z.infer<typeof clusterSecretsSchema>;
+
+export const agentConfigSchema = z
+  .object({
+    cluster: nameSchema,
+    node: nameSchema,
+    /** Address other members and clients use to reach this node's postgres, API and proxy. */
+    host: z.string().min(1),
+    /** Address postgres and the API listen on. Loopback unless configured otherwise. */
+    listenAddress: z.string().min(1),
+    pgPort: portSchema,
+    apiPort: portSchema,
+    proxyPort: portSchema,
+    nodeDir: z.string().min(1),
+    dataDir: z.string().min(1),
+    logFile: z.string().min(1),
+    postgresLogFile: z.string().min(1),
+    binDir: z.string().min(1),
+    secretsFile: z.string().min(1),
+    etcdEndpoints: z.array(z.string().url()).min(1),
+    tags: tagsSchema.default({}),
+    /** CIDRs allowed in pg_hba.conf (scram-sha-256 only). */
+    allowedCidrs: z.array(z.string().min(1)).min(1).default(['127.0.0.1/32', '::1/128']),
+  })
+  .strict();
+export type AgentConfig = z.infer<typeof agentConfigSchema>;
+
+export const dynamicConfigSchema = z
+  .object({
+    /** Leader lease time to live. A leader that cannot renew for this long has already fenced itself. */
+    ttlSeconds: z.number().int().min(2).max(600).default(6),
+    /** Time between two HA loop ticks. Must leave room for several renewals within one TTL. */
+    loopWaitMs: z.number().int().min(100).max(60_000).default(1000),
+    /** A replica further behind than this (bytes) is not eligible for promotion. */
+    maximumLagOnFailoverBytes: z.number().int().min(0).default(16 * 1024 * 1024),
+    synchronous: z.enum(['off', 'quorum']).default('off'),
+    failsafe: z.boolean().default(false),
+    postgresql: z
+      .object({
+        parameters: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+      })
+      .strict()
+      .default({ parameters: {} }),
+  })
+  .strict()
+  .refine((c) => c.loopWaitMs * 2 < c.ttlSeconds * 1000, {
+    message: 'loopWaitMs must be less than half of ttlSeconds so the leader can renew at least twice per lease',
+    path: ['loopWaitMs'],
+  });
+export type DynamicConfig = z.infer<typeof dynamicConfigSchema>;
+
+export function defaultDynamicConfig(): DynamicConfig {
+  return dynamicConfigSchema.parse({});
+}

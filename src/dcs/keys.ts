@@ -1,0 +1,51 @@
+/**
+ * The one place that knows the etcd key layout (architecture.md §3). Everything a cluster keeps
+ * lives under `/pgpilot/<cluster>/`; nothing else writes there.
+ *
+ *   leader            node name, on the leader's lease
+ *   members/<node>    JSON MemberRecord, on the node's lease
+ *   config            JSON dynamic cluster config
+ *   initialize        system identifier of the bootstrapped cluster (create-if-absent); while a
+ *                     node runs initdb it holds `pending:<node>` on that node's lease
+ *   sync, failover, history, status/lastLsn: see architecture.md
+ */
+
+export const KEY_ROOT = '/pgpilot';
+
+export interface ClusterKeys {
+  root: string;
+  leader: string;
+  membersPrefix: string;
+  member(node: string): string;
+  config: string;
+  initialize: string;
+  sync: string;
+  failover: string;
+  history: string;
+  lastLsn: string;
+}
+
+export function clusterKeys(cluster: string): ClusterKeys {
+  const root = `${KEY_ROOT}/${cluster}/`;
+  return {
+    root,
+    leader: `${root}leader`,
+    membersPrefix: `${root}members/`,
+    member: (node: string) => `${root}members/${node}`,
+    config: `${root}config`,
+    initialize: `${root}initialize`,
+    sync: `${root}sync`,
+    failover: `${root}failover`,
+    history: `${root}history`,
+    lastLsn: `${root}status/lastLsn`,
+  };
+}
+
+/** The node name in a member key, or null when the key is not a member key of this cluster. */
+export function memberNameFromKey(keys: ClusterKeys, key: string): string | null {
+  if (!key.startsWith(keys.membersPrefix)) return null;
+  const name = key.slice(keys.membersPrefix.length);
+  return name.length > 0 && !name.includes('/') ? name : null;
+}
+
+export const INITIALIZE_PENDING_PREFIX = 'pending:';

@@ -1,0 +1,35 @@
+/**
+ * What `decide` can ask the executor to do. Actions in one decision run in order; when one
+ * fails (or a guard such as `acquire-leader` loses its race) the rest of that decision is
+ * skipped and the loop ticks again at once with a fresh observation.
+ */
+
+export type Action =
+  /** Claim the initialize key, initdb, start as primary, create roles, take the leader key. */
+  | { kind: 'initialize-cluster' }
+  /** pg_basebackup from the leader and start as its standby. */
+  | { kind: 'clone-from'; leader: string }
+  | { kind: 'start-postgres'; mode: 'primary' | 'standby'; upstream: string | null }
+  /** Create the leader key on our lease; a guard: losing the race skips the rest. */
+  | { kind: 'acquire-leader' }
+  /** Delete a leader key naming this node that a previous run of this agent left on its lease. */
+  | { kind: 'release-stale-leader' }
+  | { kind: 'promote' }
+  /** Point primary_conninfo at `upstream` and reload (no restart on PG 15). */
+  | { kind: 'follow'; upstream: string | null }
+  /** Stop postgres immediately: we may be a primary without a valid lease. */
+  | { kind: 'fence'; reason: string }
+  /** Restart a primary as a standby of `upstream`. */
+  | { kind: 'demote'; upstream: string | null }
+  /** Leader only: a physical replication slot for every other member. */
+  | { kind: 'sync-slots' }
+  /** Leader only: record our WAL position under /status/lastLsn. */
+  | { kind: 'publish-leader-lsn' };
+
+export type ActionKind = Action['kind'];
+
+export interface Decision {
+  actions: Action[];
+  /** One human line explaining the decision, logged once per tick. */
+  summary: string;
+}

@@ -1,0 +1,18 @@
+/**
+ * What an agent remembers between ticks and nothing else does: its lease, whether it holds the
+ * leader key on that lease, when it last renewed, which upstream its postgres was configured for,
+ * and whether its postmaster last exited without being asked to (a crash).
+ */
+
+export interface AgentMemory {
+  leaseId: string | null;
+  /** Set only by this process on a won createIfAbsent of the leader key; cleared on any doubt. */
+  holdsLeader: boolean;
+  lastRenewedMs: number | null;
+  configuredUpstream: string | null;
+  crashed: boolean;
+}
+
+export function freshAgentMemory(): AgentMemory {
+  return { leaseId: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false };
+}

@@ -1,0 +1,165 @@
+/**
+ * The HA decision core: `decide(observation) -> { actions, summary }`. Pure: no I/O, no clock
+ * reads (time comes in the observation), so every rule below is unit-tested as a table and the
+ * same function drives the real agent and the scenario simulations. docs/ha-loop.md lists every
+ * branch; keep the two in sync.
+ *
+ * Safety invariants this function keeps:
+ * 1. Postgres is started writable (or promoted) only by a node that holds the leader key.
+ * 2. A primary that cannot prove it holds the key stops accepting writes: when etcd is
+ *    unreachable it fences itself once its own lease deadline (last renewal + TTL - margin)
+ *    passes, before any other node can take the key; when another node leads, it demotes.
+ * 3. Only the best-ranked eligible candidate (election.ts) takes a free leader key.
+ */
+import type { Action, Decision } from './actions.js';
+import type { Candidate } from './election.js';
+import { ineligibility, rankCandidates } from './election.js';
+import type { Observation } from './observation.js';
+import type { MemberRecord } from './member-record.js';
+import { INITIALIZE_PENDING_PREFIX } from '../dcs/keys.js';
+
+/** A leader fences this long before its lease would expire, to absorb clock-rate and I/O delays. */
+export function fenceMarginMs(ttlSeconds: number): number {
+  return Math.min(2000, Math.floor((ttlSeconds * 1000) / 4));
+}
+
+/** The local time at which a leader that has not renewed must already have fenced itself. */
+export function leaseDeadlineMs(lastRenewedMs: number, ttlSeconds: number): number {
+  return lastRenewedMs + ttlSeconds * 1000 - fenceMarginMs(ttlSeconds);
+}
+
+function decision(summary: string, ...actions: Action[]): Decision {
+  return { actions, summary };
+}
+
+type Reachable = Extract<Observation['dcs'], { kind: 'reachable' }>;
+
+export function decide(obs: Observation): Decision {
+  if (obs.dcs.kind === 'unreachable') return decideWithoutDcs(obs, obs.dcs.error);
+  const dcs = obs.dcs;
+  if (obs.longTask !== null) return decision(`busy: ${obs.longTask.kind} running`);
+  switch (obs.pg.kind) {
+    case 'no-data':
+      return decideBootstrap(obs, dcs);
+    case 'stopped':
+      return decideStopped(obs, dcs, obs.pg);
+    case 'starting':
+      return decision('postgres is starting');
+    case 'running':
+      return decideRunning(obs, dcs, obs.pg);
+  }
+}
+
+/** Rule A: etcd cannot be reached. Nobody changes roles; a primary fences before its lease ends. */
+function decideWithoutDcs(obs: Observation, error: string): Decision {
+  const isWritablePrimary = obs.pg.kind === 'running' && !obs.pg.inRecovery;
+  if (!isWritablePrimary) return decision(`etcd unreachable (${error}); keeping current role`);
+  if (!obs.lease.holdsLeader || obs.lease.lastRenewedMs === null) {
+    return decision('etcd unreachable and no leader lease: fencing', { kind: 'fence', reason: 'primary without a leader lease' });
+  }
+  const deadlineMs = leaseDeadlineMs(obs.lease.lastRenewedMs, obs.config.ttlSeconds);
+  if (obs.nowMs >= deadlineMs) {
+    return decision('etcd unreachable past the lease deadline: fencing', {
+      kind: 'fence',
+      reason: 'leader lease could not be renewed before its deadline',
+    });
+  }
+  return decision(`etcd unreachable (${error}); lease still valid for ${deadlineMs - obs.nowMs} ms`);
+}
+
+/** Rule B: no data directory yet. Initialize the cluster once, or clone from the leader. */
+function decideBootstrap(obs: Observation, dcs: Reachable): Decision {
+  if (dcs.initialize === null) return decision('cluster not initialized: racing to initialize', { kind: 'initialize-cluster' });
+  if (dcs.initialize.startsWith(INITIALIZE_PENDING_PREFIX)) {
+    return decision(`waiting: ${dcs.initialize.slice(INITIALIZE_PENDING_PREFIX.length)} is initializing the cluster`);
+  }
+  const leader = leaderMember(dcs);
+  if (leader === null || leader.name === obs.node) return decision('waiting for a leader to clone from');
+  if (leader.role !== 'primary' || leader.state !== 'running') return decision(`waiting for leader ${leader.name} to be running`);
+  return decision(`cloning from leader ${leader.name}`, { kind: 'clone-from', leader: leader.name });
+}
+
+/** Rule C: data exists, postgres is down (fresh agent start, crash, or after fencing). */
+function decideStopped(obs: Observation, dcs: Reachable, pg: Extract<Observation['pg'], { kind: 'stopped' }>): Decision {
+  if (dcs.leader === obs.node) {
+    if (obs.lease.holdsLeader) {
+      return decision(pg.crashed ? 'leader postgres crashed: restarting in place' : 'starting postgres as leader', {
+        kind: 'start-postgres',
+        mode: 'primary',
+        upstream: null,
+      });
+    }
+    return decision('leader key left by a previous run of this node: releasing it', { kind: 'release-stale-leader' });
+  }
+  if (dcs.leader !== null) {
+    return decision(`starting postgres as a standby of ${dcs.leader}`, { kind: 'start-postgres', mode: 'standby', upstream: dcs.leader });
+  }
+  // No leader. A data directory cleanly shut down as primary ends exactly at its shutdown
+  // checkpoint: no member on the same timeline can have WAL it lacks, so it may reclaim the lead
+  // without a promotion (same timeline, same roles after `stop` + `start`).
+  if (pg.cleanShutdownPrimary && obs.tags.nofailover !== true) {
+    const higher = dcs.members.find((m) => m.name !== obs.node && m.timeline !== null && pg.timeline !== null && m.timeline > pg.timeline);
+    if (higher === undefined) {
+      return decision('no leader; this node shut down cleanly as primary: taking the lead', { kind: 'acquire-leader' }, {
+        kind: 'start-postgres',
+        mode: 'primary',
+        upstream: null,
+      });
+    }
+  }
+  return decision('no leader: starting read-only to take part in the election', {
+    kind: 'start-postgres',
+    mode: 'standby',
+    upstream: null,
+  });
+}
+
+/** Rule D: postgres is running. */
+function decideRunning(obs: Observation, dcs: Reachable, pg: Extract<Observation['pg'], { kind: 'running' }>): Decision {
+  if (dcs.leader === obs.node) {
+    if (!obs.lease.holdsLeader) {
+      return decision('leader key left by a previous run of this node: releasing it', { kind: 'release-stale-leader' });
+    }
+    if (pg.inRecovery) return decision('holding the leader key: promoting', { kind: 'promote' });
+    return decision('leading', { kind: 'sync-slots' }, { kind: 'publish-leader-lsn' });
+  }
+  if (dcs.leader !== null) {
+    if (!pg.inRecovery) return decision(`${dcs.leader} leads: demoting this primary`, { kind: 'demote', upstream: dcs.leader });
+    if (obs.configuredUpstream !== dcs.leader) {
+      return decision(`following new leader ${dcs.leader}`, { kind: 'follow', upstream: dcs.leader });
+    }
+    return decision(pg.walReceiverStatus === 'streaming' ? `streaming from ${dcs.leader}` : `replica of ${dcs.leader}, not streaming yet`);
+  }
+  return decideElection(obs, dcs, pg);
+}
+
+/** Rule E: running, no leader. Only the best eligible candidate takes the key. */
+function decideElection(obs: Observation, dcs: Reachable, pg: Extract<Observation['pg'], { kind: 'running' }>): Decision {
+  const self: Candidate = { name: obs.node, timeline: pg.timeline, lsn: pg.lsn, tags: obs.tags };
+  const reason = ineligibility(self, dcs.lastLeaderLsn, obs.config.maximumLagOnFailoverBytes);
+  const stayPut: Action[] = pg.inRecovery ? [] : [{ kind: 'demote', upstream: null }];
+  if (reason !== null) return decision(`no leader; not eligible (${reason})`, ...stayPut);
+  // Fresh agents give a cleanly shut-down former primary one TTL to reclaim the lead first.
+  const graceEndsMs = obs.agentStartedMs + obs.config.ttlSeconds * 1000;
+  if (pg.inRecovery && obs.nowMs < graceEndsMs) return decision(`no leader; start-up grace for ${graceEndsMs - obs.nowMs} ms`);
+  const others: Candidate[] = dcs.members
+    .filter((m) => m.name !== obs.node && m.role !== 'stopped' && m.state === 'running')
+    .map(candidateOf);
+  const ranked = rankCandidates([self, ...others], dcs.lastLeaderLsn, obs.config.maximumLagOnFailoverBytes);
+  const best = ranked[0];
+  if (best === undefined || best.name !== obs.node) {
+    return decision(`no leader; ${best?.name ?? 'another node'} is the better candidate`, ...stayPut);
+  }
+  return pg.inRecovery
+    ? decision('no leader; best candidate: taking the lead and promoting', { kind: 'acquire-leader' }, { kind: 'promote' })
+    : decision('no leader; best candidate and already primary: taking the lead', { kind: 'acquire-leader' });
+}
+
+function candidateOf(member: MemberRecord): Candidate {
+  return { name: member.name, timeline: member.timeline, lsn: member.lsn, tags: member.tags };
+}
+
+function leaderMember(dcs: Reachable): MemberRecord | null {
+  if (dcs.leader === null) return null;
+  return dcs.members.find((m) => m.name === dcs.leader) ?? null;
+}

@@ -1,0 +1,338 @@
+/**
+ * The HA loop: observe -> decide -> execute -> publish, once per `loopWaitMs` (sooner after a
+ * decision that changed something, or when woken by a postmaster exit). It renews the node's
+ * lease at the start of every tick, before anything else, and records when that renewal was
+ * sent: the leader's fencing deadline is measured from that moment on this node's own clock.
+ * Logs one summary line per tick when the summary changes (and every minute otherwise).
+ */
+import type { Dcs } from '../dcs/dcs.js';
+import { LeaseNotFoundError } from '../dcs/dcs.js';
+import type { ClusterKeys } from '../dcs/keys.js';
+import { memberNameFromKey } from '../dcs/keys.js';
+import { defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig, type Tags } from '../config/schema.js';
+import type { Clock } from '../shared/clock.js';
+import type { Logger } from '../shared/logger.js';
+import { errorMessage } from '../shared/errors.js';
+import { decide } from './decide.js';
+import type { Decision } from './actions.js';
+import { Executor } from './executor.js';
+import type { AgentMemory } from './agent-memory.js';
+import type { DcsView, LocalPostgres, LongTaskState, Observation } from './observation.js';
+import type { PostgresNode } from './postgres-node.js';
+import { parseMemberRecord, type MemberRecord, type ReplicationEntry } from './member-record.js';
+
+export interface HaLoopDeps {
+  node: string;
+  host: string;
+  pgPort: number;
+  apiUrl: string;
+  proxyPort: number | null;
+  tags: Tags;
+  version: string;
+  agentPid: number;
+  dcs: Dcs;
+  keys: ClusterKeys;
+  pg: PostgresNode;
+  clock: Clock;
+  log: Logger;
+  memory: AgentMemory;
+}
+
+export interface LoopSnapshot {
+  observation: Observation | null;
+  decision: Decision | null;
+  member: MemberRecord | null;
+  lastError: string | null;
+  ticks: number;
+}
+
+const QUICK_RETICK_MS = 100;
+const SUMMARY_REPEAT_MS = 60_000;
+
+export class HaLoop {
+  private readonly executor: Executor;
+  private readonly agentStartedMs: number;
+  private config: DynamicConfig = defaultDynamicConfig();
+  private longTask: (LongTaskState & { promise: Promise<void> }) | null = null;
+  private wakeController = new AbortController();
+  private stopping = false;
+  private lastSummary = '';
+  private lastSummaryLoggedMs = 0;
+  private snapshotValue: LoopSnapshot = { observation: null, decision: null, member: null, lastError: null, ticks: 0 };
+
+  constructor(private readonly deps: HaLoopDeps) {
+    this.agentStartedMs = deps.clock.nowMs();
+    this.executor = new Executor({
+      node: deps.node,
+      dcs: deps.dcs,
+      keys: deps.keys,
+      pg: deps.pg,
+      clock: deps.clock,
+      log: deps.log,
+      memory: deps.memory,
+      startLongTask: (kind, task) => this.startLongTask(kind, task),
+    });
+    deps.pg.onUnexpectedExit(() => {
+      deps.log.warn('postmaster exited unexpectedly');
+      deps.memory.crashed = true;
+      this.wake();
+    });
+  }
+
+  snapshot(): LoopSnapshot {
+    return this.snapshotValue;
+  }
+
+  currentConfig(): DynamicConfig {
+    return this.config;
+  }
+
+  wake(): void {
+    this.wakeController.abort();
+  }
+
+  /** Runs ticks until `stop()`; never throws (a failed tick is logged and retried next loop). */
+  async run(): Promise<void> {
+    while (!this.stopping) {
+      let quick = false;
+      try {
+        quick = await this.tick();
+      } catch (error) {
+        this.snapshotValue = { ...this.snapshotValue, lastError: errorMessage(error) };
+        this.deps.log.error({ err: errorMessage(error) }, 'tick failed');
+      }
+      if (this.stopping) break;
+      if (this.wakeController.signal.aborted) this.wakeController = new AbortController();
+      await this.deps.clock.sleep(quick ? QUICK_RETICK_MS : this.config.loopWaitMs, this.wakeController.signal);
+    }
+  }
+
+  /** Asks `run` to return after the current tick and waits for any long task to finish. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake();
+    if (this.longTask !== null) await this.longTask.promise.catch(() => undefined);
+  }
+
+  /** One observe -> decide -> execute -> publish pass. True when the next tick should come soon. */
+  async tick(): Promise<boolean> {
+    const observation = await this.observe();
+    const decision = decide(observation);
+    this.logSummary(decision.summary, observation.nowMs);
+    const outcome = decision.actions.length > 0 ? await this.executor.run(decision.actions, observation) : { kind: 'done' as const };
+    const member = await this.publish(observation);
+    this.snapshotValue = {
+      observation,
+      decision,
+      member,
+      lastError: outcome.kind === 'failed' ? outcome.error : null,
+      ticks: this.snapshotValue.ticks + 1,
+    };
+    return decision.actions.length > 0 && outcome.kind === 'done';
+  }
+
+  private logSummary(summary: string, nowMs: number): void {
+    if (summary !== this.lastSummary || nowMs - this.lastSummaryLoggedMs >= SUMMARY_REPEAT_MS) {
+      this.deps.log.info({ decision: summary }, summary);
+      this.lastSummary = summary;
+      this.lastSummaryLoggedMs = nowMs;
+    }
+  }
+
+  private startLongTask(kind: LongTaskState['kind'], task: () => Promise<void>): void {
+    if (this.longTask !== null) return;
+    const startedMs = this.deps.clock.nowMs();
+    const promise = task()
+      .catch((error: unknown) => {
+        this.snapshotValue = { ...this.snapshotValue, lastError: errorMessage(error) };
+        this.deps.log.error({ task: kind, err: errorMessage(error) }, `${kind} failed`);
+      })
+      .finally(() => {
+        this.longTask = null;
+        this.wake();
+      });
+    this.longTask = { kind, startedMs, promise };
+  }
+
+  private async observe(): Promise<Observation> {
+    const dcs = await this.observeDcs();
+    const pg = await this.observePostgres();
+    const { memory } = this.deps;
+    return {
+      nowMs: this.deps.clock.nowMs(),
+      node: this.deps.node,
+      agentStartedMs: this.agentStartedMs,
+      config: this.config,
+      tags: this.deps.tags,
+      dcs,
+      lease: { holdsLeader: memory.holdsLeader, lastRenewedMs: memory.lastRenewedMs },
+      pg,
+      configuredUpstream: memory.configuredUpstream,
+      longTask: this.longTask === null ? null : { kind: this.longTask.kind, startedMs: this.longTask.startedMs },
+    };
+  }
+
+  private async observePostgres(): Promise<LocalPostgres> {
+    const pg = await this.deps.pg.observe();
+    const { memory } = this.deps;
+    if (pg.kind === 'stopped') return { ...pg, crashed: memory.crashed };
+    if (pg.kind === 'running') memory.crashed = false;
+    return pg;
+  }
+
+  /** Renews (or re-grants) the lease first, then reads the whole cluster prefix in one request. */
+  private async observeDcs(): Promise<DcsView> {
+    const { dcs, keys, memory, clock } = this.deps;
+    try {
+      const sentMs = clock.nowMs();
+      if (memory.leaseId !== null && (await dcs.keepAlive(memory.leaseId))) {
+        memory.lastRenewedMs = sentMs;
+      } else {
+        if (memory.leaseId !== null) this.deps.log.warn('lease lost; granting a new one');
+        memory.holdsLeader = false;
+        memory.leaseId = await dcs.grantLease(this.config.ttlSeconds);
+        memory.lastRenewedMs = sentMs;
+      }
+      const all = await dcs.getPrefix(keys.root);
+      const leader = all.get(keys.leader) ?? null;
+      if (leader !== this.deps.node) memory.holdsLeader = false;
+      this.config = parseDynamicConfig(all.get(keys.config) ?? null, this.config);
+      const members: MemberRecord[] = [];
+      for (const [key, value] of all) {
+        if (memberNameFromKey(keys, key) === null) continue;
+        const record = parseMemberRecord(value);
+        if (record !== null) members.push(record);
+      }
+      return {
+        kind: 'reachable',
+        leader,
+        initialize: all.get(keys.initialize) ?? null,
+        members,
+        lastLeaderLsn: all.get(keys.lastLsn) ?? null,
+      };
+    } catch (error) {
+      return { kind: 'unreachable', error: errorMessage(error) };
+    }
+  }
+
+  /** Writes this node's member record on its lease. Failures are logged, never fatal. */
+  private async publish(obs: Observation): Promise<MemberRecord | null> {
+    const { memory, dcs, keys } = this.deps;
+    const pg = await this.deps.pg.observe().catch(() => obs.pg);
+    let replication: ReplicationEntry[] = [];
+    if (memory.holdsLeader && pg.kind === 'running' && !pg.inRecovery) {
+      replication = await this.deps.pg.replicationStatus().catch(() => []);
+    }
+    const record = this.memberRecord(pg, replication);
+    if (memory.leaseId === null || obs.dcs.kind === 'unreachable') return record;
+    try {
+      await dcs.put(keys.member(this.deps.node), JSON.stringify(record), { leaseId: memory.leaseId });
+    } catch (error) {
+      if (error instanceof LeaseNotFoundError) {
+        memory.leaseId = null;
+        memory.holdsLeader = false;
+      }
+      this.deps.log.warn({ err: errorMessage(error) }, 'could not publish the member record');
+    }
+    return record;
+  }
+
+  private memberRecord(pg: LocalPostgres, replication: ReplicationEntry[]): MemberRecord {
+    const d = this.deps;
+    const base = {
+      name: d.node,
+      host: d.host,
+      port: d.pgPort,
+      apiUrl: d.apiUrl,
+      proxyPort: d.proxyPort,
+      pid: d.agentPid,
+      tags: d.tags,
+      version: d.version,
+      updatedAtMs: d.clock.nowMs(),
+      replication,
+    };
+    const task = this.longTask?.kind ?? null;
+    switch (pg.kind) {
+      case 'no-data':
+        return {
+          ...base,
+          role: 'stopped',
+          state: task === 'initialize-cluster' ? 'initializing' : task === 'clone-from' ? 'cloning' : 'no data',
+          postgresPid: null,
+          timeline: null,
+          lsn: null,
+          receiveLsn: null,
+          following: null,
+          streaming: false,
+          cleanShutdownPrimary: false,
+          systemIdentifier: null,
+        };
+      case 'stopped':
+        return {
+          ...base,
+          role: 'stopped',
+          state: task ?? (pg.crashed ? 'crashed' : 'stopped'),
+          postgresPid: null,
+          timeline: pg.timeline,
+          lsn: pg.lsn,
+          receiveLsn: null,
+          following: null,
+          streaming: false,
+          cleanShutdownPrimary: pg.cleanShutdownPrimary,
+          systemIdentifier: pg.systemIdentifier,
+        };
+      case 'starting':
+        return {
+          ...base,
+          role: 'unknown',
+          state: 'starting',
+          postgresPid: pg.pid,
+          timeline: null,
+          lsn: null,
+          receiveLsn: null,
+          following: null,
+          streaming: false,
+          cleanShutdownPrimary: false,
+          systemIdentifier: null,
+        };
+      case 'running':
+        return {
+          ...base,
+          role: pg.inRecovery ? 'replica' : 'primary',
+          state: task === null ? 'running' : task,
+          postgresPid: pg.pid,
+          timeline: pg.timeline,
+          lsn: pg.lsn,
+          receiveLsn: pg.receiveLsn,
+          following: pg.inRecovery ? d.memory.configuredUpstream : null,
+          streaming: pg.inRecovery && pg.walReceiverStatus === 'streaming',
+          cleanShutdownPrimary: false,
+          systemIdentifier: pg.systemIdentifier,
+        };
+    }
+  }
+
+  /** Releases what this node holds in etcd on a graceful stop (postgres must already be stopped). */
+  async releaseAll(): Promise<void> {
+    const { dcs, keys, memory, node } = this.deps;
+    try {
+      if (memory.holdsLeader) await dcs.deleteIfEquals(keys.leader, node);
+      memory.holdsLeader = false;
+      await dcs.delete(keys.member(node));
+      if (memory.leaseId !== null) await dcs.revokeLease(memory.leaseId);
+      memory.leaseId = null;
+    } catch (error) {
+      this.deps.log.warn({ err: errorMessage(error) }, 'could not release etcd keys on stop; they expire with the lease');
+    }
+  }
+}
+
+function parseDynamicConfig(text: string | null, previous: DynamicConfig): DynamicConfig {
+  if (text === null) return previous;
+  try {
+    const result = dynamicConfigSchema.safeParse(JSON.parse(text));
+    return result.success ? result.data : previous;
+  } catch {
+    return previous;
+  }
+}

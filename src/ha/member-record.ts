@@ -1,0 +1,58 @@
+/**
+ * What each agent publishes about itself under /members/<node> (on its own lease, refreshed
+ * every loop). It is the only view other nodes, the CLI and the proxy have of a member, so it
+ * carries everything they decide on: role, WAL position, timeline, addresses, tags, and on the
+ * leader the replication state of its standbys read in one query (consistent lag numbers).
+ */
+import { z } from 'zod';
+import { tagsSchema } from '../config/schema.js';
+
+export const memberRoleSchema = z.enum(['primary', 'replica', 'stopped', 'unknown']);
+export type MemberRole = z.infer<typeof memberRoleSchema>;
+
+export const replicationEntrySchema = z.object({
+  applicationName: z.string(),
+  state: z.string(),
+  replayLsn: z.string().nullable(),
+  lagBytes: z.number().nullable(),
+  syncState: z.string().nullable(),
+});
+export type ReplicationEntry = z.infer<typeof replicationEntrySchema>;
+
+export const memberRecordSchema = z.object({
+  name: z.string(),
+  role: memberRoleSchema,
+  /** Free-form lifecycle state: running, starting, stopped, initializing, cloning, crashed, fenced... */
+  state: z.string(),
+  host: z.string(),
+  port: z.number().int(),
+  apiUrl: z.string(),
+  proxyPort: z.number().int().nullable(),
+  pid: z.number().int(),
+  postgresPid: z.number().int().nullable(),
+  timeline: z.number().int().nullable(),
+  /** Primary: current write LSN. Replica: last replayed LSN. Stopped: from pg_controldata. */
+  lsn: z.string().nullable(),
+  receiveLsn: z.string().nullable(),
+  /** The leader this replica streams from, when streaming. */
+  following: z.string().nullable(),
+  streaming: z.boolean(),
+  /** True for a data directory that was cleanly shut down as a primary (nothing can be ahead of it on its timeline). */
+  cleanShutdownPrimary: z.boolean(),
+  tags: tagsSchema,
+  replication: z.array(replicationEntrySchema).default([]),
+  systemIdentifier: z.string().nullable(),
+  version: z.string(),
+  updatedAtMs: z.number(),
+});
+export type MemberRecord = z.infer<typeof memberRecordSchema>;
+
+/** Parses a member value; null for anything malformed (a bad record must not crash a reader). */
+export function parseMemberRecord(text: string): MemberRecord | null {
+  try {
+    const result = memberRecordSchema.safeParse(JSON.parse(text));
+    return result.success ? result.data : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * One tick's view of the world, gathered by the loop before `decide` runs: what etcd says (or
+ * that it could not be reached), what the local postgres is doing, and the agent's own memory
+ * (whether it holds the leader key, when it last renewed its lease, what runs in the long-task
+ * slot). `decide` reads nothing else, so every decision is reproducible from an observation.
+ */
+import type { DynamicConfig, Tags } from '../config/schema.js';
+import type { MemberRecord } from './member-record.js';
+
+export type DcsView =
+  | {
+      kind: 'reachable';
+      leader: string | null;
+      /** null: nobody initialized yet; `pending:<node>` while <node> runs initdb; else the system identifier. */
+      initialize: string | null;
+      members: readonly MemberRecord[];
+      /** The leader's last published WAL position (survives the leader), for the failover lag limit. */
+      lastLeaderLsn: string | null;
+    }
+  | { kind: 'unreachable'; error: string };
+
+export type LocalPostgres =
+  | { kind: 'no-data' }
+  | {
+      kind: 'stopped';
+      /** From pg_controldata: how the data directory was last shut down. */
+      clusterState: string;
+      cleanShutdownPrimary: boolean;
+      timeline: number | null;
+      lsn: string | null;
+      systemIdentifier: string | null;
+      /** True when the postmaster exited without being asked to (crash, OOM kill). */
+      crashed: boolean;
+    }
+  | { kind: 'starting'; pid: number; sinceMs: number }
+  | {
+      kind: 'running';
+      pid: number;
+      inRecovery: boolean;
+      timeline: number;
+      /** Primary: current write LSN; replica: last replayed LSN. */
+      lsn: string | null;
+      receiveLsn: string | null;
+      walReceiverStatus: string | null;
+      systemIdentifier: string;
+    };
+
+export interface LeaseState {
+  /** This agent holds the leader key on its current, live lease. */
+  holdsLeader: boolean;
+  /** When the last successful lease keep-alive was *sent* (ms, agent clock), null before the first. */
+  lastRenewedMs: number | null;
+}
+
+export interface LongTaskState {
+  kind: 'initialize-cluster' | 'clone-from' | 'restart' | 'demote';
+  startedMs: number;
+}
+
+export interface Observation {
+  nowMs: number;
+  node: string;
+  agentStartedMs: number;
+  config: DynamicConfig;
+  tags: Tags;
+  dcs: DcsView;
+  lease: LeaseState;
+  pg: LocalPostgres;
+  /** The leader name that the running postgres was configured to stream from (null: none). */
+  configuredUpstream: string | null;
+  longTask: LongTaskState | null;
+}

@@ -1,0 +1,36 @@
+/**
+ * The port through which the HA loop controls the local postgres. `LocalPostgresNode`
+ * (src/postgres/local-postgres-node.ts) drives real binaries; scenario tests use a fake that keeps
+ * the same observable behaviour. Every method is bounded in time and throws a PgpilotError on
+ * failure; none of them touches etcd (roles are decided by the loop, never here).
+ */
+import type { LocalPostgres } from './observation.js';
+import type { ReplicationEntry } from './member-record.js';
+
+export interface UpstreamAddress {
+  name: string;
+  host: string;
+  port: number;
+}
+
+export interface PostgresNode {
+  /** Current local state; never throws for an ordinary "down" postgres. */
+  observe(): Promise<LocalPostgres>;
+  /** initdb (checksums, SCRAM), configure as primary, start, wait until ready, create roles. */
+  initialize(): Promise<{ systemIdentifier: string }>;
+  /** pg_basebackup from `upstream` into the (absent) data directory, configured as its standby. */
+  cloneFrom(upstream: UpstreamAddress): Promise<void>;
+  /** Writes the configuration for the role and spawns the postmaster (does not wait for ready). */
+  start(mode: 'primary' | 'standby', upstream: UpstreamAddress | null): Promise<void>;
+  stop(mode: 'fast' | 'immediate'): Promise<void>;
+  promote(): Promise<void>;
+  /** Re-points a running standby at `upstream` (null: no upstream) with a reload. */
+  follow(upstream: UpstreamAddress | null): Promise<void>;
+  /** Leader only: ensures one physical slot per named member. */
+  syncSlots(memberNames: readonly string[]): Promise<void>;
+  replicationStatus(): Promise<ReplicationEntry[]>;
+  postmasterPid(): number | null;
+  /** Called when the postmaster exits without having been asked to. */
+  onUnexpectedExit(listener: () => void): void;
+  close(): Promise<void>;
+}

@@ -1,0 +1,299 @@
+/**
+ * `PostgresNode` over real PostgreSQL 15 binaries: the agent's hands on its own postgres. It owns
+ * the data directory's configuration files (postgresql.conf, pg_hba.conf, standby.signal are
+ * rewritten from the agent config on every start, so a node's role is always what the HA loop
+ * decided) and one supervised postmaster. Invariants:
+ * - postgres runs as the postgres OS user and dies with the agent (postmaster.ts);
+ * - authentication is scram-sha-256 only, listening on the configured address only;
+ * - the replication password reaches libpq through a 0600 passfile, never through argv or conf;
+ * - every call is bounded in time; a failure is a PgpilotError, an ordinary "down" is a state.
+ */
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { AgentConfig, ClusterSecrets } from '../config/schema.js';
+import type { LocalPostgres } from '../ha/observation.js';
+import type { PostgresNode, UpstreamAddress } from '../ha/postgres-node.js';
+import type { ReplicationEntry } from '../ha/member-record.js';
+import type { Clock } from '../shared/clock.js';
+import type { Logger } from '../shared/logger.js';
+import { PgpilotError, errorMessage } from '../shared/errors.js';
+import { lsnDiffBytes } from '../shared/lsn.js';
+import { runBasebackup } from './basebackup.js';
+import { renderConninfo, renderPgHba, renderPgpass, renderPostgresqlConf } from './conf.js';
+import { readControldata } from './controldata.js';
+import { ensurePostgresOwnedDir, runInitdb, writePostgresPrivateFile } from './initdb.js';
+import { Postmaster } from './postmaster.js';
+import {
+  connectLocal,
+  ensurePhysicalSlot,
+  ensureRole,
+  probeNode,
+  replicationStatus,
+  slotNameFor,
+  type PgClient,
+} from './queries.js';
+
+export interface LocalPostgresNodeOptions {
+  config: AgentConfig;
+  secrets: ClusterSecrets;
+  clock: Clock;
+  log: Logger;
+  /** Dynamic postgres parameters from the cluster config (applied at the next start). */
+  parameters?: () => Record<string, string | number | boolean>;
+}
+
+const CONNECT_TIMEOUT_MS = 2_000;
+const READY_TIMEOUT_MS = 120_000;
+const FAST_STOP_TIMEOUT_MS = 60_000;
+const IMMEDIATE_STOP_TIMEOUT_MS = 10_000;
+
+export class LocalPostgresNode implements PostgresNode {
+  private readonly postmaster: Postmaster;
+  private client: PgClient | null = null;
+  private startedAtMs: number | null = null;
+  private stopRequested = false;
+  private readonly exitListeners: Array<() => void> = [];
+
+  constructor(private readonly options: LocalPostgresNodeOptions) {
+    this.postmaster = new Postmaster({ clock: options.clock });
+    this.postmaster.onExit((exit) => {
+      void this.dropClient();
+      if (this.stopRequested) return;
+      options.log.warn({ code: exit.code, signal: exit.signal }, 'postmaster exited without being asked to');
+      for (const listener of this.exitListeners) listener();
+    });
+  }
+
+  private get dataDir(): string {
+    return this.options.config.dataDir;
+  }
+
+  private get socketDir(): string {
+    return path.join(this.options.config.nodeDir, 'run');
+  }
+
+  private get passfile(): string {
+    return path.join(this.options.config.nodeDir, 'pgpass');
+  }
+
+  postmasterPid(): number | null {
+    return this.postmaster.pid;
+  }
+
+  onUnexpectedExit(listener: () => void): void {
+    this.exitListeners.push(listener);
+  }
+
+  async observe(): Promise<LocalPostgres> {
+    if (!existsSync(path.join(this.dataDir, 'PG_VERSION'))) return { kind: 'no-data' };
+    const pid = this.postmaster.pid;
+    if (pid !== null && this.postmaster.isRunning()) {
+      try {
+        const probe = await probeNode(await this.getClient());
+        return {
+          kind: 'running',
+          pid,
+          inRecovery: probe.inRecovery,
+          timeline: probe.timeline,
+          lsn: probe.inRecovery ? probe.replayLsn : probe.currentLsn,
+          receiveLsn: probe.receiveLsn,
+          walReceiverStatus: probe.walReceiverStatus,
+          systemIdentifier: probe.systemIdentifier,
+        };
+      } catch {
+        await this.dropClient();
+        return { kind: 'starting', pid, sinceMs: this.startedAtMs ?? this.options.clock.nowMs() };
+      }
+    }
+    try {
+      const control = await readControldata(this.options.config.binDir, this.dataDir);
+      return {
+        kind: 'stopped',
+        clusterState: control.clusterState,
+        cleanShutdownPrimary: control.clusterState === 'shut down',
+        timeline: control.timeline,
+        lsn: control.latestCheckpointLsn,
+        systemIdentifier: control.systemIdentifier,
+        crashed: false,
+      };
+    } catch (error) {
+      this.options.log.warn({ err: errorMessage(error) }, 'pg_controldata failed');
+      return { kind: 'stopped', clusterState: 'unknown', cleanShutdownPrimary: false, timeline: null, lsn: null, systemIdentifier: null, crashed: false };
+    }
+  }
+
+  async initialize(): Promise<{ systemIdentifier: string }> {
+    const { config, secrets } = this.options;
+    await runInitdb({
+      binDir: config.binDir,
+      dataDir: this.dataDir,
+      superuser: secrets.superuser.name,
+      superuserPassword: secrets.superuser.password,
+    });
+    await this.start('primary', null);
+    const client = await this.waitReady();
+    await ensureRole(client, { name: secrets.replication.name, password: secrets.replication.password, login: true, replication: true });
+    const probe = await probeNode(client);
+    return { systemIdentifier: probe.systemIdentifier };
+  }
+
+  async cloneFrom(upstream: UpstreamAddress): Promise<void> {
+    const { config, secrets } = this.options;
+    await this.writePassfile();
+    await runBasebackup({
+      binDir: config.binDir,
+      dataDir: this.dataDir,
+      host: upstream.host,
+      port: upstream.port,
+      user: secrets.replication.name,
+      passfile: this.passfile,
+      applicationName: config.node,
+    });
+    await this.start('standby', upstream);
+  }
+
+  async start(mode: 'primary' | 'standby', upstream: UpstreamAddress | null): Promise<void> {
+    const { config } = this.options;
+    await this.writeConfiguration(mode, upstream);
+    this.stopRequested = false;
+    this.startedAtMs = this.options.clock.nowMs();
+    await this.postmaster.start({ binDir: config.binDir, dataDir: this.dataDir, logFile: config.postgresLogFile });
+    this.options.log.info({ mode, upstream: upstream?.name ?? null, pid: this.postmaster.pid }, 'postgres started');
+  }
+
+  async stop(mode: 'fast' | 'immediate'): Promise<void> {
+    if (!this.postmaster.isRunning()) return;
+    this.stopRequested = true;
+    await this.dropClient();
+    const clean = await this.postmaster.stop(mode, mode === 'fast' ? FAST_STOP_TIMEOUT_MS : IMMEDIATE_STOP_TIMEOUT_MS);
+    this.options.log.info({ mode, clean }, 'postgres stopped');
+  }
+
+  async promote(): Promise<void> {
+    const client = await this.getClient();
+    const result = await client.query<{ promoted: boolean }>('SELECT pg_promote(true, 60) AS promoted');
+    if (result.rows[0]?.promoted !== true) throw new PgpilotError('POSTGRES_FAILED', 'pg_promote did not complete within 60 s', { retryable: true });
+    await this.writeConfiguration('primary', null);
+    this.options.log.info('promoted to primary');
+  }
+
+  async follow(upstream: UpstreamAddress | null): Promise<void> {
+    await this.writeConfiguration('standby', upstream);
+    if (!this.postmaster.reload()) throw new PgpilotError('POSTGRES_FAILED', 'postgres is not running; cannot reload');
+    this.options.log.info({ upstream: upstream?.name ?? null }, 'now following');
+  }
+
+  async syncSlots(memberNames: readonly string[]): Promise<void> {
+    const client = await this.getClient();
+    for (const name of memberNames) await ensurePhysicalSlot(client, slotNameFor(name));
+  }
+
+  async replicationStatus(): Promise<ReplicationEntry[]> {
+    const client = await this.getClient();
+    const current = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+    const currentLsn = current.rows[0]?.lsn ?? null;
+    const rows = await replicationStatus(client);
+    return rows.map((row) => ({
+      applicationName: row.applicationName,
+      state: row.state ?? 'unknown',
+      replayLsn: row.replayLsn,
+      lagBytes: currentLsn !== null && row.replayLsn !== null ? lsnDiffBytes(currentLsn, row.replayLsn) : null,
+      syncState: row.syncState,
+    }));
+  }
+
+  async close(): Promise<void> {
+    await this.dropClient();
+  }
+
+  private async getClient(): Promise<PgClient> {
+    if (this.client !== null) return this.client;
+    const { config, secrets } = this.options;
+    this.client = await connectLocal({
+      host: config.host,
+      port: config.pgPort,
+      user: secrets.superuser.name,
+      password: secrets.superuser.password,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      applicationName: `pgpilot-agent-${config.node}`,
+    });
+    this.client.on('end', () => {
+      this.client = null;
+    });
+    return this.client;
+  }
+
+  private async dropClient(): Promise<void> {
+    const client = this.client;
+    this.client = null;
+    if (client !== null) await client.end().catch(() => undefined);
+  }
+
+  private async waitReady(): Promise<PgClient> {
+    const deadlineMs = this.options.clock.nowMs() + READY_TIMEOUT_MS;
+    let lastError = 'not started';
+    while (this.options.clock.nowMs() < deadlineMs) {
+      if (!this.postmaster.isRunning()) break;
+      try {
+        const client = await this.getClient();
+        await probeNode(client);
+        return client;
+      } catch (error) {
+        lastError = errorMessage(error);
+        await this.dropClient();
+      }
+      await this.options.clock.sleep(200);
+    }
+    throw new PgpilotError('POSTGRES_FAILED', `postgres did not become ready: ${lastError}`, {
+      hint: `read ${this.options.config.postgresLogFile}`,
+      retryable: true,
+    });
+  }
+
+  private async writePassfile(): Promise<void> {
+    const { secrets } = this.options;
+    await ensurePostgresOwnedDir(this.socketDir, 0o700);
+    await writePostgresPrivateFile(
+      this.passfile,
+      renderPgpass([{ host: '*', port: '*', database: '*', user: secrets.replication.name, password: secrets.replication.password }]),
+    );
+  }
+
+  /** Rewrites postgresql.conf, pg_hba.conf and standby.signal for the role; the passfile too. */
+  private async writeConfiguration(mode: 'primary' | 'standby', upstream: UpstreamAddress | null): Promise<void> {
+    const { config, secrets } = this.options;
+    await this.writePassfile();
+    const standby =
+      mode === 'standby' && upstream !== null
+        ? {
+            primaryConninfo: renderConninfo({
+              host: upstream.host,
+              port: upstream.port,
+              user: secrets.replication.name,
+              passfile: this.passfile,
+              application_name: config.node,
+              connect_timeout: 2,
+            }),
+            primarySlotName: slotNameFor(config.node),
+          }
+        : null;
+    const conf = renderPostgresqlConf({
+      port: config.pgPort,
+      listenAddresses: config.listenAddress,
+      socketDir: this.socketDir,
+      clusterName: config.cluster,
+      nodeName: config.node,
+      parameters: this.options.parameters?.() ?? {},
+      standby,
+    });
+    await writePostgresPrivateFile(path.join(this.dataDir, 'postgresql.conf'), conf);
+    await writePostgresPrivateFile(
+      path.join(this.dataDir, 'pg_hba.conf'),
+      renderPgHba({ superuser: secrets.superuser.name, replicationUser: secrets.replication.name, cidrs: [...config.allowedCidrs] }),
+    );
+    const signal = path.join(this.dataDir, 'standby.signal');
+    if (mode === 'standby') await writePostgresPrivateFile(signal, '');
+    else await rm(signal, { force: true });
+  }
+}

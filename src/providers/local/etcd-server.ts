@@ -1,0 +1,229 @@
+/**
+ * The one module that knows the `etcd` binary (etcd-server 3.4): the argv of a single-member
+ * cluster, starting it with its output appended to a log file, and waiting until it answers
+ * `/health`. Invariants: etcd only ever listens on the loopback ports it is given (client and peer;
+ * no metrics or pprof listener of its own), never on a default port such as 2379; a detached etcd
+ * is unref'd so it outlives the CLI, and an attached one (tests) gets a parent-death signal so it
+ * cannot outlive the process that started it. Stopping is done elsewhere, by recorded PID.
+ */
+import { spawn } from 'node:child_process';
+import { constants as fsConstants, openSync, closeSync } from 'node:fs';
+import { access } from 'node:fs/promises';
+import path from 'node:path';
+import type { Clock } from '../../shared/clock.js';
+import { PgpilotError, errorMessage } from '../../shared/errors.js';
+import { LOOPBACK_HOST, isPortFree } from '../../shared/ports.js';
+
+export interface EtcdArgsOptions {
+  name: string;
+  dataDir: string;
+  clientPort: number;
+  peerPort: number;
+  host?: string;
+}
+
+export interface StartEtcdOptions {
+  name: string;
+  dataDir: string;
+  clientPort: number;
+  peerPort: number;
+  /** stdout and stderr are appended here. */
+  logFile: string;
+  /** true: own session, unref'd, survives the caller. false: dies with the caller (tests). */
+  detached: boolean;
+  host?: string;
+}
+
+export interface WaitForEtcdOptions {
+  /** Named in the hint of the TIMEOUT error. */
+  logFile?: string;
+  /** When given, waiting stops early if this process is gone. */
+  pid?: number;
+  pollMs?: number;
+}
+
+const DEFAULT_ETCD_PATH = '/usr/bin/etcd';
+const SETPRIV_PATH = '/usr/bin/setpriv';
+const ETCD_INSTALL_HINT = 'run scripts/setup.sh to install etcd-server';
+
+/** `http://host:port`, with brackets around an IPv6 address. */
+export function clientUrl(host: string, port: number): string {
+  const shownHost = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  return `http://${shownHost}:${port}`;
+}
+
+/** The argv (without the binary) of a one-member etcd listening only on the given ports of `host`. */
+export function etcdArgs(options: EtcdArgsOptions): string[] {
+  const host = options.host ?? LOOPBACK_HOST;
+  for (const [label, port] of [
+    ['clientPort', options.clientPort],
+    ['peerPort', options.peerPort],
+  ] as const) {
+    if (!Number.isInteger(port) || port < 1 || port > 65_535) {
+      throw new PgpilotError('INPUT_INVALID', `etcd ${label} must be a TCP port, got ${port}`);
+    }
+  }
+  if (options.clientPort === options.peerPort) {
+    throw new PgpilotError('INPUT_INVALID', `etcd client and peer ports must differ (both ${options.clientPort})`);
+  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(options.name)) {
+    throw new PgpilotError('INPUT_INVALID', `etcd member name ${JSON.stringify(options.name)} is not a simple name`);
+  }
+  const client = clientUrl(host, options.clientPort);
+  const peer = clientUrl(host, options.peerPort);
+  return [
+    '--name',
+    options.name,
+    '--data-dir',
+    options.dataDir,
+    '--listen-client-urls',
+    client,
+    '--advertise-client-urls',
+    client,
+    '--listen-peer-urls',
+    peer,
+    '--initial-advertise-peer-urls',
+    peer,
+    '--initial-cluster',
+    `${options.name}=${peer}`,
+    '--initial-cluster-state',
+    'new',
+    '--initial-cluster-token',
+    `pgpilot-${options.name}`,
+    // Keep the history bounded; watches only need recent revisions.
+    '--auto-compaction-mode',
+    'periodic',
+    '--auto-compaction-retention',
+    '1h',
+    '--logger',
+    'zap',
+    '--log-outputs',
+    'stderr',
+  ];
+}
+
+async function isExecutable(file: string): Promise<boolean> {
+  try {
+    await access(file, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** /usr/bin/etcd, else `etcd` found on PATH; null when neither exists. */
+export async function findEtcdBinary(): Promise<string | null> {
+  if (await isExecutable(DEFAULT_ETCD_PATH)) return DEFAULT_ETCD_PATH;
+  for (const dir of (process.env['PATH'] ?? '').split(path.delimiter)) {
+    if (dir.length === 0) continue;
+    const candidate = path.join(dir, 'etcd');
+    if (await isExecutable(candidate)) return candidate;
+  }
+  return null;
+}
+
+/**
+ * Spawns etcd with its output appended to `logFile`; resolves once the process exists (use
+ * `waitForEtcd` to know it serves). Throws BINARY_MISSING without etcd, PORT_BUSY when a port is taken.
+ */
+export async function startEtcd(options: StartEtcdOptions): Promise<{ pid: number }> {
+  const binary = await findEtcdBinary();
+  if (binary === null) {
+    throw new PgpilotError('BINARY_MISSING', 'etcd was not found', { hint: ETCD_INSTALL_HINT });
+  }
+  const args = etcdArgs(options);
+  const host = options.host ?? LOOPBACK_HOST;
+  for (const port of [options.clientPort, options.peerPort]) {
+    if (!(await isPortFree(port, host))) {
+      throw new PgpilotError('PORT_BUSY', `port ${port} on ${host} is already in use; etcd cannot listen on it`, {
+        hint: 'stop whatever listens there, or recreate the cluster so that new free ports are chosen',
+      });
+    }
+  }
+  // Attached (test) etcd: setpriv execs etcd in place (same PID) with a parent-death SIGTERM, so
+  // a crashed or killed caller cannot leave it running.
+  const useDeathSignal = !options.detached && (await isExecutable(SETPRIV_PATH));
+  const command = useDeathSignal ? SETPRIV_PATH : binary;
+  const argv = useDeathSignal ? ['--pdeathsig', 'TERM', '--', binary, ...args] : args;
+
+  const logFd = openSync(options.logFile, 'a');
+  try {
+    const child = spawn(command, argv, {
+      stdio: ['ignore', logFd, logFd],
+      detached: options.detached,
+      env: process.env,
+    });
+    const pid = await new Promise<number>((resolve, reject) => {
+      child.once('error', (error: NodeJS.ErrnoException) => {
+        reject(
+          error.code === 'ENOENT'
+            ? new PgpilotError('BINARY_MISSING', 'etcd was not found', { hint: ETCD_INSTALL_HINT })
+            : new PgpilotError('COMMAND_FAILED', `could not start etcd: ${errorMessage(error)}`, {
+                hint: `see ${options.logFile}`,
+                cause: error,
+              }),
+        );
+      });
+      child.once('spawn', () => {
+        if (child.pid === undefined) reject(new PgpilotError('COMMAND_FAILED', 'etcd started without a PID'));
+        else resolve(child.pid);
+      });
+    });
+    if (options.detached) child.unref();
+    return { pid };
+  } finally {
+    // The child holds its own copy of the descriptor.
+    closeSync(logFd);
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function isHealthy(endpoint: string, requestTimeoutMs: number): Promise<boolean> {
+  try {
+    const response = await fetch(`${endpoint.replace(/\/+$/, '')}/health`, {
+      signal: AbortSignal.timeout(requestTimeoutMs),
+    });
+    if (!response.ok) return false;
+    const body = (await response.json()) as { health?: unknown };
+    return body.health === 'true' || body.health === true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Polls `endpoint/health` until etcd reports healthy. Throws TIMEOUT (hint: the log file) when
+ * `timeoutMs` passes first, or COMMAND_FAILED as soon as the given `pid` has exited.
+ */
+export async function waitForEtcd(
+  endpoint: string,
+  clock: Clock,
+  timeoutMs: number,
+  options: WaitForEtcdOptions = {},
+): Promise<void> {
+  const pollMs = options.pollMs ?? 100;
+  const deadlineMs = clock.nowMs() + timeoutMs;
+  const hint = options.logFile === undefined ? 'see the etcd log' : `see ${options.logFile}`;
+  for (;;) {
+    const remainingMs = deadlineMs - clock.nowMs();
+    if (await isHealthy(endpoint, Math.max(100, Math.min(1_000, remainingMs)))) return;
+    if (options.pid !== undefined && !processExists(options.pid)) {
+      throw new PgpilotError('COMMAND_FAILED', `etcd (pid ${options.pid}) exited before it became healthy`, { hint });
+    }
+    if (clock.nowMs() >= deadlineMs) {
+      throw new PgpilotError('TIMEOUT', `etcd at ${endpoint} was not healthy within ${timeoutMs} ms`, {
+        hint,
+        retryable: true,
+      });
+    }
+    await clock.sleep(Math.min(pollMs, Math.max(0, deadlineMs - clock.nowMs())));
+  }
+}

@@ -1,0 +1,504 @@
+/**
+ * The local provider: a whole cluster on this machine, one etcd and N agents as detached
+ * background processes, everything recorded under the cluster directory (paths.ts).
+ *
+ * Invariants:
+ * - Every process is started by us, recorded by PID in a file, and only ever signalled after
+ *   checking that the PID still runs the command line we started (pid.ts). Nothing is found or
+ *   stopped by name.
+ * - Ports are chosen free at create time and checked again before each start (PORT_BUSY).
+ * - A failed `create` leaves nothing running and no cluster directory; its logs are kept under
+ *   <home>/failed/ and named in the error.
+ * - `stop` stops replicas before the leader, so the leader's clean shutdown checkpoint is the
+ *   newest WAL anywhere and it takes the lead again on `start` (same roles, same timeline).
+ */
+import { spawn } from 'node:child_process';
+import { constants as fsConstants, existsSync, openSync, closeSync } from 'node:fs';
+import { access, chmod, cp, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { clusterManifestSchema, nameSchema, MAX_NODES, MIN_NODES, type AgentConfig, type ClusterManifest } from '../../config/schema.js';
+import { parseConfig } from '../../config/load.js';
+import { clusterKeys } from '../../dcs/keys.js';
+import { EtcdDcs } from '../../dcs/etcd-dcs.js';
+import { parseMemberRecord, type MemberRecord } from '../../ha/member-record.js';
+import { dynamicConfigSchema } from '../../config/schema.js';
+import { findPgBinDir } from '../../postgres/bin-dir.js';
+import type { Clock } from '../../shared/clock.js';
+import { PgpilotError, errorMessage } from '../../shared/errors.js';
+import { isOwnedProcessAlive, stopOwnedProcess, type OwnedProcess } from '../../shared/pid.js';
+import { makeDirectories } from '../../shared/fs-safe.js';
+import { findFreePorts, isPortFree, LOOPBACK_HOST } from '../../shared/ports.js';
+import { isRoot, runCommand, POSTGRES_OS_USER } from '../../shared/process-runner.js';
+import { buildClusterStatus, type ClusterStatus } from './cluster-status.js';
+import {
+  generateSecrets,
+  listClusterNames,
+  readManifest,
+  readPidFile,
+  readSecrets,
+  writeAgentConfig,
+  writeManifest,
+  writePidFile,
+  writeSecrets,
+} from './cluster-store.js';
+import { clientUrl, findEtcdBinary, startEtcd, waitForEtcd } from './etcd-server.js';
+import { clusterPaths, nodeName, nodePaths } from './paths.js';
+
+export interface ProviderDeps {
+  clock: Clock;
+  /** Human progress lines (the CLI prints them on stderr). */
+  progress(line: string): void;
+  /** Path of the compiled CLI entry point that agents are started with. */
+  cliEntry: string;
+}
+
+export interface CreateOptions {
+  home: string;
+  name: string;
+  nodes: number;
+  binDir?: string;
+  timeoutMs?: number;
+}
+
+const DEFAULT_READY_TIMEOUT_MS = 180_000;
+const ETCD_READY_TIMEOUT_MS = 30_000;
+const AGENT_STOP_GRACE_MS = 60_000;
+
+export function validateClusterName(name: string): string {
+  const result = nameSchema.safeParse(name);
+  if (!result.success) {
+    throw new PgpilotError('INPUT_INVALID', `invalid cluster name ${JSON.stringify(name)}`, {
+      hint: 'use 1-32 lower-case letters, digits and dashes, starting with a letter (e.g. demo, app-db)',
+      exitCode: 2,
+    });
+  }
+  return result.data;
+}
+
+export function validateNodeCount(nodes: number): number {
+  if (!Number.isInteger(nodes) || nodes < MIN_NODES || nodes > MAX_NODES) {
+    throw new PgpilotError('INPUT_INVALID', `invalid node count ${String(nodes)}`, {
+      hint: `use --nodes with a whole number from ${MIN_NODES} to ${MAX_NODES} (3 is the usual HA size)`,
+      exitCode: 2,
+    });
+  }
+  return nodes;
+}
+
+function etcdProcess(manifest: ClusterManifest): OwnedProcess & { pidFile: string } {
+  return { pid: 0, marker: manifest.etcd.dataDir, pidFile: manifest.etcd.pidFile };
+}
+
+async function livePid(pidFile: string, marker: string): Promise<number | null> {
+  const pid = await readPidFile(pidFile);
+  if (pid === null) return null;
+  return (await isOwnedProcessAlive({ pid, marker })) ? pid : null;
+}
+
+async function ensureHome(home: string): Promise<void> {
+  try {
+    await makeDirectories(home);
+    await access(home, fsConstants.W_OK | fsConstants.X_OK);
+  } catch (error) {
+    throw new PgpilotError('HOME_UNUSABLE', `cannot use ${home} as the pgpilot home: ${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}`, {
+      hint: 'choose a writable directory with --home DIR or PGPILOT_HOME',
+      exitCode: 2,
+      cause: error,
+    });
+  }
+}
+
+/** As root, postgres runs as the postgres OS user: it must be able to reach the cluster directory. */
+async function ensurePostgresCanReach(dir: string): Promise<void> {
+  if (!isRoot()) return;
+  const check = await runCommand('setpriv', ['--reuid', POSTGRES_OS_USER, '--regid', POSTGRES_OS_USER, '--init-groups', '--', 'test', '-x', dir], {
+    check: false,
+    timeoutMs: 10_000,
+  });
+  if (check.exitCode !== 0) {
+    throw new PgpilotError('HOME_UNUSABLE', `the postgres OS user cannot reach ${dir}`, {
+      hint: 'use a home outside /root (the default as root is /var/lib/pgpilot), or make its parent directories traversable (chmod o+x)',
+      exitCode: 2,
+    });
+  }
+}
+
+async function checkBinaries(binDir: string | undefined): Promise<{ binDir: string }> {
+  const resolved = await findPgBinDir(binDir);
+  if ((await findEtcdBinary()) === null) {
+    throw new PgpilotError('BINARY_MISSING', 'etcd was not found', { hint: 'run scripts/setup.sh to install etcd-server', exitCode: 2 });
+  }
+  try {
+    await runCommand('setpriv', ['--version'], { timeoutMs: 5_000 });
+  } catch {
+    throw new PgpilotError('BINARY_MISSING', 'setpriv (util-linux) was not found', { hint: 'install util-linux', exitCode: 2 });
+  }
+  return { binDir: resolved };
+}
+
+export async function createCluster(options: CreateOptions, deps: ProviderDeps): Promise<ClusterStatus> {
+  const name = validateClusterName(options.name);
+  const nodeCount = validateNodeCount(options.nodes);
+  const paths = clusterPaths(options.home, name);
+  if (existsSync(paths.clusterDir)) {
+    throw new PgpilotError('CLUSTER_EXISTS', `a cluster named ${name} already exists in ${options.home}`, {
+      hint: `pick another name, or remove it first with: pgpilot destroy ${name} --yes`,
+      exitCode: 2,
+    });
+  }
+  const { binDir } = await checkBinaries(options.binDir);
+  await ensureHome(options.home);
+  if (nodeCount === 1) deps.progress('warning: a single node has no replica and no failover; use it for development only');
+
+  // From here on, a failure removes everything this call made.
+  let manifest: ClusterManifest | null = null;
+  try {
+    for (const dir of [path.dirname(paths.clusterDir), paths.clusterDir, paths.etcdDir, paths.nodesDir, paths.backupsDir]) {
+      await makeDirectories(dir);
+      await chmod(dir, 0o755);
+    }
+    await ensurePostgresCanReach(paths.nodesDir);
+    const ports = await findFreePorts(2 + nodeCount * 3);
+    const port = (i: number): number => ports[i] as number;
+    const secrets = generateSecrets();
+    await writeSecrets(paths.secretsFile, secrets);
+    manifest = parseConfig(
+      clusterManifestSchema,
+      {
+        version: 1,
+        name,
+        createdAt: new Date(deps.clock.nowMs()).toISOString(),
+        clusterDir: paths.clusterDir,
+        binDir,
+        secretsFile: paths.secretsFile,
+        etcd: {
+          host: LOOPBACK_HOST,
+          clientPort: port(0),
+          peerPort: port(1),
+          dataDir: paths.etcdDataDir,
+          logFile: paths.etcdLogFile,
+          pidFile: paths.etcdPidFile,
+        },
+        nodes: Array.from({ length: nodeCount }, (_, i) => {
+          const node = nodePaths(paths.clusterDir, nodeName(i));
+          return {
+            name: nodeName(i),
+            host: LOOPBACK_HOST,
+            pgPort: port(2 + i * 3),
+            apiPort: port(3 + i * 3),
+            proxyPort: port(4 + i * 3),
+            nodeDir: node.nodeDir,
+            dataDir: node.dataDir,
+            configFile: node.configFile,
+            logFile: node.logFile,
+            postgresLogFile: node.postgresLogFile,
+            pidFile: node.pidFile,
+          };
+        }),
+      },
+      'cluster manifest',
+    );
+    await writeManifest(manifest);
+    for (const node of manifest.nodes) {
+      await makeDirectories(node.nodeDir);
+      await writeAgentConfig(node.configFile, agentConfigFor(manifest, node.name));
+    }
+    deps.progress(`creating cluster ${name}: etcd and ${nodeCount} node${nodeCount === 1 ? '' : 's'} (PostgreSQL from ${binDir})`);
+    await startProcesses(manifest, deps);
+    return await waitUntilReady(manifest, deps, options.timeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
+  } catch (error) {
+    const kept = manifest === null ? null : await keepFailedLogs(options.home, manifest, deps.clock);
+    if (manifest !== null) await stopAll(manifest, deps, { graceMs: 10_000 }).catch(() => undefined);
+    await rm(paths.clusterDir, { recursive: true, force: true });
+    if (error instanceof PgpilotError && kept !== null) {
+      throw new PgpilotError(error.code === 'TIMEOUT' ? 'CLUSTER_START_FAILED' : error.code, `create failed: ${error.message}`, {
+        hint: `logs kept in ${kept} (agent.log and postgres.log per node, etcd.log); nothing is left running`,
+        exitCode: error.exitCode,
+        cause: error,
+      });
+    }
+    throw error;
+  }
+}
+
+function agentConfigFor(manifest: ClusterManifest, name: string): AgentConfig {
+  const node = manifest.nodes.find((n) => n.name === name);
+  if (node === undefined) throw new PgpilotError('NODE_NOT_FOUND', `no node ${name} in cluster ${manifest.name}`);
+  return {
+    cluster: manifest.name,
+    node: node.name,
+    host: node.host,
+    listenAddress: node.host,
+    pgPort: node.pgPort,
+    apiPort: node.apiPort,
+    proxyPort: node.proxyPort,
+    nodeDir: node.nodeDir,
+    dataDir: node.dataDir,
+    logFile: node.logFile,
+    postgresLogFile: node.postgresLogFile,
+    binDir: manifest.binDir,
+    secretsFile: manifest.secretsFile,
+    etcdEndpoints: [clientUrl(manifest.etcd.host, manifest.etcd.clientPort)],
+    tags: {},
+    allowedCidrs: ['127.0.0.1/32', '::1/128'],
+  };
+}
+
+async function keepFailedLogs(home: string, manifest: ClusterManifest, clock: Clock): Promise<string | null> {
+  const stamp = new Date(clock.nowMs()).toISOString().replace(/[:.]/g, '-');
+  const target = path.join(home, 'failed', `${manifest.name}-${stamp}`);
+  try {
+    await makeDirectories(target);
+    if (existsSync(manifest.etcd.logFile)) await cp(manifest.etcd.logFile, path.join(target, 'etcd.log'));
+    for (const node of manifest.nodes) {
+      for (const file of [node.logFile, node.postgresLogFile, path.join(node.nodeDir, 'agent.out')]) {
+        if (existsSync(file)) await cp(file, path.join(target, `${node.name}-${path.basename(file)}`));
+      }
+    }
+    return target;
+  } catch {
+    return null;
+  }
+}
+
+/** Starts etcd and every agent that is not already running (by recorded PID). */
+async function startProcesses(manifest: ClusterManifest, deps: ProviderDeps): Promise<void> {
+  const etcdMarker = manifest.etcd.dataDir;
+  const endpoint = clientUrl(manifest.etcd.host, manifest.etcd.clientPort);
+  if ((await livePid(manifest.etcd.pidFile, etcdMarker)) === null) {
+    for (const port of [manifest.etcd.clientPort, manifest.etcd.peerPort]) await assertPortFree(port, 'etcd');
+    const { pid } = await startEtcd({
+      name: `pgpilot-${manifest.name}`,
+      dataDir: manifest.etcd.dataDir,
+      clientPort: manifest.etcd.clientPort,
+      peerPort: manifest.etcd.peerPort,
+      logFile: manifest.etcd.logFile,
+      detached: true,
+      host: manifest.etcd.host,
+    });
+    await writePidFile(manifest.etcd.pidFile, pid);
+    deps.progress(`etcd started (pid ${pid}, ${endpoint})`);
+  }
+  await waitForEtcd(endpoint, deps.clock, ETCD_READY_TIMEOUT_MS, { logFile: manifest.etcd.logFile });
+  for (const node of manifest.nodes) {
+    if ((await livePid(node.pidFile, node.configFile)) !== null) continue;
+    await assertPortFree(node.pgPort, `postgres on ${node.name}`);
+    await assertPortFree(node.apiPort, `the REST API of ${node.name}`);
+    const pid = spawnAgent(deps.cliEntry, node.configFile, path.join(node.nodeDir, 'agent.out'));
+    await writePidFile(node.pidFile, pid);
+    deps.progress(`${node.name}: agent started (pid ${pid}, log ${node.logFile})`);
+  }
+}
+
+async function assertPortFree(port: number, what: string): Promise<void> {
+  if (!(await isPortFree(port))) {
+    throw new PgpilotError('PORT_BUSY', `port ${port} (${what}) is already in use`, {
+      hint: `stop the program listening on ${LOOPBACK_HOST}:${port} (see: ss -ltnp | grep ${port}), then run the command again`,
+      exitCode: 2,
+    });
+  }
+}
+
+function spawnAgent(cliEntry: string, configFile: string, outFile: string): number {
+  const fd = openSync(outFile, 'a', 0o600);
+  try {
+    const child = spawn(process.execPath, [cliEntry, 'agent', '--config', configFile], {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      cwd: path.dirname(configFile),
+      env: { ...process.env },
+    });
+    child.unref();
+    if (child.pid === undefined) throw new PgpilotError('COMMAND_FAILED', `could not start the agent for ${configFile}`);
+    return child.pid;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface ClusterSnapshot {
+  etcd: 'running' | 'stopped' | 'unreachable';
+  leader: string | null;
+  members: MemberRecord[];
+  syncMode: 'off' | 'quorum';
+  aliveAgents: Map<string, number>;
+}
+
+/** Reads etcd (when our etcd runs) and checks every recorded PID. Never throws for a down cluster. */
+export async function snapshotCluster(manifest: ClusterManifest): Promise<ClusterSnapshot> {
+  const aliveAgents = new Map<string, number>();
+  for (const node of manifest.nodes) {
+    const pid = await livePid(node.pidFile, node.configFile);
+    if (pid !== null) aliveAgents.set(node.name, pid);
+  }
+  const etcdPid = await livePid(manifest.etcd.pidFile, manifest.etcd.dataDir);
+  if (etcdPid === null) return { etcd: 'stopped', leader: null, members: [], syncMode: 'off', aliveAgents };
+  const dcs = new EtcdDcs({ endpoints: [clientUrl(manifest.etcd.host, manifest.etcd.clientPort)], operationTimeoutMs: 3_000 });
+  try {
+    const keys = clusterKeys(manifest.name);
+    const all = await dcs.getPrefix(keys.root);
+    const members: MemberRecord[] = [];
+    for (const [key, value] of all) {
+      if (!key.startsWith(keys.membersPrefix)) continue;
+      const record = parseMemberRecord(value);
+      if (record !== null) members.push(record);
+    }
+    let syncMode: 'off' | 'quorum' = 'off';
+    const configText = all.get(keys.config);
+    if (configText !== undefined) {
+      const parsed = dynamicConfigSchema.safeParse(JSON.parse(configText));
+      if (parsed.success) syncMode = parsed.data.synchronous;
+    }
+    return { etcd: 'running', leader: all.get(keys.leader) ?? null, members, syncMode, aliveAgents };
+  } catch {
+    return { etcd: 'unreachable', leader: null, members: [], syncMode: 'off', aliveAgents };
+  } finally {
+    await dcs.close().catch(() => undefined);
+  }
+}
+
+export async function clusterStatus(home: string, name: string): Promise<ClusterStatus> {
+  const manifest = await readManifest(home, validateClusterName(name));
+  const secrets = readSecrets(manifest.secretsFile);
+  const snapshot = await snapshotCluster(manifest);
+  return buildClusterStatus({ manifest, secrets, ...snapshot });
+}
+
+/** Ready: a leader that runs as primary, and every other node a streaming replica. */
+export function isReady(status: ClusterStatus): boolean {
+  if (status.leader === null) return false;
+  return status.members.every((m) =>
+    m.name === status.leader ? m.role === 'primary' && m.state === 'running' : m.role === 'replica' && m.streaming && m.lagBytes !== null,
+  );
+}
+
+async function waitUntilReady(manifest: ClusterManifest, deps: ProviderDeps, timeoutMs: number): Promise<ClusterStatus> {
+  const secrets = readSecrets(manifest.secretsFile);
+  const deadlineMs = deps.clock.nowMs() + timeoutMs;
+  const shown = new Map<string, string>();
+  for (;;) {
+    const snapshot = await snapshotCluster(manifest);
+    const status = buildClusterStatus({ manifest, secrets, ...snapshot });
+    for (const member of status.members) {
+      const line = `${member.role}${member.name === status.leader ? ' (leader)' : ''}, ${member.state}${member.streaming ? ', streaming' : ''}`;
+      if (shown.get(member.name) !== line) {
+        shown.set(member.name, line);
+        deps.progress(`${member.name}: ${line}`);
+      }
+    }
+    if (isReady(status)) return status;
+    const dead = manifest.nodes.find((n) => !snapshot.aliveAgents.has(n.name));
+    if (dead !== undefined) {
+      throw new PgpilotError('CLUSTER_START_FAILED', `the agent of ${dead.name} exited`, { hint: `read ${dead.logFile} and ${path.join(dead.nodeDir, 'agent.out')}` });
+    }
+    if (deps.clock.nowMs() >= deadlineMs) {
+      const waiting = status.members.filter((m) => !(m.role === 'primary' || m.streaming)).map((m) => m.name);
+      const first = manifest.nodes.find((n) => n.name === waiting[0]) ?? manifest.nodes[0];
+      throw new PgpilotError('TIMEOUT', `cluster ${manifest.name} was not ready within ${Math.round(timeoutMs / 1000)} s (waiting for: ${waiting.join(', ') || 'a leader'})`, {
+        hint: `read ${first?.logFile ?? 'the agent logs'} and ${first?.postgresLogFile ?? 'postgres.log'}`,
+        retryable: true,
+      });
+    }
+    await deps.clock.sleep(250);
+  }
+}
+
+export async function startCluster(home: string, name: string, deps: ProviderDeps, timeoutMs = DEFAULT_READY_TIMEOUT_MS): Promise<{ status: ClusterStatus; alreadyRunning: boolean }> {
+  const manifest = await readManifest(home, validateClusterName(name));
+  const before = await snapshotCluster(manifest);
+  const alreadyRunning = before.etcd === 'running' && before.aliveAgents.size === manifest.nodes.length;
+  if (!alreadyRunning) {
+    await checkBinaries(manifest.binDir);
+    deps.progress(`starting cluster ${manifest.name}`);
+    try {
+      await startProcesses(manifest, deps);
+    } catch (error) {
+      await stopAll(manifest, deps, { graceMs: 10_000 }).catch(() => undefined);
+      throw error;
+    }
+  }
+  return { status: await waitUntilReady(manifest, deps, timeoutMs), alreadyRunning };
+}
+
+/** Stops agents (replicas first, then the leader) and then etcd. Idempotent. */
+export async function stopAll(manifest: ClusterManifest, deps: ProviderDeps, options: { graceMs?: number } = {}): Promise<number> {
+  const snapshot = await snapshotCluster(manifest);
+  const graceMs = options.graceMs ?? AGENT_STOP_GRACE_MS;
+  const stopNode = async (nodeName: string): Promise<boolean> => {
+    const node = manifest.nodes.find((n) => n.name === nodeName);
+    const pid = snapshot.aliveAgents.get(nodeName);
+    if (node === undefined || pid === undefined) return false;
+    const how = await stopOwnedProcess({ pid, marker: node.configFile }, deps.clock, { signal: 'SIGTERM', graceMs });
+    deps.progress(`${nodeName}: agent ${how === 'killed' ? 'killed after the grace period' : 'stopped'}`);
+    return true;
+  };
+  const followers = manifest.nodes.map((n) => n.name).filter((n) => n !== snapshot.leader);
+  let stopped = (await Promise.all(followers.map(stopNode))).filter(Boolean).length;
+  if (snapshot.leader !== null && (await stopNode(snapshot.leader))) stopped += 1;
+  for (const node of manifest.nodes) await rm(node.pidFile, { force: true });
+  const etcd = etcdProcess(manifest);
+  const etcdPid = await readPidFile(etcd.pidFile);
+  if (etcdPid !== null) {
+    const how = await stopOwnedProcess({ pid: etcdPid, marker: etcd.marker }, deps.clock, { signal: 'SIGTERM', graceMs: 15_000 });
+    if (how !== 'not-running') {
+      stopped += 1;
+      deps.progress('etcd stopped');
+    }
+    await rm(etcd.pidFile, { force: true });
+  }
+  await stopOrphanPostmasters(manifest, deps.clock);
+  return stopped;
+}
+
+/** A postmaster outlives its agent only if something bypassed the parent-death signal; stop it by its own PID file. */
+async function stopOrphanPostmasters(manifest: ClusterManifest, clock: Clock): Promise<void> {
+  for (const node of manifest.nodes) {
+    const pid = await readPidFile(path.join(node.dataDir, 'postmaster.pid')).catch(() => null);
+    if (pid === null) continue;
+    await stopOwnedProcess({ pid, marker: node.dataDir }, clock, { signal: 'SIGINT', graceMs: 30_000 });
+  }
+}
+
+export async function stopCluster(home: string, name: string, deps: ProviderDeps): Promise<{ stopped: number }> {
+  const manifest = await readManifest(home, validateClusterName(name));
+  deps.progress(`stopping cluster ${manifest.name}`);
+  return { stopped: await stopAll(manifest, deps) };
+}
+
+export async function destroyCluster(home: string, name: string, deps: ProviderDeps): Promise<void> {
+  const manifest = await readManifest(home, validateClusterName(name));
+  deps.progress(`destroying cluster ${manifest.name}`);
+  await stopAll(manifest, deps, { graceMs: 15_000 });
+  const left = await snapshotCluster(manifest);
+  if (left.aliveAgents.size > 0 || left.etcd !== 'stopped') {
+    throw new PgpilotError('COMMAND_FAILED', `some processes of ${manifest.name} are still running; nothing was removed`, {
+      hint: 'run the command again; if it keeps failing, check the PIDs in the cluster directory',
+    });
+  }
+  await rm(manifest.clusterDir, { recursive: true, force: true });
+  deps.progress(`removed ${manifest.clusterDir}`);
+}
+
+export interface ClusterListEntry {
+  name: string;
+  nodes: number;
+  running: number;
+  etcd: 'running' | 'stopped';
+  clusterDir: string;
+}
+
+export async function listClusters(home: string): Promise<ClusterListEntry[]> {
+  const entries: ClusterListEntry[] = [];
+  for (const name of await listClusterNames(home)) {
+    try {
+      const manifest = await readManifest(home, name);
+      let running = 0;
+      for (const node of manifest.nodes) if ((await livePid(node.pidFile, node.configFile)) !== null) running += 1;
+      const etcd = (await livePid(manifest.etcd.pidFile, manifest.etcd.dataDir)) !== null ? 'running' : 'stopped';
+      entries.push({ name, nodes: manifest.nodes.length, running, etcd, clusterDir: manifest.clusterDir });
+    } catch {
+      // An unreadable cluster directory is skipped here; `status NAME` reports why.
+    }
+  }
+  return entries;
+}

@@ -1,0 +1,78 @@
+/**
+ * Where the local provider keeps things (architecture.md §1):
+ *   $PGPILOT_HOME/clusters/<name>/cluster.json, secrets.json (0600), etcd/, nodes/<node>/, backups/
+ * The home is `--home`, else $PGPILOT_HOME, else ~/.pgpilot — except as root, where /root is
+ * 0700 and the postgres OS user could not reach its data, so the default is /var/lib/pgpilot.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { isRoot } from '../../shared/process-runner.js';
+
+export function defaultHome(env: NodeJS.ProcessEnv = process.env): string {
+  const fromEnv = env['PGPILOT_HOME'];
+  if (fromEnv !== undefined && fromEnv.length > 0) return path.resolve(fromEnv);
+  return isRoot() ? '/var/lib/pgpilot' : path.join(os.homedir(), '.pgpilot');
+}
+
+export function resolveHome(option: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return option !== undefined && option.length > 0 ? path.resolve(option) : defaultHome(env);
+}
+
+export interface ClusterPaths {
+  clusterDir: string;
+  manifestFile: string;
+  secretsFile: string;
+  etcdDir: string;
+  etcdDataDir: string;
+  etcdLogFile: string;
+  etcdPidFile: string;
+  nodesDir: string;
+  backupsDir: string;
+}
+
+export function clustersDir(home: string): string {
+  return path.join(home, 'clusters');
+}
+
+export function clusterPaths(home: string, name: string): ClusterPaths {
+  const clusterDir = path.join(clustersDir(home), name);
+  const etcdDir = path.join(clusterDir, 'etcd');
+  return {
+    clusterDir,
+    manifestFile: path.join(clusterDir, 'cluster.json'),
+    secretsFile: path.join(clusterDir, 'secrets.json'),
+    etcdDir,
+    etcdDataDir: path.join(etcdDir, 'data'),
+    etcdLogFile: path.join(etcdDir, 'etcd.log'),
+    etcdPidFile: path.join(etcdDir, 'etcd.pid'),
+    nodesDir: path.join(clusterDir, 'nodes'),
+    backupsDir: path.join(clusterDir, 'backups'),
+  };
+}
+
+export interface NodePaths {
+  nodeDir: string;
+  dataDir: string;
+  configFile: string;
+  logFile: string;
+  postgresLogFile: string;
+  pidFile: string;
+  stdoutFile: string;
+}
+
+export function nodePaths(clusterDir: string, node: string): NodePaths {
+  const nodeDir = path.join(clusterDir, 'nodes', node);
+  return {
+    nodeDir,
+    dataDir: path.join(nodeDir, 'pgdata'),
+    configFile: path.join(nodeDir, 'agent.json'),
+    logFile: path.join(nodeDir, 'agent.log'),
+    postgresLogFile: path.join(nodeDir, 'postgres.log'),
+    pidFile: path.join(nodeDir, 'agent.pid'),
+    stdoutFile: path.join(nodeDir, 'agent.out'),
+  };
+}
+
+export function nodeName(index: number): string {
+  return `node${index + 1}`;
+}

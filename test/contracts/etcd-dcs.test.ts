@@ -1,0 +1,149 @@
+/**
+ * EtcdDcs against the DCS contract on a real etcd (started here with `startEtcd`, on free
+ * loopback ports, in a fresh temp dir), plus the failure paths: nothing listening, a server that
+ * accepts connections but never answers, and one dead endpoint among several. Invariant: the
+ * etcd this file starts is stopped by its PID in `after()` (SIGTERM, then SIGKILL after a
+ * deadline) and its directory removed, whatever the tests did.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { EtcdDcs } from '../../src/dcs/etcd-dcs.js';
+import { clientUrl, startEtcd, waitForEtcd } from '../../src/providers/local/etcd-server.js';
+import { SystemClock } from '../../src/shared/clock.js';
+import { PgpilotError } from '../../src/shared/errors.js';
+import { stopOwnedProcess } from '../../src/shared/pid.js';
+import { findFreePorts, LOOPBACK_HOST } from '../../src/shared/ports.js';
+import { runDcsContract, uniquePrefix } from './dcs-contract.js';
+
+const clock = new SystemClock();
+
+interface RunningEtcd {
+  pid: number;
+  dir: string;
+  endpoint: string;
+}
+
+let etcdStarting: Promise<RunningEtcd> | null = null;
+
+/** Starts the file's one etcd on first use. */
+function runningEtcd(): Promise<RunningEtcd> {
+  etcdStarting ??= (async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'pgpilot-etcd-dcs-'));
+    const [clientPort, peerPort] = await findFreePorts(2);
+    if (clientPort === undefined || peerPort === undefined) throw new Error('no free ports');
+    const logFile = path.join(dir, 'etcd.log');
+    const { pid } = await startEtcd({
+      name: 'contract',
+      dataDir: path.join(dir, 'data'),
+      clientPort,
+      peerPort,
+      logFile,
+      detached: false,
+    });
+    const endpoint = clientUrl(LOOPBACK_HOST, clientPort);
+    const running = { pid, dir, endpoint };
+    try {
+      await waitForEtcd(endpoint, clock, 15_000, { logFile, pid });
+    } catch (error) {
+      const log = await readFile(logFile, 'utf8').catch(() => '');
+      throw new Error(`etcd did not start: ${String(error)}\n${log.slice(-2_000)}`);
+    }
+    return running;
+  })();
+  return etcdStarting;
+}
+
+after(async () => {
+  if (etcdStarting === null) return;
+  const running = await etcdStarting.catch(() => null);
+  if (running === null) return;
+  // The data dir is on etcd's command line: it marks the PID as ours.
+  const outcome = await stopOwnedProcess({ pid: running.pid, marker: running.dir }, clock, { graceMs: 5_000 });
+  assert.notEqual(outcome, 'killed', 'etcd should stop on SIGTERM');
+  await rm(running.dir, { recursive: true, force: true });
+});
+
+runDcsContract('EtcdDcs', async () => {
+  const { endpoint } = await runningEtcd();
+  const dcs = new EtcdDcs({ endpoints: [endpoint] });
+  const second = new EtcdDcs({ endpoints: [endpoint] });
+  return {
+    dcs,
+    second,
+    advanceMs: (ms: number) => clock.sleep(ms),
+    close: async () => {
+      await dcs.close();
+      await second.close();
+    },
+  };
+});
+
+function isUnavailable(error: unknown): boolean {
+  return error instanceof PgpilotError && error.code === 'DCS_UNAVAILABLE' && error.retryable && error.hint !== undefined;
+}
+
+void describe('EtcdDcs failure paths', () => {
+  void it('fails get with DCS_UNAVAILABLE within ~3 s when nothing listens on the endpoint', async () => {
+    const [port] = await findFreePorts(1);
+    const dcs = new EtcdDcs({ endpoints: [clientUrl(LOOPBACK_HOST, port ?? 1)] });
+    try {
+      const startedMs = clock.nowMs();
+      await assert.rejects(dcs.get('/pgpilot-contract/unreachable'), isUnavailable);
+      assert.ok(clock.nowMs() - startedMs < 3_000, `took ${clock.nowMs() - startedMs} ms`);
+      // Fails again (fast) rather than being blocked by a circuit breaker or retries.
+      await assert.rejects(dcs.keepAlive('123'), isUnavailable, 'keepAlive cannot reach etcd: an error, not false');
+      await assert.rejects(dcs.watchPrefix('/pgpilot-contract/', () => undefined), isUnavailable);
+    } finally {
+      await dcs.close();
+    }
+  });
+
+  void it('bounds a call by the operation timeout when the server accepts but never answers', async () => {
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => silent.listen(0, LOOPBACK_HOST, resolve));
+    const address = silent.address();
+    assert.ok(address !== null && typeof address === 'object');
+    const dcs = new EtcdDcs({ endpoints: [clientUrl(LOOPBACK_HOST, address.port)], operationTimeoutMs: 500 });
+    try {
+      const startedMs = clock.nowMs();
+      await assert.rejects(dcs.get('/pgpilot-contract/silent'), isUnavailable);
+      const tookMs = clock.nowMs() - startedMs;
+      assert.ok(tookMs >= 400 && tookMs < 1_500, `took ${tookMs} ms`);
+    } finally {
+      await dcs.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  });
+
+  void it('keeps working when one of several endpoints refuses connections', async () => {
+    const { endpoint } = await runningEtcd();
+    const [deadPort] = await findFreePorts(1);
+    const dcs = new EtcdDcs({ endpoints: [clientUrl(LOOPBACK_HOST, deadPort ?? 1), endpoint] });
+    try {
+      const key = `${uniquePrefix('two-endpoints')}k`;
+      for (let round = 0; round < 8; round += 1) {
+        await dcs.put(key, String(round));
+        assert.equal(await dcs.get(key), String(round));
+      }
+    } finally {
+      await dcs.close();
+    }
+  });
+
+  void it('fails every call with DCS_UNAVAILABLE after close', async () => {
+    const { endpoint } = await runningEtcd();
+    const dcs = new EtcdDcs({ endpoints: [endpoint] });
+    await dcs.close();
+    await dcs.close();
+    await assert.rejects(dcs.get('/pgpilot-contract/closed'), (error: unknown) => error instanceof PgpilotError && error.code === 'DCS_UNAVAILABLE');
+  });
+});
