@@ -12,6 +12,12 @@ export type Action =
   | { kind: 'start-postgres'; mode: 'primary' | 'standby'; upstream: string | null }
   /** Create the leader key on our lease; a guard: losing the race skips the rest. */
   | { kind: 'acquire-leader' }
+  /**
+   * Move a leader key naming this node, left on the lease of a previous run of this agent (agent
+   * restarted, machine rebooted), onto our current lease. Safe: while the key names us nobody
+   * else can lead. A guard: failing skips the rest.
+   */
+  | { kind: 'adopt-leader' }
   /** Delete a leader key naming this node that a previous run of this agent left on its lease. */
   | { kind: 'release-stale-leader' }
   | { kind: 'promote' }

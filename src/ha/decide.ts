@@ -89,6 +89,15 @@ function decideStopped(obs: Observation, dcs: Reachable, pg: Extract<Observation
         upstream: null,
       });
     }
+    if (pg.wasPrimary) {
+      // Agent restarted (or machine rebooted) before the old lease expired: nobody else could
+      // lead meanwhile, so this node keeps the lead with the data it had.
+      return decision('leader key of a previous run of this node: adopting it and restarting as leader', { kind: 'adopt-leader' }, {
+        kind: 'start-postgres',
+        mode: 'primary',
+        upstream: null,
+      });
+    }
     return decision('leader key left by a previous run of this node: releasing it', { kind: 'release-stale-leader' });
   }
   if (dcs.leader !== null) {

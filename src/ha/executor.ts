@@ -84,6 +84,16 @@ export class Executor {
         this.deps.log.info('acquired the leader key');
         return { kind: 'done' };
       }
+      case 'adopt-leader': {
+        const leaseId = memory.leaseId;
+        if (leaseId === null) return { kind: 'skip-rest', reason: 'no lease' };
+        if (!(await dcs.replaceIfEquals(keys.leader, node, node, { leaseId }))) {
+          return { kind: 'skip-rest', reason: 'the leader key changed before it could be adopted' };
+        }
+        memory.holdsLeader = true;
+        this.deps.log.info('adopted the leader key of a previous run of this node');
+        return { kind: 'done' };
+      }
       case 'release-stale-leader':
         await dcs.deleteIfEquals(keys.leader, node);
         return { kind: 'done' };

@@ -26,6 +26,8 @@ export type LocalPostgres =
       /** From pg_controldata: how the data directory was last shut down. */
       clusterState: string;
       cleanShutdownPrimary: boolean;
+      /** The data directory was a primary when it stopped (cleanly or not), not a standby. */
+      wasPrimary: boolean;
       timeline: number | null;
       lsn: string | null;
       systemIdentifier: string | null;

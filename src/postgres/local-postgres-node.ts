@@ -43,6 +43,8 @@ export interface LocalPostgresNodeOptions {
   parameters?: () => Record<string, string | number | boolean>;
 }
 
+/** pg_controldata states of a data directory that was running as a primary (not a standby). */
+const PRIMARY_CLUSTER_STATES = new Set(['shut down', 'in production', 'in crash recovery']);
 const CONNECT_TIMEOUT_MS = 2_000;
 const READY_TIMEOUT_MS = 120_000;
 const FAST_STOP_TIMEOUT_MS = 60_000;
@@ -112,6 +114,7 @@ export class LocalPostgresNode implements PostgresNode {
         kind: 'stopped',
         clusterState: control.clusterState,
         cleanShutdownPrimary: control.clusterState === 'shut down',
+        wasPrimary: PRIMARY_CLUSTER_STATES.has(control.clusterState),
         timeline: control.timeline,
         lsn: control.latestCheckpointLsn,
         systemIdentifier: control.systemIdentifier,
@@ -119,7 +122,7 @@ export class LocalPostgresNode implements PostgresNode {
       };
     } catch (error) {
       this.options.log.warn({ err: errorMessage(error) }, 'pg_controldata failed');
-      return { kind: 'stopped', clusterState: 'unknown', cleanShutdownPrimary: false, timeline: null, lsn: null, systemIdentifier: null, crashed: false };
+      return { kind: 'stopped', clusterState: 'unknown', cleanShutdownPrimary: false, wasPrimary: false, timeline: null, lsn: null, systemIdentifier: null, crashed: false };
     }
   }
 

@@ -63,7 +63,9 @@ export function buildClusterStatus(input: StatusInputs): ClusterStatus {
       pid: agentPid,
       tags: {},
     };
-    if (record === undefined || agentPid === null) {
+    // A record written by an earlier agent process (etcd restores leases when it restarts, so
+    // records from before a crash can linger for a TTL) says nothing about the current one.
+    if (record === undefined || agentPid === null || record.pid !== agentPid) {
       return {
         ...base,
         role: agentPid === null ? 'stopped' : 'unknown',
