@@ -76,6 +76,30 @@ void describe('local cluster lifecycle through bin/pgpilot', () => {
     assert.equal(status.timeline, 1);
     const leader = status.leader;
 
+    // REST API: /primary only on the leader, /replica only on streaming replicas, /health on all.
+    for (const member of status.members) {
+      const code = async (route: string) => (await fetch(`${member.apiUrl}${route}`)).status;
+      const isLeader = member.name === leader;
+      assert.equal(await code('/health'), 200, `${member.name} /health`);
+      assert.equal(await code('/primary'), isLeader ? 200 : 503, `${member.name} /primary`);
+      await waitUntil(`${member.name} /replica`, async () => (await code('/replica')) === (isLeader ? 503 : 200), 15_000);
+      const body = (await (await fetch(`${member.apiUrl}/status`)).json()) as { member: { name: string; role: string } };
+      assert.equal(body.member.name, member.name);
+    }
+
+    // Security baseline: secrets 0600, SCRAM only, loopback only, postgres not running as root.
+    const fs = await import('node:fs/promises');
+    assert.equal((await fs.stat(`${home}/clusters/demo/secrets.json`)).mode & 0o777, 0o600);
+    const hba = await fs.readFile(`${home}/clusters/demo/nodes/node1/pgdata/pg_hba.conf`, 'utf8');
+    const rules = hba.split('\n').filter((l) => l.trim() !== '' && !l.trim().startsWith('#'));
+    assert.ok(rules.length > 0 && rules.every((l) => l.trim().endsWith('scram-sha-256')), hba);
+    assert.equal((await queryNode(status, leader ?? 'node1', 'SHOW listen_addresses')).rows[0]?.['listen_addresses'], '127.0.0.1');
+    for (const member of status.members) {
+      const procStatus = await fs.readFile(`/proc/${member.postgresPid}/status`, 'utf8');
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(procStatus)?.[1]);
+      assert.notEqual(uid, 0, `postgres of ${member.name} runs as root`);
+    }
+
     // Write through the writer string (libpq multi-host, read-write), read on every replica.
     await psql(status.connectionString, 'CREATE TABLE items (id int PRIMARY KEY, note text); INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 500) g');
     for (const replica of status.members.filter((m) => m.role === 'replica')) {

@@ -1,0 +1,134 @@
+/**
+ * Builders for `Observation` (src/ha/observation.ts) and `MemberRecord` (src/ha/member-record.ts):
+ * complete, valid defaults that each test overrides only where it matters, so a table row states
+ * the one fact it is about. Defaults describe a calm world: etcd reachable, cluster initialized,
+ * no leader, this node ('node1') a running streaming replica long past its start-up grace, lease
+ * renewed just now, no long task. Builders never share mutable state between calls.
+ */
+import { defaultDynamicConfig, type DynamicConfig, type Tags } from '../../src/config/schema.js';
+import type { MemberRecord } from '../../src/ha/member-record.js';
+import type { DcsView, LeaseState, LocalPostgres, LongTaskState, Observation } from '../../src/ha/observation.js';
+
+export const DEFAULT_NOW_MS = 1_700_000_100_000;
+export const DEFAULT_NODE = 'node1';
+export const DEFAULT_SYSTEM_ID = '7712280022764410088';
+
+type Reachable = Extract<DcsView, { kind: 'reachable' }>;
+type Running = Extract<LocalPostgres, { kind: 'running' }>;
+type Stopped = Extract<LocalPostgres, { kind: 'stopped' }>;
+type Starting = Extract<LocalPostgres, { kind: 'starting' }>;
+
+/** A member record as an agent publishes it for a running streaming replica; override freely. */
+export function memberRecord(overrides: Partial<MemberRecord> & { name: string }): MemberRecord {
+  const index = Number(/\d+$/.exec(overrides.name)?.[0] ?? '1');
+  return {
+    role: 'replica',
+    state: 'running',
+    host: '127.0.0.1',
+    port: 5430 + index,
+    apiUrl: `http://127.0.0.1:${8000 + index}`,
+    proxyPort: 6430 + index,
+    pid: 1000 + index,
+    postgresPid: 2000 + index,
+    timeline: 1,
+    lsn: '0/3000000',
+    receiveLsn: '0/3000000',
+    following: null,
+    streaming: true,
+    cleanShutdownPrimary: false,
+    tags: {},
+    replication: [],
+    systemIdentifier: DEFAULT_SYSTEM_ID,
+    version: '0.1.0',
+    updatedAtMs: DEFAULT_NOW_MS,
+    ...overrides,
+  };
+}
+
+/** A running leader's record (primary, not streaming, following nobody). */
+export function primaryRecord(overrides: Partial<MemberRecord> & { name: string }): MemberRecord {
+  return memberRecord({ role: 'primary', following: null, streaming: false, ...overrides });
+}
+
+export function reachable(overrides: Partial<Omit<Reachable, 'kind'>> = {}): Reachable {
+  return { kind: 'reachable', leader: null, initialize: DEFAULT_SYSTEM_ID, members: [], lastLeaderLsn: null, ...overrides };
+}
+
+export function unreachable(error = 'DCS unreachable from node1'): DcsView {
+  return { kind: 'unreachable', error };
+}
+
+export function noData(): LocalPostgres {
+  return { kind: 'no-data' };
+}
+
+export function running(overrides: Partial<Omit<Running, 'kind'>> = {}): Running {
+  return {
+    kind: 'running',
+    pid: 4242,
+    inRecovery: true,
+    timeline: 1,
+    lsn: '0/3000000',
+    receiveLsn: '0/3000000',
+    walReceiverStatus: 'streaming',
+    systemIdentifier: DEFAULT_SYSTEM_ID,
+    ...overrides,
+  };
+}
+
+/** A running writable primary (not in recovery, no WAL receiver). */
+export function runningPrimary(overrides: Partial<Omit<Running, 'kind'>> = {}): Running {
+  return running({ inRecovery: false, receiveLsn: null, walReceiverStatus: null, ...overrides });
+}
+
+export function stopped(overrides: Partial<Omit<Stopped, 'kind'>> = {}): Stopped {
+  return {
+    kind: 'stopped',
+    clusterState: 'shut down in recovery',
+    cleanShutdownPrimary: false,
+    timeline: 1,
+    lsn: '0/3000000',
+    systemIdentifier: DEFAULT_SYSTEM_ID,
+    crashed: false,
+    ...overrides,
+  };
+}
+
+/** A data directory cleanly shut down as primary (pg_controldata: "shut down"). */
+export function stoppedCleanPrimary(overrides: Partial<Omit<Stopped, 'kind'>> = {}): Stopped {
+  return stopped({ clusterState: 'shut down', cleanShutdownPrimary: true, ...overrides });
+}
+
+export function starting(overrides: Partial<Omit<Starting, 'kind'>> = {}): Starting {
+  return { kind: 'starting', pid: 4242, sinceMs: DEFAULT_NOW_MS - 500, ...overrides };
+}
+
+export interface ObservationOverrides {
+  nowMs?: number;
+  node?: string;
+  agentStartedMs?: number;
+  /** Merged over the default dynamic config. */
+  config?: Partial<DynamicConfig>;
+  tags?: Tags;
+  dcs?: DcsView;
+  lease?: Partial<LeaseState>;
+  pg?: LocalPostgres;
+  configuredUpstream?: string | null;
+  longTask?: LongTaskState | null;
+}
+
+export function observation(overrides: ObservationOverrides = {}): Observation {
+  const nowMs = overrides.nowMs ?? DEFAULT_NOW_MS;
+  return {
+    nowMs,
+    node: overrides.node ?? DEFAULT_NODE,
+    agentStartedMs: overrides.agentStartedMs ?? nowMs - 3_600_000,
+    config: { ...defaultDynamicConfig(), ...overrides.config },
+    tags: overrides.tags ?? {},
+    dcs: overrides.dcs ?? reachable(),
+    lease: { holdsLeader: false, lastRenewedMs: nowMs, ...overrides.lease },
+    pg: overrides.pg ?? running(),
+    configuredUpstream: overrides.configuredUpstream === undefined ? null : overrides.configuredUpstream,
+    longTask: overrides.longTask ?? null,
+  };
+}
