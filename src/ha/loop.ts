@@ -5,24 +5,17 @@
  * sent: the leader's fencing deadline is measured from that moment on this node's own clock.
  * Logs one summary line per tick when the summary changes (and every minute otherwise).
  */
-import type { Dcs } from '../dcs/dcs.js';
 import { LeaseNotFoundError } from '../dcs/dcs.js';
-import type { ClusterKeys } from '../dcs/keys.js';
 import { memberNameFromKey } from '../dcs/keys.js';
 import { defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig, type Tags } from '../config/schema.js';
-import type { Clock } from '../shared/clock.js';
-import type { Logger } from '../shared/logger.js';
 import { errorMessage } from '../shared/errors.js';
 import { decide } from './decide.js';
 import type { Decision } from './actions.js';
-import { Executor } from './executor.js';
-import type { AgentMemory } from './agent-memory.js';
+import { Executor, type ExecutorDeps } from './executor.js';
 import type { DcsView, LocalPostgres, LongTaskState, Observation } from './observation.js';
-import type { PostgresNode } from './postgres-node.js';
 import { parseMemberRecord, type MemberRecord, type ReplicationEntry } from './member-record.js';
 
-export interface HaLoopDeps {
-  node: string;
+export interface HaLoopDeps extends Omit<ExecutorDeps, 'startLongTask'> {
   host: string;
   pgPort: number;
   apiUrl: string;
@@ -30,12 +23,6 @@ export interface HaLoopDeps {
   tags: Tags;
   version: string;
   agentPid: number;
-  dcs: Dcs;
-  keys: ClusterKeys;
-  pg: PostgresNode;
-  clock: Clock;
-  log: Logger;
-  memory: AgentMemory;
 }
 
 export interface LoopSnapshot {
@@ -62,16 +49,7 @@ export class HaLoop {
 
   constructor(private readonly deps: HaLoopDeps) {
     this.agentStartedMs = deps.clock.nowMs();
-    this.executor = new Executor({
-      node: deps.node,
-      dcs: deps.dcs,
-      keys: deps.keys,
-      pg: deps.pg,
-      clock: deps.clock,
-      log: deps.log,
-      memory: deps.memory,
-      startLongTask: (kind, task) => this.startLongTask(kind, task),
-    });
+    this.executor = new Executor({ ...deps, startLongTask: (kind, task) => this.startLongTask(kind, task) });
     deps.pg.onUnexpectedExit(() => {
       deps.log.warn('postmaster exited unexpectedly');
       deps.memory.crashed = true;
@@ -239,7 +217,9 @@ export class HaLoop {
 
   private memberRecord(pg: LocalPostgres, replication: ReplicationEntry[]): MemberRecord {
     const d = this.deps;
-    const base = {
+    const task = this.longTask?.kind ?? null;
+    // Fields of a member whose postgres does not answer; each state below overrides what it knows.
+    const offline = {
       name: d.node,
       host: d.host,
       port: d.pgPort,
@@ -250,63 +230,41 @@ export class HaLoop {
       version: d.version,
       updatedAtMs: d.clock.nowMs(),
       replication,
+      role: 'stopped' as const,
+      postgresPid: null,
+      timeline: null,
+      lsn: null,
+      receiveLsn: null,
+      following: null,
+      streaming: false,
+      cleanShutdownPrimary: false,
+      systemIdentifier: null,
     };
-    const task = this.longTask?.kind ?? null;
     switch (pg.kind) {
       case 'no-data':
-        return {
-          ...base,
-          role: 'stopped',
-          state: task === 'initialize-cluster' ? 'initializing' : task === 'clone-from' ? 'cloning' : 'no data',
-          postgresPid: null,
-          timeline: null,
-          lsn: null,
-          receiveLsn: null,
-          following: null,
-          streaming: false,
-          cleanShutdownPrimary: false,
-          systemIdentifier: null,
-        };
+        return { ...offline, state: task === 'initialize-cluster' ? 'initializing' : task === 'clone-from' ? 'cloning' : 'no data' };
       case 'stopped':
         return {
-          ...base,
-          role: 'stopped',
+          ...offline,
           state: task ?? (pg.crashed ? 'crashed' : 'stopped'),
-          postgresPid: null,
           timeline: pg.timeline,
           lsn: pg.lsn,
-          receiveLsn: null,
-          following: null,
-          streaming: false,
           cleanShutdownPrimary: pg.cleanShutdownPrimary,
           systemIdentifier: pg.systemIdentifier,
         };
       case 'starting':
-        return {
-          ...base,
-          role: 'unknown',
-          state: 'starting',
-          postgresPid: pg.pid,
-          timeline: null,
-          lsn: null,
-          receiveLsn: null,
-          following: null,
-          streaming: false,
-          cleanShutdownPrimary: false,
-          systemIdentifier: null,
-        };
+        return { ...offline, role: 'unknown', state: 'starting', postgresPid: pg.pid };
       case 'running':
         return {
-          ...base,
+          ...offline,
           role: pg.inRecovery ? 'replica' : 'primary',
-          state: task === null ? 'running' : task,
+          state: task ?? 'running',
           postgresPid: pg.pid,
           timeline: pg.timeline,
           lsn: pg.lsn,
           receiveLsn: pg.receiveLsn,
           following: pg.inRecovery ? d.memory.configuredUpstream : null,
           streaming: pg.inRecovery && pg.walReceiverStatus === 'streaming',
-          cleanShutdownPrimary: false,
           systemIdentifier: pg.systemIdentifier,
         };
     }
