@@ -16,6 +16,8 @@ import * as listCommand from '../cli/commands/list.js';
 import * as destroyCommand from '../cli/commands/destroy.js';
 import * as connectCommand from '../cli/commands/connect.js';
 import * as agentCommand from '../cli/commands/agent.js';
+import * as switchoverCommand from '../cli/commands/switchover.js';
+import * as eventsCommand from '../cli/commands/events.js';
 import { runStart, runStop } from '../cli/commands/start-stop.js';
 
 const output = processOutput;
@@ -167,6 +169,47 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
       ),
     );
 
+  for (const kind of ['switchover', 'failover'] as const) {
+    const planned = kind === 'switchover';
+    program
+      .command(kind)
+      .description(
+        planned
+          ? 'move the leader to a replica after it has caught up (no committed transaction is lost)'
+          : 'force a replica to lead now, without waiting for it to catch up (asks for --yes)',
+      )
+      .argument('<name>', 'cluster name')
+      .option('--to <node>', 'the node that should lead (default: the best replica)')
+      .option('-y, --yes', planned ? 'accepted for symmetry; a switchover needs no confirmation' : 'confirm a forced failover')
+      .option('--timeout <seconds>', 'how long to wait for the new leader', parseInteger('--timeout'), 60)
+      .option('--json', 'print the resulting status as JSON')
+      .addOption(homeOption())
+      .addHelpText('after', planned ? examples('pgpilot switchover demo', 'pgpilot switchover demo --to node3') : examples('pgpilot failover demo --to node2 --yes'))
+      .action(
+        wrap(async (name: string, opts: HomeOption & { to?: string; yes?: boolean; timeout: number; json?: boolean }) =>
+          switchoverCommand.run(
+            { home: resolveHome(opts.home), name, to: opts.to, kind, yes: opts.yes === true, json: opts.json === true, timeoutSeconds: opts.timeout },
+            providerDeps(),
+            output,
+          ),
+        ),
+      );
+  }
+
+  program
+    .command('events')
+    .description('show the cluster event log: role changes, switchovers, failovers, fencing, rejoins')
+    .argument('<name>', 'cluster name')
+    .option('--limit <count>', 'show at most this many of the newest events', parseInteger('--limit'), 100)
+    .option('--json', 'print JSON')
+    .addOption(homeOption())
+    .addHelpText('after', examples('pgpilot events demo', 'pgpilot events demo --json --limit 10'))
+    .action(
+      wrap(async (name: string, opts: HomeOption & { json?: boolean; limit: number }) =>
+        eventsCommand.run({ home: resolveHome(opts.home), name, json: opts.json === true, limit: opts.limit }, output),
+      ),
+    );
+
   program
     .command('agent')
     .description('run the node agent in the foreground (started for you by create/start)')
@@ -193,6 +236,14 @@ async function main(argv: string[]): Promise<number> {
     return reportError(output, error instanceof PgpilotError ? error : error);
   }
   return exitCode;
+}
+
+// A closed stdout (`pgpilot status demo | head`) is not an error worth a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw error;
+  });
 }
 
 process.exitCode = await main(process.argv);

@@ -8,6 +8,7 @@
  *   initialize        system identifier of the bootstrapped cluster (create-if-absent); while a
  *                     node runs initdb it holds `pending:<node>` on that node's lease
  *   sync, failover, history, status/lastLsn: see architecture.md
+ *   events            JSON list of cluster events (role changes, switchovers, fencing, rejoins)
  */
 
 export const KEY_ROOT = '/pgpilot';
@@ -22,6 +23,7 @@ export interface ClusterKeys {
   sync: string;
   failover: string;
   history: string;
+  events: string;
   lastLsn: string;
 }
 
@@ -37,6 +39,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     sync: `${root}sync`,
     failover: `${root}failover`,
     history: `${root}history`,
+    events: `${root}events`,
     lastLsn: `${root}status/lastLsn`,
   };
 }

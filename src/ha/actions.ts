@@ -3,6 +3,7 @@
  * fails (or a guard such as `acquire-leader` loses its race) the rest of that decision is
  * skipped and the loop ticks again at once with a fresh observation.
  */
+import type { FailoverIntent } from './intent.js';
 
 export type Action =
   /** Claim the initialize key, initdb, start as primary, create roles, take the leader key. */
@@ -25,8 +26,16 @@ export type Action =
   | { kind: 'follow'; upstream: string | null }
   /** Stop postgres immediately: we may be a primary without a valid lease. */
   | { kind: 'fence'; reason: string }
-  /** Restart a primary as a standby of `upstream`. */
-  | { kind: 'demote'; upstream: string | null }
+  /** Stop a primary that must not lead (fast shutdown); the next tick rejoins it as a standby. */
+  | { kind: 'demote' }
+  /** Former primary: pg_rewind from `leader` (re-clone if rewind is impossible), start as its standby. */
+  | { kind: 'rejoin'; leader: string }
+  /** Planned hand-over of the lead for the intent: checkpoint, stop, wait for the target, release the key. */
+  | { kind: 'step-down'; intent: FailoverIntent }
+  /** Delete the operator intent once it is carried out or stale. */
+  | { kind: 'clear-intent'; intent: FailoverIntent; completed: boolean }
+  /** Delete our own leader key (postgres could not be brought back in time). */
+  | { kind: 'release-leader'; reason: string }
   /** Leader only: a physical replication slot for every other member. */
   | { kind: 'sync-slots' }
   /** Leader only: record our WAL position under /status/lastLsn. */

@@ -11,8 +11,10 @@ export interface AgentMemory {
   lastRenewedMs: number | null;
   configuredUpstream: string | null;
   crashed: boolean;
+  /** Last time postgres answered as running (ms, agent clock). */
+  lastHealthyMs: number | null;
 }
 
 export function freshAgentMemory(): AgentMemory {
-  return { leaseId: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false };
+  return { leaseId: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false, lastHealthyMs: null };
 }

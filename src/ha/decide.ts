@@ -9,13 +9,15 @@
  * 2. A primary that cannot prove it holds the key stops accepting writes: when etcd is
  *    unreachable it fences itself once its own lease deadline (last renewal + TTL - margin)
  *    passes, before any other node can take the key; when another node leads, it demotes.
- * 3. Only the best-ranked eligible candidate (election.ts) takes a free leader key.
+ * 3. Only the best-ranked eligible candidate takes a free leader key, unless a live operator
+ *    intent names the node (switchover target, or a forced failover).
  */
 import type { Action, Decision } from './actions.js';
 import type { Candidate } from './election.js';
 import { ineligibility, rankCandidates } from './election.js';
 import type { Observation } from './observation.js';
 import type { MemberRecord } from './member-record.js';
+import { isIntentLive, liveIntent, type FailoverIntent } from './intent.js';
 import { INITIALIZE_PENDING_PREFIX } from '../dcs/keys.js';
 
 /** A leader fences this long before its lease would expire, to absorb clock-rate and I/O delays. */
@@ -33,6 +35,8 @@ function decision(summary: string, ...actions: Action[]): Decision {
 }
 
 type Reachable = Extract<Observation['dcs'], { kind: 'reachable' }>;
+type Running = Extract<Observation['pg'], { kind: 'running' }>;
+type Stopped = Extract<Observation['pg'], { kind: 'stopped' }>;
 
 export function decide(obs: Observation): Decision {
   if (obs.dcs.kind === 'unreachable') return decideWithoutDcs(obs, obs.dcs.error);
@@ -43,8 +47,16 @@ export function decide(obs: Observation): Decision {
       return decideBootstrap(obs, dcs);
     case 'stopped':
       return decideStopped(obs, dcs, obs.pg);
-    case 'starting':
+    case 'starting': {
+      const ttlMs = obs.config.ttlSeconds * 1000;
+      if (dcs.leader === obs.node && obs.lease.holdsLeader && obs.nowMs - obs.pg.sinceMs > ttlMs) {
+        return decision('leader postgres did not come up within the TTL: stopping it and releasing the lead', { kind: 'fence', reason: 'startup took longer than the TTL' }, {
+          kind: 'release-leader',
+          reason: 'postgres did not come up within the TTL',
+        });
+      }
       return decision('postgres is starting');
+    }
     case 'running':
       return decideRunning(obs, dcs, obs.pg);
   }
@@ -79,10 +91,26 @@ function decideBootstrap(obs: Observation, dcs: Reachable): Decision {
   return decision(`cloning from leader ${leader.name}`, { kind: 'clone-from', leader: leader.name });
 }
 
-/** Rule C: data exists, postgres is down (fresh agent start, crash, or after fencing). */
-function decideStopped(obs: Observation, dcs: Reachable, pg: Extract<Observation['pg'], { kind: 'stopped' }>): Decision {
+/** A live intent that hands the lead to another node: everybody else stays out of the way. */
+function intentForOther(obs: Observation, dcs: Reachable): FailoverIntent | null {
+  const intent = liveIntent(dcs.intent, obs.nowMs);
+  if (intent === null) return null;
+  if (intent.to !== null) return intent.to === obs.node ? null : intent;
+  // No named target: the stepping-down leader must not take the lead back.
+  return intent.from === obs.node ? intent : null;
+}
+
+/** Rule C: data exists, postgres is down (fresh agent start, crash, fencing, step-down). */
+function decideStopped(obs: Observation, dcs: Reachable, pg: Stopped): Decision {
   if (dcs.leader === obs.node) {
     if (obs.lease.holdsLeader) {
+      const ttlMs = obs.config.ttlSeconds * 1000;
+      if (pg.crashed && obs.lastHealthyMs !== null && obs.nowMs - obs.lastHealthyMs > ttlMs) {
+        return decision('leader postgres stayed down longer than the TTL: releasing the lead', {
+          kind: 'release-leader',
+          reason: 'postgres could not be restarted within the TTL',
+        });
+      }
       return decision(pg.crashed ? 'leader postgres crashed: restarting in place' : 'starting postgres as leader', {
         kind: 'start-postgres',
         mode: 'primary',
@@ -101,7 +129,17 @@ function decideStopped(obs: Observation, dcs: Reachable, pg: Extract<Observation
     return decision('leader key left by a previous run of this node: releasing it', { kind: 'release-stale-leader' });
   }
   if (dcs.leader !== null) {
+    // A former primary may hold WAL the new leader never had: rewind (or re-clone) before following.
+    if (pg.wasPrimary) return decision(`former primary: rejoining ${dcs.leader} as a standby`, { kind: 'rejoin', leader: dcs.leader });
     return decision(`starting postgres as a standby of ${dcs.leader}`, { kind: 'start-postgres', mode: 'standby', upstream: dcs.leader });
+  }
+  const other = intentForOther(obs, dcs);
+  if (other !== null) {
+    return decision(`no leader; ${other.kind} to ${other.to ?? 'another node'} in progress: starting read-only`, {
+      kind: 'start-postgres',
+      mode: 'standby',
+      upstream: null,
+    });
   }
   // No leader. A data directory cleanly shut down as primary ends exactly at its shutdown
   // checkpoint: no member on the same timeline can have WAL it lacks, so it may reclaim the lead
@@ -124,16 +162,16 @@ function decideStopped(obs: Observation, dcs: Reachable, pg: Extract<Observation
 }
 
 /** Rule D: postgres is running. */
-function decideRunning(obs: Observation, dcs: Reachable, pg: Extract<Observation['pg'], { kind: 'running' }>): Decision {
+function decideRunning(obs: Observation, dcs: Reachable, pg: Running): Decision {
   if (dcs.leader === obs.node) {
     if (!obs.lease.holdsLeader) {
       return decision('leader key left by a previous run of this node: releasing it', { kind: 'release-stale-leader' });
     }
     if (pg.inRecovery) return decision('holding the leader key: promoting', { kind: 'promote' });
-    return decision('leading', { kind: 'sync-slots' }, { kind: 'publish-leader-lsn' });
+    return decideLeading(obs, dcs);
   }
   if (dcs.leader !== null) {
-    if (!pg.inRecovery) return decision(`${dcs.leader} leads: demoting this primary`, { kind: 'demote', upstream: dcs.leader });
+    if (!pg.inRecovery) return decision(`${dcs.leader} leads: demoting this primary`, { kind: 'demote' });
     if (obs.configuredUpstream !== dcs.leader) {
       return decision(`following new leader ${dcs.leader}`, { kind: 'follow', upstream: dcs.leader });
     }
@@ -142,15 +180,36 @@ function decideRunning(obs: Observation, dcs: Reachable, pg: Extract<Observation
   return decideElection(obs, dcs, pg);
 }
 
-/** Rule E: running, no leader. Only the best eligible candidate takes the key. */
-function decideElection(obs: Observation, dcs: Reachable, pg: Extract<Observation['pg'], { kind: 'running' }>): Decision {
+/** Rule D3: this node leads. Carry out an intent addressed to it, clear finished or stale ones. */
+function decideLeading(obs: Observation, dcs: Reachable): Decision {
+  const routine: Action[] = [{ kind: 'sync-slots' }, { kind: 'publish-leader-lsn' }];
+  const intent = dcs.intent;
+  if (intent === null) return decision('leading', ...routine);
+  if (!isIntentLive(intent, obs.nowMs)) {
+    return decision(`leading; clearing a stale ${intent.kind} intent`, { kind: 'clear-intent', intent, completed: false }, ...routine);
+  }
+  if (intent.from === obs.node) {
+    return decision(`${intent.kind} requested: handing the lead to ${intent.to ?? 'the best replica'}`, { kind: 'step-down', intent });
+  }
+  return decision(`leading after a ${intent.kind}; clearing the intent`, { kind: 'clear-intent', intent, completed: true }, ...routine);
+}
+
+/** Rule E: running, no leader. Only the best eligible candidate (or the intent's target) takes the key. */
+function decideElection(obs: Observation, dcs: Reachable, pg: Running): Decision {
+  const stayPut: Action[] = pg.inRecovery ? [] : [{ kind: 'demote' }];
+  const take: Action[] = pg.inRecovery ? [{ kind: 'acquire-leader' }, { kind: 'promote' }] : [{ kind: 'acquire-leader' }];
+  const intent = liveIntent(dcs.intent, obs.nowMs);
+  if (intent !== null && intent.to === obs.node) {
+    return decision(`no leader; this node is the ${intent.kind} target: taking the lead`, ...take);
+  }
+  const other = intentForOther(obs, dcs);
+  if (other !== null) return decision(`no leader; ${other.kind} to ${other.to ?? 'another node'} in progress: waiting`, ...stayPut);
   const self: Candidate = { name: obs.node, timeline: pg.timeline, lsn: pg.lsn, tags: obs.tags };
   const reason = ineligibility(self, dcs.lastLeaderLsn, obs.config.maximumLagOnFailoverBytes);
-  const stayPut: Action[] = pg.inRecovery ? [] : [{ kind: 'demote', upstream: null }];
   if (reason !== null) return decision(`no leader; not eligible (${reason})`, ...stayPut);
   // Fresh agents give a cleanly shut-down former primary one TTL to reclaim the lead first.
   const graceEndsMs = obs.agentStartedMs + obs.config.ttlSeconds * 1000;
-  if (pg.inRecovery && obs.nowMs < graceEndsMs) return decision(`no leader; start-up grace for ${graceEndsMs - obs.nowMs} ms`);
+  if (intent === null && pg.inRecovery && obs.nowMs < graceEndsMs) return decision(`no leader; start-up grace for ${graceEndsMs - obs.nowMs} ms`);
   const others: Candidate[] = dcs.members
     .filter((m) => m.name !== obs.node && m.role !== 'stopped' && m.state === 'running')
     .map(candidateOf);
@@ -160,8 +219,8 @@ function decideElection(obs: Observation, dcs: Reachable, pg: Extract<Observatio
     return decision(`no leader; ${best?.name ?? 'another node'} is the better candidate`, ...stayPut);
   }
   return pg.inRecovery
-    ? decision('no leader; best candidate: taking the lead and promoting', { kind: 'acquire-leader' }, { kind: 'promote' })
-    : decision('no leader; best candidate and already primary: taking the lead', { kind: 'acquire-leader' });
+    ? decision('no leader; best candidate: taking the lead and promoting', ...take)
+    : decision('no leader; best candidate and already primary: taking the lead', ...take);
 }
 
 function candidateOf(member: MemberRecord): Candidate {

@@ -2,11 +2,12 @@
  * Carries out the actions `decide` chose, one at a time, in order. The executor owns no policy:
  * it turns an action into DCS writes and PostgresNode calls and reports whether it succeeded, so
  * the loop can skip the rest of a decision after a failed step or a lost race. Long operations
- * (initdb, pg_basebackup) go to the long-task slot so the loop keeps renewing its lease.
+ * (initdb, pg_basebackup, rewind, a planned step-down) go to the long-task slot so the loop keeps
+ * renewing its lease meanwhile. Every role change is written to the event log.
  */
 import type { Action } from './actions.js';
 import type { AgentMemory } from './agent-memory.js';
-import type { Observation } from './observation.js';
+import type { Observation, LongTaskState } from './observation.js';
 import type { PostgresNode, UpstreamAddress } from './postgres-node.js';
 import type { Dcs } from '../dcs/dcs.js';
 import { INITIALIZE_PENDING_PREFIX, type ClusterKeys } from '../dcs/keys.js';
@@ -14,7 +15,12 @@ import { defaultDynamicConfig } from '../config/schema.js';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import { PgpilotError, errorMessage } from '../shared/errors.js';
+import { compareLsn } from '../shared/lsn.js';
 import { appendHistory } from './history.js';
+import { recordEvent, type EventKind } from './events.js';
+import { CATCH_UP_TIMEOUT_MS, type FailoverIntent } from './intent.js';
+import { parseMemberRecord, type MemberRecord } from './member-record.js';
+import { rankCandidates } from './election.js';
 
 export interface ExecutorDeps {
   node: string;
@@ -25,10 +31,12 @@ export interface ExecutorDeps {
   log: Logger;
   memory: AgentMemory;
   /** Runs `task` in the long-task slot (the loop keeps ticking meanwhile). */
-  startLongTask(kind: 'initialize-cluster' | 'clone-from', task: () => Promise<void>): void;
+  startLongTask(kind: LongTaskState['kind'], task: () => Promise<void>): void;
 }
 
 export type ActionOutcome = { kind: 'done' } | { kind: 'skip-rest'; reason: string } | { kind: 'failed'; error: string };
+
+const CATCH_UP_POLL_MS = 50;
 
 export class Executor {
   constructor(private readonly deps: ExecutorDeps) {}
@@ -50,6 +58,11 @@ export class Executor {
     return { kind: 'done' };
   }
 
+  private event(kind: EventKind, message: string, timeline: number | null = null): Promise<void> {
+    const { dcs, keys, node, clock } = this.deps;
+    return recordEvent(dcs, keys, { at: new Date(clock.nowMs()).toISOString(), kind, node, message, timeline });
+  }
+
   private async execute(action: Action, obs: Observation): Promise<ActionOutcome> {
     const { dcs, keys, pg, memory, node } = this.deps;
     switch (action.kind) {
@@ -62,6 +75,21 @@ export class Executor {
         this.deps.startLongTask('clone-from', async () => {
           await pg.cloneFrom(upstream);
           memory.configuredUpstream = upstream.name;
+          await this.event('cloned', `cloned from ${upstream.name} and started as its standby`);
+        });
+        return { kind: 'done' };
+      }
+      case 'rejoin': {
+        const upstream = upstreamOf(obs, action.leader);
+        if (upstream === null) return { kind: 'skip-rest', reason: `no address for ${action.leader}` };
+        this.deps.startLongTask('rejoin', async () => {
+          const outcome = await pg.rejoin(upstream);
+          if (outcome.kind === 'moved-aside') {
+            await this.event('reinitialized', `pg_rewind was impossible; old data kept at ${outcome.path}; re-cloning from ${upstream.name}`);
+            return;
+          }
+          memory.configuredUpstream = upstream.name;
+          await this.event('rewound', `former primary rejoined ${upstream.name} as a standby (${outcome.kind === 'rewound' ? 'rewound' : 'no rewind needed'})`);
         });
         return { kind: 'done' };
       }
@@ -71,8 +99,10 @@ export class Executor {
           // Invariant 1 of decide.ts, enforced again at the point of no return.
           return { kind: 'skip-rest', reason: 'refusing to start writable without the leader key' };
         }
+        const wasCrash = obs.pg.kind === 'stopped' && obs.pg.crashed;
         await pg.start(action.mode, upstream);
         memory.configuredUpstream = upstream?.name ?? null;
+        if (wasCrash) await this.event('restarted', `postgres restarted in place as ${action.mode} after a crash`);
         return { kind: 'done' };
       }
       case 'acquire-leader': {
@@ -82,6 +112,7 @@ export class Executor {
         if (!won) return { kind: 'skip-rest', reason: 'another node took the leader key first' };
         memory.holdsLeader = true;
         this.deps.log.info('acquired the leader key');
+        await this.event('leader-acquired', 'took the free leader key');
         return { kind: 'done' };
       }
       case 'adopt-leader': {
@@ -92,10 +123,15 @@ export class Executor {
         }
         memory.holdsLeader = true;
         this.deps.log.info('adopted the leader key of a previous run of this node');
+        await this.event('leader-adopted', 'agent restarted while its leader key was still valid: kept the lead');
         return { kind: 'done' };
       }
       case 'release-stale-leader':
         await dcs.deleteIfEquals(keys.leader, node);
+        return { kind: 'done' };
+      case 'release-leader':
+        if (await dcs.deleteIfEquals(keys.leader, node)) await this.event('leader-released', action.reason);
+        memory.holdsLeader = false;
         return { kind: 'done' };
       case 'promote': {
         if (!memory.holdsLeader) return { kind: 'skip-rest', reason: 'refusing to promote without the leader key' };
@@ -103,15 +139,17 @@ export class Executor {
         await pg.promote();
         memory.configuredUpstream = null;
         const after = await pg.observe();
-        if (after.kind === 'running' && before !== null) {
+        const timeline = after.kind === 'running' ? after.timeline : null;
+        if (timeline !== null && before !== null) {
           await appendHistory(dcs, keys, {
-            timeline: after.timeline,
+            timeline,
             lsn: before.lsn,
-            reason: 'promoted after the leader key was free',
+            reason: obs.dcs.kind === 'reachable' && obs.dcs.intent !== null ? obs.dcs.intent.kind : 'failover: the leader key was free',
             at: new Date(this.deps.clock.nowMs()).toISOString(),
             newLeader: node,
           });
         }
+        await this.event('promoted', `promoted to primary at ${before?.lsn ?? '?'}`, timeline);
         return { kind: 'done' };
       }
       case 'follow': {
@@ -125,15 +163,24 @@ export class Executor {
         this.deps.log.warn({ reason: action.reason }, 'fencing: stopping postgres immediately');
         await pg.stop('immediate');
         memory.holdsLeader = false;
+        await this.event('fenced', action.reason);
         return { kind: 'done' };
-      case 'demote': {
-        const upstream = action.upstream === null ? null : upstreamOf(obs, action.upstream);
+      case 'demote':
         await pg.stop('fast');
         memory.holdsLeader = false;
-        await pg.start('standby', upstream);
-        memory.configuredUpstream = upstream?.name ?? null;
+        memory.configuredUpstream = null;
+        await this.event('demoted', 'stopped as primary; rejoining as a standby');
         return { kind: 'done' };
-      }
+      case 'step-down':
+        this.deps.startLongTask('step-down', () => this.stepDown(action.intent, obs));
+        return { kind: 'done' };
+      case 'clear-intent':
+        if (await dcs.deleteIfEquals(keys.failover, JSON.stringify(action.intent))) {
+          if (action.completed) {
+            await this.event(action.intent.kind === 'switchover' ? 'switchover-completed' : 'failover-completed', `${action.intent.kind} from ${action.intent.from ?? 'no leader'} completed: ${node} leads`);
+          }
+        }
+        return { kind: 'done' };
       case 'sync-slots':
         if (obs.dcs.kind === 'reachable') {
           await pg.syncSlots(obs.dcs.members.map((m) => m.name).filter((name) => name !== node));
@@ -143,6 +190,54 @@ export class Executor {
         if (obs.pg.kind === 'running' && obs.pg.lsn !== null) await dcs.put(keys.lastLsn, obs.pg.lsn);
         return { kind: 'done' };
     }
+  }
+
+  /**
+   * Planned hand-over (architecture.md §4.4): checkpoint, stop taking writes (fast shutdown, whose
+   * final checkpoint is streamed to the standbys), wait until the target has replayed past it, then
+   * release the key; the intent tells every other node to let the target take it. If the target
+   * does not catch up in time, postgres restarts as primary here and nothing changes.
+   */
+  private async stepDown(intent: FailoverIntent, obs: Observation): Promise<void> {
+    const { dcs, keys, pg, memory, node, clock, log } = this.deps;
+    const members = obs.dcs.kind === 'reachable' ? obs.dcs.members : [];
+    const target = intent.to ?? bestReplica(members, node, obs.dcs.kind === 'reachable' ? obs.dcs.lastLeaderLsn : null);
+    const abort = async (why: string, restart: boolean): Promise<void> => {
+      log.warn({ why }, `${intent.kind} aborted`);
+      if (restart) await pg.start('primary', null);
+      await dcs.deleteIfEquals(keys.failover, JSON.stringify(intent));
+      await this.event('switchover-failed', `${intent.kind} aborted: ${why}; ${node} keeps the lead`);
+    };
+    if (target === null) return abort('no streaming replica to hand over to', false);
+    let current = intent;
+    if (intent.to === null) {
+      // Name the target in the intent, so that only the replica we wait for may take the key.
+      current = { ...intent, to: target };
+      if (!(await dcs.replaceIfEquals(keys.failover, JSON.stringify(intent), JSON.stringify(current)))) return;
+    }
+    log.info({ target, kind: current.kind }, 'stepping down');
+    await pg.checkpoint().catch(() => undefined);
+    await pg.stop('fast');
+    const stopped = await pg.observe();
+    const finalLsn = stopped.kind === 'stopped' ? stopped.lsn : null;
+    if (current.kind === 'switchover') {
+      if (finalLsn === null) return abort('could not read the final WAL position', true);
+      const deadlineMs = clock.nowMs() + CATCH_UP_TIMEOUT_MS;
+      let caughtUp = false;
+      while (clock.nowMs() < deadlineMs) {
+        const record = parseMemberRecord((await dcs.get(keys.member(target))) ?? '');
+        if (record !== null && record.role === 'replica' && record.lsn !== null && compareLsn(record.lsn, finalLsn) > 0) {
+          caughtUp = true;
+          break;
+        }
+        await clock.sleep(CATCH_UP_POLL_MS);
+      }
+      if (!caughtUp) return abort(`${target} did not replay up to ${finalLsn} within ${CATCH_UP_TIMEOUT_MS} ms`, true);
+    }
+    await dcs.deleteIfEquals(keys.leader, node);
+    memory.holdsLeader = false;
+    memory.configuredUpstream = null;
+    await this.event('demoted', `stepped down for ${current.kind} to ${target} at ${finalLsn ?? '?'}`);
   }
 
   /**
@@ -179,6 +274,7 @@ export class Executor {
         at: new Date(this.deps.clock.nowMs()).toISOString(),
         newLeader: node,
       });
+      await this.event('initialized', `initdb done (system identifier ${systemIdentifier}); leading`, 1);
       log.info({ systemIdentifier }, 'cluster initialized; this node leads');
     } catch (error) {
       log.error({ err: errorMessage(error) }, 'initialization failed; releasing the initialize key');
@@ -195,4 +291,12 @@ function upstreamOf(obs: Observation, name: string): UpstreamAddress | null {
   if (obs.dcs.kind !== 'reachable') return null;
   const member = obs.dcs.members.find((m) => m.name === name);
   return member === undefined ? null : { name, host: member.host, port: member.port };
+}
+
+/** The best-ranked streaming replica other than `self`, for a switchover without a named target. */
+function bestReplica(members: readonly MemberRecord[], self: string, lastLeaderLsn: string | null): string | null {
+  const candidates = members
+    .filter((m) => m.name !== self && m.role === 'replica' && m.streaming)
+    .map((m) => ({ name: m.name, timeline: m.timeline, lsn: m.lsn, tags: m.tags }));
+  return rankCandidates(candidates, lastLeaderLsn, Number.MAX_SAFE_INTEGER)[0]?.name ?? null;
 }

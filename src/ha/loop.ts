@@ -13,6 +13,7 @@ import { decide } from './decide.js';
 import type { Decision } from './actions.js';
 import { Executor, type ExecutorDeps } from './executor.js';
 import type { DcsView, LocalPostgres, LongTaskState, Observation } from './observation.js';
+import { parseIntent } from './intent.js';
 import { parseMemberRecord, type MemberRecord, type ReplicationEntry } from './member-record.js';
 
 export interface HaLoopDeps extends Omit<ExecutorDeps, 'startLongTask'> {
@@ -147,6 +148,7 @@ export class HaLoop {
       pg,
       configuredUpstream: memory.configuredUpstream,
       longTask: this.longTask === null ? null : { kind: this.longTask.kind, startedMs: this.longTask.startedMs },
+      lastHealthyMs: memory.lastHealthyMs,
     };
   }
 
@@ -154,7 +156,10 @@ export class HaLoop {
     const pg = await this.deps.pg.observe();
     const { memory } = this.deps;
     if (pg.kind === 'stopped') return { ...pg, crashed: memory.crashed };
-    if (pg.kind === 'running') memory.crashed = false;
+    if (pg.kind === 'running') {
+      memory.crashed = false;
+      memory.lastHealthyMs = this.deps.clock.nowMs();
+    }
     return pg;
   }
 
@@ -187,6 +192,7 @@ export class HaLoop {
         initialize: all.get(keys.initialize) ?? null,
         members,
         lastLeaderLsn: all.get(keys.lastLsn) ?? null,
+        intent: parseIntent(all.get(keys.failover) ?? null),
       };
     } catch (error) {
       return { kind: 'unreachable', error: errorMessage(error) };

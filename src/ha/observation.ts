@@ -6,6 +6,7 @@
  */
 import type { DynamicConfig, Tags } from '../config/schema.js';
 import type { MemberRecord } from './member-record.js';
+import type { FailoverIntent } from './intent.js';
 
 export type DcsView =
   | {
@@ -16,6 +17,8 @@ export type DcsView =
       members: readonly MemberRecord[];
       /** The leader's last published WAL position (survives the leader), for the failover lag limit. */
       lastLeaderLsn: string | null;
+      /** The operator's switchover/failover intent, live or stale (decide checks its age). */
+      intent: FailoverIntent | null;
     }
   | { kind: 'unreachable'; error: string };
 
@@ -55,7 +58,7 @@ export interface LeaseState {
 }
 
 export interface LongTaskState {
-  kind: 'initialize-cluster' | 'clone-from' | 'restart' | 'demote';
+  kind: 'initialize-cluster' | 'clone-from' | 'rejoin' | 'step-down';
   startedMs: number;
 }
 
@@ -71,4 +74,6 @@ export interface Observation {
   /** The leader name that the running postgres was configured to stream from (null: none). */
   configuredUpstream: string | null;
   longTask: LongTaskState | null;
+  /** When postgres last answered as running on this node (ms, agent clock); null: not since the agent started. */
+  lastHealthyMs: number | null;
 }

@@ -23,6 +23,14 @@ export interface PostgresNode {
   /** Writes the configuration for the role and spawns the postmaster (does not wait for ready). */
   start(mode: 'primary' | 'standby', upstream: UpstreamAddress | null): Promise<void>;
   stop(mode: 'fast' | 'immediate'): Promise<void>;
+  /** CHECKPOINT on the running postgres (shortens the shutdown before a planned hand-over). */
+  checkpoint(): Promise<void>;
+  /**
+   * Brings a stopped former primary back in line with `upstream` (pg_rewind) and starts it as
+   * its standby. When rewind is impossible the data directory is moved aside (never deleted) and
+   * the result is `moved-aside`: the node then re-clones like a new member.
+   */
+  rejoin(upstream: UpstreamAddress): Promise<{ kind: 'rewound' | 'not-needed' } | { kind: 'moved-aside'; path: string }>;
   promote(): Promise<void>;
   /** Re-points a running standby at `upstream` (null: no upstream) with a reload. */
   follow(upstream: UpstreamAddress | null): Promise<void>;

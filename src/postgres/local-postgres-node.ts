@@ -9,7 +9,7 @@
  * - every call is bounded in time; a failure is a PgpilotError, an ordinary "down" is a state.
  */
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentConfig, ClusterSecrets } from '../config/schema.js';
 import type { LocalPostgres } from '../ha/observation.js';
@@ -20,6 +20,7 @@ import type { Logger } from '../shared/logger.js';
 import { PgpilotError, errorMessage } from '../shared/errors.js';
 import { lsnDiffBytes } from '../shared/lsn.js';
 import { runBasebackup } from './basebackup.js';
+import { runRewind } from './rewind.js';
 import { renderConninfo, renderPgHba, renderPgpass, renderPostgresqlConf } from './conf.js';
 import { readControldata } from './controldata.js';
 import { ensurePostgresOwnedDir, runInitdb, writePostgresPrivateFile } from './initdb.js';
@@ -173,6 +174,33 @@ export class LocalPostgresNode implements PostgresNode {
     this.options.log.info({ mode, clean }, 'postgres stopped');
   }
 
+  async checkpoint(): Promise<void> {
+    await (await this.getClient()).query('CHECKPOINT');
+  }
+
+  async rejoin(upstream: UpstreamAddress): Promise<{ kind: 'rewound' | 'not-needed' } | { kind: 'moved-aside'; path: string }> {
+    const { config, secrets, log } = this.options;
+    await this.writePassfile();
+    let outcome: { kind: 'rewound' | 'not-needed' };
+    try {
+      outcome = await runRewind({
+        binDir: config.binDir,
+        dataDir: this.dataDir,
+        source: { host: upstream.host, port: upstream.port, user: secrets.superuser.name },
+        passfile: this.passfile,
+      });
+    } catch (error) {
+      // Nothing is deleted: the diverged data stays beside the new clone for inspection.
+      const aside = `${this.dataDir}.diverged-${new Date(this.options.clock.nowMs()).toISOString().replace(/[:.]/g, '-')}`;
+      await rename(this.dataDir, aside);
+      log.warn({ err: errorMessage(error), aside }, 'pg_rewind failed; data directory moved aside, the node will re-clone');
+      return { kind: 'moved-aside', path: aside };
+    }
+    log.info({ outcome: outcome.kind, upstream: upstream.name }, 'rewind finished');
+    await this.start('standby', upstream);
+    return outcome;
+  }
+
   async promote(): Promise<void> {
     const client = await this.getClient();
     const result = await client.query<{ promoted: boolean }>('SELECT pg_promote(true, 60) AS promoted');
@@ -259,7 +287,11 @@ export class LocalPostgresNode implements PostgresNode {
     await ensurePostgresOwnedDir(this.socketDir, 0o700);
     await writePostgresPrivateFile(
       this.passfile,
-      renderPgpass([{ host: '*', port: '*', database: '*', user: secrets.replication.name, password: secrets.replication.password }]),
+      renderPgpass([
+        { host: '*', port: '*', database: '*', user: secrets.replication.name, password: secrets.replication.password },
+        // pg_rewind reads the new leader's files through a superuser connection.
+        { host: '*', port: '*', database: '*', user: secrets.superuser.name, password: secrets.superuser.password },
+      ]),
     );
   }
 

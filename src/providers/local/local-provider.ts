@@ -21,7 +21,7 @@ import { parseConfig } from '../../config/load.js';
 import { clusterKeys } from '../../dcs/keys.js';
 import { EtcdDcs } from '../../dcs/etcd-dcs.js';
 import { parseMemberRecord, type MemberRecord } from '../../ha/member-record.js';
-import { dynamicConfigSchema } from '../../config/schema.js';
+import { defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig } from '../../config/schema.js';
 import { findPgBinDir } from '../../postgres/bin-dir.js';
 import type { Clock } from '../../shared/clock.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
@@ -354,6 +354,24 @@ export async function snapshotCluster(manifest: ClusterManifest): Promise<Cluste
     return { etcd: 'unreachable', leader: null, members: [], syncMode: 'off', aliveAgents };
   } finally {
     await dcs.close().catch(() => undefined);
+  }
+}
+
+/** A DCS client on the cluster's etcd and its dynamic config; CLUSTER_NOT_RUNNING when etcd is down. */
+export async function openClusterDcs(manifest: ClusterManifest): Promise<{ dcs: EtcdDcs; config: DynamicConfig }> {
+  if ((await livePid(manifest.etcd.pidFile, manifest.etcd.dataDir)) === null) {
+    throw new PgpilotError('CLUSTER_NOT_RUNNING', `cluster ${manifest.name} is not running (its etcd is stopped)`, {
+      hint: `start it with: pgpilot start ${manifest.name}`,
+    });
+  }
+  const dcs = new EtcdDcs({ endpoints: [clientUrl(manifest.etcd.host, manifest.etcd.clientPort)], operationTimeoutMs: 3_000 });
+  try {
+    const text = await dcs.get(clusterKeys(manifest.name).config);
+    const parsed = text === null ? null : dynamicConfigSchema.safeParse(JSON.parse(text));
+    return { dcs, config: parsed?.success === true ? parsed.data : defaultDynamicConfig() };
+  } catch (error) {
+    await dcs.close().catch(() => undefined);
+    throw error;
   }
 }
 

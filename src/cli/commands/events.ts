@@ -1,0 +1,20 @@
+/** `pgpilot events NAME [--json] [--limit N]`: the cluster's event log, oldest first. */
+import { clusterKeys } from '../../dcs/keys.js';
+import { parseEvents } from '../../ha/events.js';
+import { openClusterDcs, validateClusterName } from '../../providers/local/local-provider.js';
+import { readManifest } from '../../providers/local/cluster-store.js';
+import { printJson, renderTable, type Output } from '../output.js';
+
+export async function run(options: { home: string; name: string; json: boolean; limit: number }, output: Output): Promise<number> {
+  const manifest = await readManifest(options.home, validateClusterName(options.name));
+  const { dcs } = await openClusterDcs(manifest);
+  try {
+    const events = parseEvents(await dcs.get(clusterKeys(manifest.name).events)).slice(-options.limit);
+    if (options.json) printJson(output, events);
+    else if (events.length === 0) output.out('no events yet');
+    else output.out(renderTable(['TIME', 'NODE', 'EVENT', 'TL', 'DETAIL'], events.map((e) => [e.at, e.node, e.kind, e.timeline === null ? '-' : String(e.timeline), e.message])));
+    return 0;
+  } finally {
+    await dcs.close().catch(() => undefined);
+  }
+}

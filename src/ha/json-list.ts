@@ -1,0 +1,30 @@
+/**
+ * Append-only JSON lists in one etcd key (history, events): appended with compare-and-set so that
+ * concurrent writers never lose an entry, capped to the newest `maxEntries`, and read leniently
+ * (a malformed value reads as an empty list rather than breaking the reader).
+ */
+import { z } from 'zod';
+import type { Dcs } from '../dcs/dcs.js';
+
+const MAX_ATTEMPTS = 8;
+
+export function parseJsonList<T>(schema: z.ZodType<T>, text: string | null): T[] {
+  if (text === null) return [];
+  try {
+    const result = z.array(schema).safeParse(JSON.parse(text));
+    return result.success ? result.data : [];
+  } catch {
+    return [];
+  }
+}
+
+/** True when appended; false only if every compare-and-set attempt lost to another writer. */
+export async function appendJsonList<T>(dcs: Dcs, key: string, schema: z.ZodType<T>, entry: T, maxEntries: number): Promise<boolean> {
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt += 1) {
+    const current = await dcs.get(key);
+    const next = JSON.stringify([...parseJsonList(schema, current), entry].slice(-maxEntries));
+    const written = current === null ? await dcs.createIfAbsent(key, next) : await dcs.replaceIfEquals(key, current, next);
+    if (written) return true;
+  }
+  return false;
+}
