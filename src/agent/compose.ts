@@ -6,6 +6,8 @@
  * over at once instead of waiting for the TTL.
  */
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { WatchdogClient } from './watchdog.js';
 import { pino } from 'pino';
 import { buildApi } from '../api/build-api.js';
 import type { AgentConfig } from '../config/schema.js';
@@ -26,7 +28,7 @@ export interface RunningAgent {
   done: Promise<void>;
 }
 
-export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
+export async function startAgent(config: AgentConfig, options: { cliEntry: string }): Promise<RunningAgent> {
   const log = createLogger({ destination: pino.destination({ dest: config.logFile, mkdir: true, sync: false }) }).child({
     cluster: config.cluster,
     node: config.node,
@@ -38,6 +40,11 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   const memory = freshAgentMemory();
   const pg = new LocalPostgresNode({ config, secrets, clock, log: log.child({ component: 'postgres' }) });
   const apiUrl = `http://${config.host}:${config.apiPort}`;
+  const watchdog = await WatchdogClient.start({
+    cliEntry: options.cliEntry,
+    logFile: path.join(config.nodeDir, 'watchdog.log'),
+    onError: (message) => log.error({ err: message }, 'the fencing watchdog is gone; a frozen leader could not be fenced'),
+  });
   const loop = new HaLoop({
     node: config.node,
     host: config.host,
@@ -53,6 +60,10 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     clock,
     log: log.child({ component: 'ha' }),
     memory,
+    fenceGuard: {
+      arm: (pid, deadlineEpochMs) => watchdog.arm(pid, deadlineEpochMs, config.dataDir),
+      disarm: () => watchdog.disarm(),
+    },
   });
   const api = buildApi({ snapshot: () => loop.snapshot(), config: () => loop.currentConfig(), holdsLeader: () => memory.holdsLeader });
   await api.listen({ host: config.listenAddress, port: config.apiPort });
@@ -70,6 +81,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
       } catch (error) {
         log.error({ err: errorMessage(error) }, 'postgres did not stop cleanly');
       }
+      await watchdog.stop().catch(() => undefined);
       await loop.releaseAll();
       await api.close().catch(() => undefined);
       await pg.close();

@@ -126,6 +126,9 @@ export async function runWatchdog(options: RunWatchdogOptions): Promise<void> {
   const pollMs = Math.max(1, options.pollMs ?? DEFAULT_POLL_MS);
 
   let state: WatchdogState = { kind: 'disarmed' };
+  // Commands change `state` from the input's callbacks; read it through this so the compiler does
+  // not narrow it across the loop's awaits.
+  const currentState = (): WatchdogState => state;
   let closed = false;
   let pending = '';
   let wake = new AbortController();
@@ -152,8 +155,13 @@ export async function runWatchdog(options: RunWatchdogOptions): Promise<void> {
       pending = pending.slice(newline + 1);
       if (line.trim() !== '') {
         const command = parseWatchdogCommand(line);
-        if (command === null) log(`ignored an unrecognised command: ${JSON.stringify(line.slice(0, 200))}`);
-        else apply(command);
+        if (command === null) {
+          log(`ignored an unrecognised command: ${JSON.stringify(line.slice(0, 200))}`);
+        } else {
+          apply(command);
+          // Judge the new state now rather than at the end of the current pause.
+          wake.abort();
+        }
       }
       newline = pending.indexOf('\n');
     }
@@ -187,7 +195,7 @@ export async function runWatchdog(options: RunWatchdogOptions): Promise<void> {
 
   try {
     for (;;) {
-      const current: WatchdogState = state;
+      const current = currentState();
       const verdict = watchdogVerdict(current, clock.nowMs());
       if (verdict === 'fire' && current.kind === 'armed') {
         // Always changes the state (or a command did meanwhile), so this cannot spin.
@@ -215,7 +223,7 @@ export async function runWatchdog(options: RunWatchdogOptions): Promise<void> {
     // A command that arrived during the check wins and the loop judges it afresh: a fresh arm comes
     // from a lease renewal the agent just made (if its deadline has passed too, it fires next turn),
     // and a disarm means the agent fenced or stopped postgres itself.
-    if (state !== armed) return;
+    if (currentState() !== armed) return;
     state = { kind: 'disarmed' };
     const deadline = isoTime(armed.deadlineEpochMs);
     if (!owned) {

@@ -18,6 +18,7 @@ import * as connectCommand from '../cli/commands/connect.js';
 import * as agentCommand from '../cli/commands/agent.js';
 import * as switchoverCommand from '../cli/commands/switchover.js';
 import * as eventsCommand from '../cli/commands/events.js';
+import * as watchdogCommand from '../cli/commands/watchdog.js';
 import { runStart, runStop } from '../cli/commands/start-stop.js';
 
 const output = processOutput;
@@ -216,6 +217,11 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     .requiredOption('-c, --config <file>', 'agent configuration file (JSON)')
     .addHelpText('after', examples('pgpilot agent --config /var/lib/pgpilot/clusters/demo/nodes/node1/agent.json'))
     .action(wrap(async (opts: { config: string }) => agentCommand.run({ configFile: opts.config })));
+
+  program
+    .command('watchdog', { hidden: true })
+    .description('fencing watchdog fed by the agent over stdin (started by the agent, not by hand)')
+    .action(wrap(async () => watchdogCommand.run()));
 
   return program;
 }

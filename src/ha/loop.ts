@@ -9,14 +9,22 @@ import { LeaseNotFoundError } from '../dcs/dcs.js';
 import { memberNameFromKey } from '../dcs/keys.js';
 import { defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig, type Tags } from '../config/schema.js';
 import { errorMessage } from '../shared/errors.js';
-import { decide } from './decide.js';
+import { decide, leaseDeadlineMs } from './decide.js';
 import type { Decision } from './actions.js';
 import { Executor, type ExecutorDeps } from './executor.js';
 import type { DcsView, LocalPostgres, LongTaskState, Observation } from './observation.js';
 import { parseIntent } from './intent.js';
 import { parseMemberRecord, type MemberRecord, type ReplicationEntry } from './member-record.js';
 
+/** The out-of-process fence (src/agent/watchdog.ts): kills the postmaster if we stop re-arming it. */
+export interface FenceGuard {
+  arm(postmasterPid: number, deadlineEpochMs: number): void;
+  disarm(): void;
+}
+
 export interface HaLoopDeps extends Omit<ExecutorDeps, 'startLongTask'> {
+  /** Armed while this node leads, with the lease deadline; absent in simulations. */
+  fenceGuard?: FenceGuard;
   host: string;
   pgPort: number;
   apiUrl: string;
@@ -96,6 +104,7 @@ export class HaLoop {
   /** One observe -> decide -> execute -> publish pass. True when the next tick should come soon. */
   async tick(): Promise<boolean> {
     const observation = await this.observe();
+    this.updateFenceGuard(observation);
     const decision = decide(observation);
     this.logSummary(decision.summary, observation.nowMs);
     const outcome = decision.actions.length > 0 ? await this.executor.run(decision.actions, observation) : { kind: 'done' as const };
@@ -108,6 +117,22 @@ export class HaLoop {
       ticks: this.snapshotValue.ticks + 1,
     };
     return decision.actions.length > 0 && outcome.kind === 'done';
+  }
+
+  /**
+   * While this node holds the leader key, the watchdog is armed with the same deadline decide()
+   * fences at (last renewal + TTL - margin): if this process freezes and stops re-arming it, the
+   * postmaster is killed before another node can take the key. Disarmed as soon as we do not lead.
+   */
+  private updateFenceGuard(obs: Observation): void {
+    const guard = this.deps.fenceGuard;
+    if (guard === undefined) return;
+    const pid = this.deps.pg.postmasterPid();
+    if (this.deps.memory.holdsLeader && pid !== null && obs.lease.lastRenewedMs !== null) {
+      guard.arm(pid, leaseDeadlineMs(obs.lease.lastRenewedMs, this.config.ttlSeconds));
+    } else {
+      guard.disarm();
+    }
   }
 
   private logSummary(summary: string, nowMs: number): void {

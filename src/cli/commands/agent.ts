@@ -8,7 +8,8 @@ import { loadJsonFile } from '../../config/load.js';
 
 export async function run(options: { configFile: string }): Promise<number> {
   const config = loadJsonFile(agentConfigSchema, options.configFile);
-  const agent = await startAgent(config);
+  // The watchdog is started from the same CLI entry point as this agent.
+  const agent = await startAgent(config, { cliEntry: process.argv[1] ?? '' });
   const onSignal = (): void => {
     void agent.stop();
   };

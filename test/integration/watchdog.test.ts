@@ -1,0 +1,224 @@
+/**
+ * The fencing watchdog as a real process: `WatchdogClient.start` spawns it (through setpriv with a
+ * parent-death signal) from the test entry test/helpers/watchdog-main.ts, which runs the same code
+ * as `pgpilot watchdog`. A harmless victim process whose command line carries a unique marker
+ * directory stands in for the postmaster: heartbeats keep it alive past the first deadline, it is
+ * SIGKILLed once they stop, and a disarm spares it. `after` kills every process we started by PID
+ * and removes the temp dir, even when a step fails.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WatchdogClient } from '../../src/agent/watchdog.js';
+import { SystemClock } from '../../src/shared/clock.js';
+import { isPidAlive, waitUntil } from '../helpers/wait.js';
+
+const WATCHDOG_ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'helpers', 'watchdog-main.js');
+const HEARTBEAT_MS = 300;
+const DEADLINE_AHEAD_MS = 1_500;
+const STAND_IN_HEARTBEAT_MS = 200;
+const STAND_IN_DEADLINE_AHEAD_MS = 2_000;
+
+const clock = new SystemClock();
+let root = '';
+let logFile = '';
+let client: WatchdogClient | null = null;
+const clientErrors: string[] = [];
+const victims: Victim[] = [];
+
+interface Victim {
+  child: ChildProcess;
+  pid: number;
+  marker: string;
+  exit: Promise<{ signal: NodeJS.Signals | null; code: number | null; atMs: number }>;
+}
+
+/** A process that does nothing until killed, with `marker` (a directory) in its command line. */
+async function startVictim(name: string): Promise<Victim> {
+  const marker = path.join(root, `victim-${name}-pgdata`);
+  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', marker], { stdio: 'ignore' });
+  const exit = new Promise<{ signal: NodeJS.Signals | null; code: number | null; atMs: number }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal, atMs: clock.nowMs() }));
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', reject);
+  });
+  const pid = child.pid;
+  assert.ok(pid !== undefined);
+  const victim: Victim = { child, pid, marker, exit };
+  victims.push(victim);
+  // Wait until the command line shows the marker (it is node's argv as soon as exec happened).
+  await waitUntil('the victim to show its marker', async () => (await readFile(`/proc/${pid}/cmdline`, 'utf8')).includes(marker), 5_000, 20);
+  return victim;
+}
+
+function hasExited(victim: Victim): boolean {
+  return victim.child.exitCode !== null || victim.child.signalCode !== null;
+}
+
+before(async () => {
+  root = await mkdtemp(path.join(tmpdir(), 'pgpilot-watchdog-'));
+  logFile = path.join(root, 'watchdog.log');
+  client = await WatchdogClient.start({ cliEntry: WATCHDOG_ENTRY, logFile, onError: (message) => clientErrors.push(message) });
+});
+
+after(async () => {
+  for (const victim of victims) {
+    if (!hasExited(victim)) victim.child.kill('SIGKILL');
+    await victim.exit;
+  }
+  const watchdogPid = client?.pid ?? -1;
+  if (client !== null) await client.stop(5_000);
+  if (watchdogPid > 0) assert.equal(isPidAlive(watchdogPid), false, 'watchdog still running after stop');
+  await rm(root, { recursive: true, force: true });
+});
+
+void test('the watchdog runs as a separate child process', async () => {
+  assert.ok(client !== null);
+  assert.equal(client.alive(), true);
+  assert.notEqual(client.pid, process.pid);
+  const pid = client.pid;
+  const cmdline = await waitUntil('the watchdog to exec node', async () => {
+    const text = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').join(' ');
+    return text.includes(WATCHDOG_ENTRY) ? text : null;
+  }, 5_000, 20);
+  assert.ok(cmdline.startsWith(process.execPath), `setpriv execs node in place: ${cmdline}`);
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const [, ppid, , sid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  assert.equal(Number(ppid), process.pid, 'a direct child of the agent (so the parent-death signal applies)');
+  assert.equal(Number(sid), pid, 'in its own session');
+});
+
+void test('heartbeats keep the victim alive; once they stop it is SIGKILLed at the deadline', async () => {
+  assert.ok(client !== null);
+  const victim = await startVictim('fired');
+  const firstDeadlineMs = clock.nowMs() + DEADLINE_AHEAD_MS;
+  assert.equal(client.arm(victim.pid, firstDeadlineMs, victim.marker), true);
+  let lastDeadlineMs = firstDeadlineMs;
+  let nextBeatMs = clock.nowMs() + HEARTBEAT_MS;
+  // Heartbeat like an agent loop until well past the first deadline; the victim must stay alive.
+  while (clock.nowMs() < firstDeadlineMs + 500) {
+    assert.equal(hasExited(victim), false, 'killed although heartbeats kept coming');
+    if (clock.nowMs() >= nextBeatMs) {
+      lastDeadlineMs = clock.nowMs() + DEADLINE_AHEAD_MS;
+      assert.equal(client.arm(victim.pid, lastDeadlineMs, victim.marker), true);
+      nextBeatMs = clock.nowMs() + HEARTBEAT_MS;
+    }
+    await clock.sleep(20);
+  }
+  assert.ok(isPidAlive(victim.pid));
+  // Heartbeats stop: the victim dies by SIGKILL, not before the last deadline.
+  await waitUntil('the victim to be killed', () => Promise.resolve(hasExited(victim)), lastDeadlineMs - clock.nowMs() + 5_000, 20);
+  const exit = await victim.exit;
+  assert.equal(exit.signal, 'SIGKILL');
+  assert.ok(exit.atMs >= lastDeadlineMs, `killed ${lastDeadlineMs - exit.atMs} ms before the deadline`);
+  assert.ok(exit.atMs < lastDeadlineMs + 2_000, `killed ${exit.atMs - lastDeadlineMs} ms after the deadline`);
+  const log = await waitUntil('the fire to be logged', async () => {
+    const text = await readFile(logFile, 'utf8');
+    return text.includes(`SIGKILLed postmaster ${victim.pid}`) ? text : null;
+  }, 5_000, 20);
+  assert.match(log, /^\d{4}-\d\d-\d\dT[\d:.]+Z watchdog: started/m);
+  assert.equal(client.alive(), true, 'the watchdog keeps running (disarmed) after firing');
+});
+
+void test('a disarm spares the victim past the old deadline', async () => {
+  assert.ok(client !== null);
+  const victim = await startVictim('disarmed');
+  const deadlineMs = clock.nowMs() + 1_000;
+  assert.equal(client.arm(victim.pid, deadlineMs, victim.marker), true);
+  assert.equal(client.disarm(), true);
+  // Bounded watch: the victim must stay alive for ~2.5 s, well past the deadline it was armed with.
+  while (clock.nowMs() < deadlineMs + 1_500) {
+    assert.equal(hasExited(victim), false, 'killed after a disarm');
+    await clock.sleep(50);
+  }
+  assert.equal(hasExited(victim), false, 'killed after a disarm');
+  victim.child.kill('SIGKILL');
+  assert.equal((await victim.exit).signal, 'SIGKILL');
+});
+
+void test('a PID whose command line lacks the marker is never killed', async () => {
+  assert.ok(client !== null);
+  const victim = await startVictim('other');
+  const deadlineMs = clock.nowMs() + 300;
+  client.arm(victim.pid, deadlineMs, path.join(root, 'some-other-pgdata'));
+  await waitUntil('the watchdog to refuse', async () => (await readFile(logFile, 'utf8')).includes(`pid ${victim.pid} no longer runs`), 5_000, 20);
+  assert.equal(hasExited(victim), false);
+  victim.child.kill('SIGKILL');
+  await victim.exit;
+});
+
+void test('a frozen agent cannot stop the fence, and an agent killed with -9 takes its watchdog with it', async () => {
+  const victim = await startVictim('frozen-agent');
+  // A stand-in agent: starts its own watchdog and heartbeats it from a timer, like the HA loop.
+  const agentModule = new URL('../../src/agent/watchdog.js', import.meta.url).href;
+  const script = [
+    `import { WatchdogClient } from ${JSON.stringify(agentModule)};`,
+    'const [entry, log, victimPid, marker] = process.argv.slice(1);',
+    'const client = await WatchdogClient.start({ cliEntry: entry, logFile: log });',
+    'process.stdout.write(`${client.pid}\\n`);',
+    `const beat = () => client.arm(Number(victimPid), Date.now() + ${STAND_IN_DEADLINE_AHEAD_MS}, marker);`,
+    `beat(); setInterval(beat, ${STAND_IN_HEARTBEAT_MS});`,
+  ].join('\n');
+  const agentLog = path.join(root, 'frozen-agent-watchdog.log');
+  const agent = spawn(process.execPath, ['--input-type=module', '-e', script, WATCHDOG_ENTRY, agentLog, String(victim.pid), victim.marker], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const agentExit = new Promise<void>((resolve) => agent.once('exit', () => resolve()));
+  let agentOut = '';
+  agent.stdout.setEncoding('utf8').on('data', (chunk: string) => (agentOut += chunk));
+  let watchdogPid = -1;
+  try {
+    watchdogPid = await waitUntil('the stand-in agent to start its watchdog', () => Promise.resolve(/^\d+\n/.test(agentOut) && Number(agentOut.trim())), 10_000, 20);
+    await waitUntil('the first heartbeat', async () => (await readFile(agentLog, 'utf8').catch(() => '')).includes(`armed for postmaster ${victim.pid}`), 10_000, 20);
+    assert.equal(hasExited(victim), false);
+    const frozenAtMs = clock.nowMs();
+    assert.ok(agent.kill('SIGSTOP'));
+    // The last heartbeat promised at most STAND_IN_DEADLINE_AHEAD_MS from now.
+    await waitUntil("the frozen agent's postmaster to be killed", () => Promise.resolve(hasExited(victim)), STAND_IN_DEADLINE_AHEAD_MS + 5_000, 20);
+    const exit = await victim.exit;
+    assert.equal(exit.signal, 'SIGKILL');
+    assert.ok(exit.atMs - frozenAtMs <= STAND_IN_DEADLINE_AHEAD_MS + 1_000, `killed ${exit.atMs - frozenAtMs} ms after the freeze`);
+    assert.ok(isPidAlive(watchdogPid), 'the watchdog outlives the fire');
+
+    // Thawed, the agent re-arms (its victim PID is gone, so a fire would find nothing to kill).
+    assert.ok(agent.kill('SIGCONT'));
+    const armedLines = async (): Promise<number> => ((await readFile(agentLog, 'utf8')).match(/armed for postmaster/g) ?? []).length;
+    await waitUntil('the thawed agent to re-arm', async () => (await armedLines()) >= 2, 10_000, 20);
+    // Killed while its watchdog is armed with a deadline >= ~1.8 s ahead: a watchdog that only saw
+    // its input close would keep waiting for that deadline; the parent-death signal ends it at once.
+    const killedAtMs = clock.nowMs();
+    assert.ok(agent.kill('SIGKILL'));
+    await agentExit;
+    await waitUntil('the parent-death signal to end the watchdog', () => Promise.resolve(!isPidAlive(watchdogPid)), 5_000, 10);
+    const goneAfterMs = clock.nowMs() - killedAtMs;
+    assert.ok(goneAfterMs < 1_000, `the watchdog outlived its agent by ${goneAfterMs} ms`);
+    assert.doesNotMatch(await readFile(agentLog, 'utf8'), /nothing to kill/, 'it never reached the re-armed deadline');
+  } finally {
+    if (agent.exitCode === null && agent.signalCode === null) {
+      agent.kill('SIGKILL');
+      await agentExit;
+    }
+    // Only by PID, and only while it still runs our watchdog entry.
+    if (watchdogPid > 0 && (await readFile(`/proc/${watchdogPid}/cmdline`, 'utf8').catch(() => '')).includes(WATCHDOG_ENTRY)) {
+      process.kill(watchdogPid, 'SIGKILL');
+    }
+  }
+});
+
+void test('stop ends the watchdog without a kill and writes after it never throw', async () => {
+  assert.ok(client !== null);
+  const pid = client.pid;
+  assert.equal(await client.stop(5_000), 'exited');
+  assert.equal(isPidAlive(pid), false);
+  assert.equal(client.alive(), false);
+  assert.equal(client.arm(process.pid, clock.nowMs() + 1_000, root), false, 'refused, not thrown');
+  assert.equal(client.disarm(), false);
+  assert.ok((await readFile(logFile, 'utf8')).includes('input closed and disarmed: exiting'));
+  assert.deepEqual(clientErrors, [], 'a stop we asked for is not reported as an error');
+});
