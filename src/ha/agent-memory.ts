@@ -13,8 +13,10 @@ export interface AgentMemory {
   crashed: boolean;
   /** Last time postgres answered as running (ms, agent clock). */
   lastHealthyMs: number | null;
+  /** Since when the running standby has not been streaming (null: streaming, or not a standby). */
+  notStreamingSinceMs: number | null;
 }
 
 export function freshAgentMemory(): AgentMemory {
-  return { leaseId: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false, lastHealthyMs: null };
+  return { leaseId: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false, lastHealthyMs: null, notStreamingSinceMs: null };
 }

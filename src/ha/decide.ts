@@ -129,8 +129,13 @@ function decideStopped(obs: Observation, dcs: Reachable, pg: Stopped): Decision 
     return decision('leader key left by a previous run of this node: releasing it', { kind: 'release-stale-leader' });
   }
   if (dcs.leader !== null) {
-    // A former primary may hold WAL the new leader never had: rewind (or re-clone) before following.
-    if (pg.wasPrimary) return decision(`former primary: rejoining ${dcs.leader} as a standby`, { kind: 'rejoin', leader: dcs.leader });
+    // A cleanly stopped former primary may hold WAL the new leader never had: rewind (or
+    // re-clone) before following. A crashed one first recovers as a standby of the leader (its WAL
+    // usually ends at the fork point, so it can follow as is); pg_rewind's own crash recovery
+    // would append a checkpoint past the fork. If it cannot follow, rule D7 rewinds it then.
+    if (pg.wasPrimary && pg.cleanShutdownPrimary) {
+      return decision(`former primary: rejoining ${dcs.leader} as a standby`, { kind: 'rejoin', leader: dcs.leader });
+    }
     return decision(`starting postgres as a standby of ${dcs.leader}`, { kind: 'start-postgres', mode: 'standby', upstream: dcs.leader });
   }
   const other = intentForOther(obs, dcs);
@@ -144,7 +149,8 @@ function decideStopped(obs: Observation, dcs: Reachable, pg: Stopped): Decision 
   // No leader. A data directory cleanly shut down as primary ends exactly at its shutdown
   // checkpoint: no member on the same timeline can have WAL it lacks, so it may reclaim the lead
   // without a promotion (same timeline, same roles after `stop` + `start`).
-  if (pg.cleanShutdownPrimary && obs.tags.nofailover !== true) {
+  // Only for a fresh agent: a primary this agent demoted competes like any other member.
+  if (pg.cleanShutdownPrimary && obs.lastHealthyMs === null && obs.tags.nofailover !== true) {
     const higher = dcs.members.find((m) => m.name !== obs.node && m.timeline !== null && pg.timeline !== null && m.timeline > pg.timeline);
     if (higher === undefined) {
       return decision('no leader; this node shut down cleanly as primary: taking the lead', { kind: 'acquire-leader' }, {
@@ -175,7 +181,15 @@ function decideRunning(obs: Observation, dcs: Reachable, pg: Running): Decision 
     if (obs.configuredUpstream !== dcs.leader) {
       return decision(`following new leader ${dcs.leader}`, { kind: 'follow', upstream: dcs.leader });
     }
-    return decision(pg.walReceiverStatus === 'streaming' ? `streaming from ${dcs.leader}` : `replica of ${dcs.leader}, not streaming yet`);
+    if (pg.walReceiverStatus === 'streaming') return decision(`streaming from ${dcs.leader}`);
+    // D7: a standby on an older timeline that cannot stream from the leader has diverged (WAL past
+    // the fork point): rewind it, re-cloning if that is impossible.
+    const leader = leaderMember(dcs);
+    const stuckMs = obs.notStreamingSinceMs === null ? 0 : obs.nowMs - obs.notStreamingSinceMs;
+    if (leader?.timeline != null && leader.timeline > pg.timeline && stuckMs >= divergedAfterMs(obs)) {
+      return decision(`cannot follow ${dcs.leader} on timeline ${leader.timeline} for ${stuckMs} ms: rewinding`, { kind: 'rejoin', leader: dcs.leader });
+    }
+    return decision(`replica of ${dcs.leader}, not streaming yet`);
   }
   return decideElection(obs, dcs, pg);
 }
@@ -221,6 +235,11 @@ function decideElection(obs: Observation, dcs: Reachable, pg: Running): Decision
   return pg.inRecovery
     ? decision('no leader; best candidate: taking the lead and promoting', ...take)
     : decision('no leader; best candidate and already primary: taking the lead', ...take);
+}
+
+/** How long a standby may fail to stream from a leader on a newer timeline before it is rewound. */
+export function divergedAfterMs(obs: Observation): number {
+  return Math.max(5_000, 3 * obs.config.loopWaitMs);
 }
 
 function candidateOf(member: MemberRecord): Candidate {

@@ -83,6 +83,7 @@ export class Executor {
         const upstream = upstreamOf(obs, action.leader);
         if (upstream === null) return { kind: 'skip-rest', reason: `no address for ${action.leader}` };
         this.deps.startLongTask('rejoin', async () => {
+          if (obs.pg.kind !== 'stopped') await pg.stop('fast');
           const outcome = await pg.rejoin(upstream);
           if (outcome.kind === 'moved-aside') {
             await this.event('reinitialized', `pg_rewind was impossible; old data kept at ${outcome.path}; re-cloning from ${upstream.name}`);

@@ -9,8 +9,9 @@ import { LeaseNotFoundError } from '../dcs/dcs.js';
 import { memberNameFromKey } from '../dcs/keys.js';
 import { defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig, type Tags } from '../config/schema.js';
 import { errorMessage } from '../shared/errors.js';
+import { isLsn } from '../shared/lsn.js';
 import { decide, leaseDeadlineMs } from './decide.js';
-import type { Decision } from './actions.js';
+import type { Action, Decision } from './actions.js';
 import { Executor, type ExecutorDeps } from './executor.js';
 import type { DcsView, LocalPostgres, LongTaskState, Observation } from './observation.js';
 import { parseIntent } from './intent.js';
@@ -43,6 +44,8 @@ export interface LoopSnapshot {
 }
 
 const QUICK_RETICK_MS = 100;
+/** Actions a steady leader takes every tick: they do not call for a quick re-tick. */
+const ROUTINE_ACTIONS: ReadonlySet<Action['kind']> = new Set(['sync-slots', 'publish-leader-lsn']);
 const SUMMARY_REPEAT_MS = 60_000;
 
 export class HaLoop {
@@ -51,6 +54,7 @@ export class HaLoop {
   private config: DynamicConfig = defaultDynamicConfig();
   private longTask: (LongTaskState & { promise: Promise<void> }) | null = null;
   private wakeController = new AbortController();
+  private localFence: AbortController | null = null;
   private stopping = false;
   private lastSummary = '';
   private lastSummaryLoggedMs = 0;
@@ -97,6 +101,7 @@ export class HaLoop {
   /** Asks `run` to return after the current tick and waits for any long task to finish. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.armLocalFence(null);
     this.wake();
     if (this.longTask !== null) await this.longTask.promise.catch(() => undefined);
   }
@@ -116,7 +121,7 @@ export class HaLoop {
       lastError: outcome.kind === 'failed' ? outcome.error : null,
       ticks: this.snapshotValue.ticks + 1,
     };
-    return decision.actions.length > 0 && outcome.kind === 'done';
+    return outcome.kind === 'done' && decision.actions.some((a) => !ROUTINE_ACTIONS.has(a.kind));
   }
 
   /**
@@ -125,14 +130,36 @@ export class HaLoop {
    * postmaster is killed before another node can take the key. Disarmed as soon as we do not lead.
    */
   private updateFenceGuard(obs: Observation): void {
+    const leading = this.deps.memory.holdsLeader && obs.lease.lastRenewedMs !== null;
+    const deadlineMs = leading && obs.lease.lastRenewedMs !== null ? leaseDeadlineMs(obs.lease.lastRenewedMs, this.config.ttlSeconds) : null;
+    this.armLocalFence(deadlineMs);
     const guard = this.deps.fenceGuard;
     if (guard === undefined) return;
     const pid = this.deps.pg.postmasterPid();
-    if (this.deps.memory.holdsLeader && pid !== null && obs.lease.lastRenewedMs !== null) {
-      guard.arm(pid, leaseDeadlineMs(obs.lease.lastRenewedMs, this.config.ttlSeconds));
-    } else {
-      guard.disarm();
-    }
+    if (deadlineMs !== null && pid !== null) guard.arm(pid, deadlineMs);
+    else guard.disarm();
+  }
+
+  /**
+   * The in-process half of the fence: a timer at the lease deadline, re-armed by every renewal.
+   * A tick can be stuck for several etcd operation timeouts (a partition makes requests hang, not
+   * fail), so waiting for the next `decide` could let the lease expire while postgres still takes
+   * writes; the timer stops postgres at the deadline whatever the loop is doing. (A frozen process
+   * runs no timers: the watchdog process covers that case.)
+   */
+  private armLocalFence(deadlineMs: number | null): void {
+    this.localFence?.abort();
+    this.localFence = null;
+    if (deadlineMs === null) return;
+    const controller = new AbortController();
+    this.localFence = controller;
+    const { clock, memory, pg, log } = this.deps;
+    void clock.sleep(Math.max(0, deadlineMs - clock.nowMs()), controller.signal).then(async () => {
+      if (controller.signal.aborted || !memory.holdsLeader) return;
+      log.warn({ deadlineMs }, 'lease deadline passed without a renewal: fencing now');
+      memory.holdsLeader = false;
+      await pg.stop('immediate').catch((error: unknown) => log.error({ err: errorMessage(error) }, 'fencing stop failed'));
+    });
   }
 
   private logSummary(summary: string, nowMs: number): void {
@@ -174,6 +201,7 @@ export class HaLoop {
       configuredUpstream: memory.configuredUpstream,
       longTask: this.longTask === null ? null : { kind: this.longTask.kind, startedMs: this.longTask.startedMs },
       lastHealthyMs: memory.lastHealthyMs,
+      notStreamingSinceMs: memory.notStreamingSinceMs,
     };
   }
 
@@ -185,6 +213,8 @@ export class HaLoop {
       memory.crashed = false;
       memory.lastHealthyMs = this.deps.clock.nowMs();
     }
+    const notStreaming = pg.kind === 'running' && pg.inRecovery && pg.walReceiverStatus !== 'streaming';
+    memory.notStreamingSinceMs = notStreaming ? (memory.notStreamingSinceMs ?? this.deps.clock.nowMs()) : null;
     return pg;
   }
 
@@ -216,7 +246,7 @@ export class HaLoop {
         leader,
         initialize: all.get(keys.initialize) ?? null,
         members,
-        lastLeaderLsn: all.get(keys.lastLsn) ?? null,
+        lastLeaderLsn: validLsnOrNull(all.get(keys.lastLsn)),
         intent: parseIntent(all.get(keys.failover) ?? null),
       };
     } catch (error) {
@@ -314,6 +344,10 @@ export class HaLoop {
       this.deps.log.warn({ err: errorMessage(error) }, 'could not release etcd keys on stop; they expire with the lease');
     }
   }
+}
+
+function validLsnOrNull(text: string | undefined): string | null {
+  return text !== undefined && isLsn(text) ? text : null;
 }
 
 function parseDynamicConfig(text: string | null, previous: DynamicConfig): DynamicConfig {

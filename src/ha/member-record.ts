@@ -6,6 +6,10 @@
  */
 import { z } from 'zod';
 import { tagsSchema } from '../config/schema.js';
+import { isLsn } from '../shared/lsn.js';
+
+/** An LSN as postgres prints it; anything else makes the whole record unreadable (ignored). */
+const lsnSchema = z.string().refine(isLsn, 'not an LSN');
 
 export const memberRoleSchema = z.enum(['primary', 'replica', 'stopped', 'unknown']);
 export type MemberRole = z.infer<typeof memberRoleSchema>;
@@ -13,7 +17,7 @@ export type MemberRole = z.infer<typeof memberRoleSchema>;
 export const replicationEntrySchema = z.object({
   applicationName: z.string(),
   state: z.string(),
-  replayLsn: z.string().nullable(),
+  replayLsn: lsnSchema.nullable(),
   lagBytes: z.number().nullable(),
   syncState: z.string().nullable(),
 });
@@ -32,8 +36,8 @@ export const memberRecordSchema = z.object({
   postgresPid: z.number().int().nullable(),
   timeline: z.number().int().nullable(),
   /** Primary: current write LSN. Replica: last replayed LSN. Stopped: from pg_controldata. */
-  lsn: z.string().nullable(),
-  receiveLsn: z.string().nullable(),
+  lsn: lsnSchema.nullable(),
+  receiveLsn: lsnSchema.nullable(),
   /** The leader this replica streams from, when streaming. */
   following: z.string().nullable(),
   streaming: z.boolean(),

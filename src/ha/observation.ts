@@ -76,4 +76,6 @@ export interface Observation {
   longTask: LongTaskState | null;
   /** When postgres last answered as running on this node (ms, agent clock); null: not since the agent started. */
   lastHealthyMs: number | null;
+  /** Since when this running standby has not been streaming; null while it streams. */
+  notStreamingSinceMs: number | null;
 }

@@ -54,7 +54,7 @@ const IMMEDIATE_STOP_TIMEOUT_MS = 10_000;
 export class LocalPostgresNode implements PostgresNode {
   private readonly postmaster: Postmaster;
   private client: PgClient | null = null;
-  private startedAtMs: number | null = null;
+  private probeFailingSinceMs: number | null = null;
   private stopRequested = false;
   private readonly exitListeners: Array<() => void> = [];
 
@@ -94,6 +94,7 @@ export class LocalPostgresNode implements PostgresNode {
     if (pid !== null && this.postmaster.isRunning()) {
       try {
         const probe = await probeNode(await this.getClient());
+        this.probeFailingSinceMs = null;
         return {
           kind: 'running',
           pid,
@@ -106,7 +107,10 @@ export class LocalPostgresNode implements PostgresNode {
         };
       } catch {
         await this.dropClient();
-        return { kind: 'starting', pid, sinceMs: this.startedAtMs ?? this.options.clock.nowMs() };
+        // "Starting" is measured from the first failed probe: one slow probe of a postmaster that
+        // has run for hours must not look like a start that took hours.
+        this.probeFailingSinceMs ??= this.options.clock.nowMs();
+        return { kind: 'starting', pid, sinceMs: this.probeFailingSinceMs };
       }
     }
     try {
@@ -161,7 +165,7 @@ export class LocalPostgresNode implements PostgresNode {
     const { config } = this.options;
     await this.writeConfiguration(mode, upstream);
     this.stopRequested = false;
-    this.startedAtMs = this.options.clock.nowMs();
+    this.probeFailingSinceMs = null;
     await this.postmaster.start({ binDir: config.binDir, dataDir: this.dataDir, logFile: config.postgresLogFile });
     this.options.log.info({ mode, upstream: upstream?.name ?? null, pid: this.postmaster.pid }, 'postgres started');
   }
