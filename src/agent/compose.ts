@@ -65,8 +65,27 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
       disarm: () => watchdog.disarm(),
     },
   });
-  const api = buildApi({ snapshot: () => loop.snapshot(), config: () => loop.currentConfig(), holdsLeader: () => memory.holdsLeader });
+  const api = buildApi({
+    snapshot: () => loop.snapshot(),
+    config: () => loop.currentConfig(),
+    holdsLeader: () => memory.holdsLeader,
+    apiToken: secrets.apiToken,
+    requestRestart: () => {
+      memory.restartRequested = true;
+      loop.wake();
+    },
+  });
   await api.listen({ host: config.listenAddress, port: config.apiPort });
+  // React to a leader change or an operator intent at once instead of at the next loop tick
+  // (a free leader key, a switchover target). Best effort: the loop polls anyway.
+  const watch = await dcs
+    .watchPrefix(keys.root, (event) => {
+      if (event.key === keys.leader || event.key === keys.failover) loop.wake();
+    })
+    .catch((error: unknown) => {
+      log.warn({ err: errorMessage(error) }, 'could not watch etcd; relying on the loop interval');
+      return null;
+    });
   log.info({ apiUrl, pgPort: config.pgPort, version: PGPILOT_VERSION }, 'agent started');
   const done = loop.run();
 
@@ -76,6 +95,7 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
       log.info('stopping: shutting postgres down cleanly, then releasing etcd keys');
       await loop.stop();
       await done;
+      await watch?.cancel().catch(() => undefined);
       try {
         await pg.stop('fast');
       } catch (error) {

@@ -5,17 +5,22 @@
  *   GET /primary  200 only on the writable leader (holds the key, not in recovery), else 503
  *   GET /replica  200 only on a streaming replica within the failover lag limit, else 503
  *   GET /status   this member's record and the loop's last decision
- * Mutating routes (later) require `Authorization: Bearer <cluster token>` (see auth.ts).
+ *   POST /restart restart postgres in its current role (202; the agent does it on its next tick)
+ * Mutating routes require `Authorization: Bearer <cluster token>` (auth.ts): 401 without it.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { LoopSnapshot } from '../ha/loop.js';
 import type { DynamicConfig } from '../config/schema.js';
 import { lsnDiffBytes } from '../shared/lsn.js';
+import { isAuthorized } from './auth.js';
 
 export interface ApiDeps {
   snapshot(): LoopSnapshot;
   config(): DynamicConfig;
   holdsLeader(): boolean;
+  apiToken: string;
+  /** Records a restart request and wakes the HA loop; the agent, not the API, acts on it. */
+  requestRestart(): void;
 }
 
 export function memberHealth(snapshot: LoopSnapshot, holdsLeader: boolean, maxLagBytes: number) {
@@ -59,6 +64,14 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       lastError: snapshot.lastError,
       ticks: snapshot.ticks,
     };
+  });
+
+  app.post('/restart', async (request, reply) => {
+    if (!isAuthorized(request.headers.authorization, deps.apiToken)) {
+      return reply.code(401).send({ error: 'missing or wrong API token', hint: 'send Authorization: Bearer <apiToken from secrets.json>' });
+    }
+    deps.requestRestart();
+    return reply.code(202).send({ accepted: true });
   });
 
   return app;

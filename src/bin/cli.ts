@@ -19,6 +19,7 @@ import * as agentCommand from '../cli/commands/agent.js';
 import * as switchoverCommand from '../cli/commands/switchover.js';
 import * as eventsCommand from '../cli/commands/events.js';
 import * as watchdogCommand from '../cli/commands/watchdog.js';
+import * as restartCommand from '../cli/commands/restart.js';
 import { runStart, runStop } from '../cli/commands/start-stop.js';
 
 const output = processOutput;
@@ -196,6 +197,20 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
         ),
       );
   }
+
+  program
+    .command('restart')
+    .description('rolling restart of postgres: replicas first, then a switchover, then the former leader')
+    .argument('<name>', 'cluster name')
+    .option('--node <node>', 'restart only this node, in its current role')
+    .option('--timeout <seconds>', 'how long to wait for each node', parseInteger('--timeout'), 120)
+    .addOption(homeOption())
+    .addHelpText('after', examples('pgpilot restart demo', 'pgpilot restart demo --node node2'))
+    .action(
+      wrap(async (name: string, opts: HomeOption & { node?: string; timeout: number }) =>
+        restartCommand.run({ home: resolveHome(opts.home), name, node: opts.node, timeoutSeconds: opts.timeout }, providerDeps(), output),
+      ),
+    );
 
   program
     .command('events')

@@ -36,6 +36,8 @@ export type Action =
   | { kind: 'clear-intent'; intent: FailoverIntent; completed: boolean }
   /** Delete our own leader key (postgres could not be brought back in time). */
   | { kind: 'release-leader'; reason: string }
+  /** Restart postgres in its current role (operator request); the lead, if held, is kept. */
+  | { kind: 'restart-postgres' }
   /** Leader only: a physical replication slot for every other member. */
   | { kind: 'sync-slots' }
   /** Leader only: record our WAL position under /status/lastLsn. */

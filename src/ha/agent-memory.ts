@@ -15,8 +15,10 @@ export interface AgentMemory {
   lastHealthyMs: number | null;
   /** Since when the running standby has not been streaming (null: streaming, or not a standby). */
   notStreamingSinceMs: number | null;
+  /** An operator asked (REST POST /restart) for a restart of postgres in its current role. */
+  restartRequested: boolean;
 }
 
 export function freshAgentMemory(): AgentMemory {
-  return { leaseId: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false, lastHealthyMs: null, notStreamingSinceMs: null };
+  return { leaseId: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false, lastHealthyMs: null, notStreamingSinceMs: null, restartRequested: false };
 }

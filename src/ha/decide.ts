@@ -169,6 +169,7 @@ function decideStopped(obs: Observation, dcs: Reachable, pg: Stopped): Decision 
 
 /** Rule D: postgres is running. */
 function decideRunning(obs: Observation, dcs: Reachable, pg: Running): Decision {
+  if (obs.restartRequested) return decision('restart requested: restarting postgres in its current role', { kind: 'restart-postgres' });
   if (dcs.leader === obs.node) {
     if (!obs.lease.holdsLeader) {
       return decision('leader key left by a previous run of this node: releasing it', { kind: 'release-stale-leader' });
@@ -186,7 +187,8 @@ function decideRunning(obs: Observation, dcs: Reachable, pg: Running): Decision 
     // the fork point): rewind it, re-cloning if that is impossible.
     const leader = leaderMember(dcs);
     const stuckMs = obs.notStreamingSinceMs === null ? 0 : obs.nowMs - obs.notStreamingSinceMs;
-    if (leader?.timeline != null && leader.timeline > pg.timeline && stuckMs >= divergedAfterMs(obs)) {
+    const leaderReady = leader !== null && leader.role === 'primary' && leader.state === 'running' && leader.timeline !== null;
+    if (leaderReady && (leader.timeline ?? 0) > pg.timeline && stuckMs >= divergedAfterMs(obs)) {
       return decision(`cannot follow ${dcs.leader} on timeline ${leader.timeline} for ${stuckMs} ms: rewinding`, { kind: 'rejoin', leader: dcs.leader });
     }
     return decision(`replica of ${dcs.leader}, not streaming yet`);
@@ -237,9 +239,12 @@ function decideElection(obs: Observation, dcs: Reachable, pg: Running): Decision
     : decision('no leader; best candidate and already primary: taking the lead', ...take);
 }
 
-/** How long a standby may fail to stream from a leader on a newer timeline before it is rewound. */
+/**
+ * How long a standby may fail to stream from a leader on a newer timeline before it is rewound:
+ * several of its 1 s reconnect attempts, so a standby that merely waits for its slot is left alone.
+ */
 export function divergedAfterMs(obs: Observation): number {
-  return Math.max(5_000, 3 * obs.config.loopWaitMs);
+  return Math.max(10_000, 5 * obs.config.loopWaitMs);
 }
 
 function candidateOf(member: MemberRecord): Candidate {

@@ -139,6 +139,10 @@ export class Executor {
         const before = obs.pg.kind === 'running' ? obs.pg : null;
         await pg.promote();
         memory.configuredUpstream = null;
+        // Slots for the other members right away, so they can stream from us at their next retry.
+        if (obs.dcs.kind === 'reachable') {
+          await pg.syncSlots(obs.dcs.members.map((m) => m.name).filter((name) => name !== node)).catch(() => undefined);
+        }
         const after = await pg.observe();
         const timeline = after.kind === 'running' ? after.timeline : null;
         if (timeline !== null && before !== null) {
@@ -182,6 +186,18 @@ export class Executor {
           }
         }
         return { kind: 'done' };
+      case 'restart-postgres': {
+        const mode = obs.pg.kind === 'running' && !obs.pg.inRecovery ? 'primary' : 'standby';
+        const upstream = memory.configuredUpstream === null ? null : upstreamOf(obs, memory.configuredUpstream);
+        memory.restartRequested = false;
+        this.deps.startLongTask('restart', async () => {
+          await pg.stop('fast');
+          if (mode === 'primary' && !memory.holdsLeader) return; // lost the lead meanwhile: the loop decides anew
+          await pg.start(mode, upstream);
+          await this.event('restarted', `postgres restarted as ${mode} on request`);
+        });
+        return { kind: 'done' };
+      }
       case 'sync-slots':
         if (obs.dcs.kind === 'reachable') {
           await pg.syncSlots(obs.dcs.members.map((m) => m.name).filter((name) => name !== node));

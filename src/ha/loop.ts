@@ -202,6 +202,7 @@ export class HaLoop {
       longTask: this.longTask === null ? null : { kind: this.longTask.kind, startedMs: this.longTask.startedMs },
       lastHealthyMs: memory.lastHealthyMs,
       notStreamingSinceMs: memory.notStreamingSinceMs,
+      restartRequested: memory.restartRequested,
     };
   }
 

@@ -58,7 +58,7 @@ export interface LeaseState {
 }
 
 export interface LongTaskState {
-  kind: 'initialize-cluster' | 'clone-from' | 'rejoin' | 'step-down';
+  kind: 'initialize-cluster' | 'clone-from' | 'rejoin' | 'step-down' | 'restart';
   startedMs: number;
 }
 
@@ -78,4 +78,6 @@ export interface Observation {
   lastHealthyMs: number | null;
   /** Since when this running standby has not been streaming; null while it streams. */
   notStreamingSinceMs: number | null;
+  /** An operator asked for a restart of postgres in its current role. */
+  restartRequested: boolean;
 }

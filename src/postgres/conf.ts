@@ -44,6 +44,9 @@ export const DEFAULT_POSTGRES_PARAMETERS: Readonly<Record<string, ConfValue>> = 
   // Needed by pg_rewind when a former primary rejoins (checksums also cover it; both is harmless).
   wal_log_hints: true,
   hot_standby_feedback: true,
+  // A standby retries its upstream every second (default 5 s): after a failover or switchover it
+  // finds the new leader, and the slot created for it at promotion, within a second.
+  wal_retrieve_retry_interval: '1s',
   logging_collector: false,
   log_destination: 'stderr',
   log_line_prefix: '%m [%p] ',

@@ -194,6 +194,8 @@ export class LocalPostgresNode implements PostgresNode {
         passfile: this.passfile,
       });
     } catch (error) {
+      // An unreachable leader says nothing about our data: keep it and let the loop try again.
+      if (!(await this.canReach(upstream))) throw error;
       // Nothing is deleted: the diverged data stays beside the new clone for inspection.
       const aside = `${this.dataDir}.diverged-${new Date(this.options.clock.nowMs()).toISOString().replace(/[:.]/g, '-')}`;
       await rename(this.dataDir, aside);
@@ -203,6 +205,24 @@ export class LocalPostgresNode implements PostgresNode {
     log.info({ outcome: outcome.kind, upstream: upstream.name }, 'rewind finished');
     await this.start('standby', upstream);
     return outcome;
+  }
+
+  /** True when `upstream` accepts a superuser connection now (pg_rewind's source). */
+  private async canReach(upstream: UpstreamAddress): Promise<boolean> {
+    const { secrets } = this.options;
+    try {
+      const client = await connectLocal({
+        host: upstream.host,
+        port: upstream.port,
+        user: secrets.superuser.name,
+        password: secrets.superuser.password,
+        connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      });
+      await client.end().catch(() => undefined);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   async promote(): Promise<void> {

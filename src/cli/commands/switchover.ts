@@ -64,6 +64,32 @@ export function validateTarget(status: ClusterStatus, kind: 'switchover' | 'fail
   }
 }
 
+/**
+ * After the hand-over, waits (bounded) until every member that ran before streams from the new
+ * leader, so that the command returns a settled cluster and a second switchover can follow at once.
+ * Not converging in time is reported, not an error: the new leader already serves writes.
+ */
+async function waitForFollowers(options: SwitchoverOptions, deps: ProviderDeps, before: ClusterStatus, moved: ClusterStatus): Promise<ClusterStatus> {
+  const expected = before.members.filter((m) => m.role === 'primary' || m.role === 'replica').map((m) => m.name);
+  const deadlineMs = deps.clock.nowMs() + FOLLOWERS_TIMEOUT_MS;
+  let status = moved;
+  for (;;) {
+    const waiting = expected.filter((name) => {
+      const member = status.members.find((m) => m.name === name);
+      return name !== status.leader && !(member?.role === 'replica' && member.streaming && member.timeline === status.timeline);
+    });
+    if (waiting.length === 0) return status;
+    if (deps.clock.nowMs() >= deadlineMs) {
+      deps.progress(`warning: not streaming yet after ${FOLLOWERS_TIMEOUT_MS / 1000} s: ${waiting.join(', ')} (see pgpilot status ${options.name})`);
+      return status;
+    }
+    await deps.clock.sleep(200);
+    status = await clusterStatus(options.home, options.name);
+  }
+}
+
+const FOLLOWERS_TIMEOUT_MS = 30_000;
+
 export async function run(options: SwitchoverOptions, deps: ProviderDeps, output: Output): Promise<number> {
   const name = validateClusterName(options.name);
   const manifest = await readManifest(options.home, name);
@@ -121,6 +147,7 @@ export async function run(options: SwitchoverOptions, deps: ProviderDeps, output
     }
     const tookMs = deps.clock.nowMs() - startedMs;
     deps.progress(`${status.leader ?? '?'} leads (timeline ${status.timeline ?? '?'}) after ${tookMs} ms`);
+    status = await waitForFollowers(options, deps, before, status);
     if (options.json) printJson(output, { ...status, tookMs });
     else output.out(`${options.kind} done: ${before.leader ?? 'no leader'} -> ${status.leader ?? '?'} in ${(tookMs / 1000).toFixed(1)} s (timeline ${status.timeline ?? '?'})`);
     return 0;
