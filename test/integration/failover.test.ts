@@ -146,6 +146,27 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
     assert.ok(kinds.includes(`demoted:${old.name}`), kinds.join(' '));
   });
 
+  void it('a rolling restart restarts every postgres with one switchover and keeps every row', async () => {
+    const before = await waitConverged(home, null);
+    const rows = await countRows(before);
+    const result = await runCli(['restart', NAME], { home });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /rolling restart of ha done/);
+    const after = await waitConverged(home, null);
+    assert.notEqual(after.leader, before.leader, 'the lead moved once, by switchover');
+    for (const member of after.members) {
+      const old = before.members.find((m) => m.name === member.name);
+      assert.notEqual(member.postgresPid, old?.postgresPid, `${member.name} was restarted`);
+      assert.equal(member.pid, old?.pid, `${member.name}'s agent kept running`);
+    }
+    assert.equal(await countRows(after), rows);
+    // The REST call behind it needs the cluster token.
+    const member = after.members[0];
+    assert.ok(member);
+    assert.equal((await fetch(`${member.apiUrl}/restart`, { method: 'POST' })).status, 401);
+    assert.equal((await fetch(`${member.apiUrl}/restart`, { method: 'POST', headers: { authorization: 'Bearer nope' } })).status, 401);
+  });
+
   void it('refuses bad switchover targets and changes nothing', async () => {
     const status = await waitConverged(home, null);
     const leader = leaderOf(status);
