@@ -33,12 +33,12 @@ export function printJson(output: Output, value: unknown): void {
 export function reportError(output: Output, error: unknown): number {
   if (isPgpilotError(error)) {
     output.err(`error: ${redactSecrets(error.message)}`);
-    if (error.hint !== undefined) output.err(`hint: ${error.hint}`);
+    if (error.hint !== undefined) output.err(`hint: ${redactSecrets(error.hint)}`);
     return error.exitCode;
   }
   const message = error instanceof Error ? error.message : String(error);
   output.err(`error: internal error: ${redactSecrets(message)}`);
   output.err('hint: this is a bug in pgpilot; please report it with the command you ran (PGPILOT_DEBUG=1 prints the stack)');
-  if (process.env['PGPILOT_DEBUG'] === '1' && error instanceof Error && error.stack !== undefined) output.err(error.stack);
+  if (process.env['PGPILOT_DEBUG'] === '1' && error instanceof Error && error.stack !== undefined) output.err(redactSecrets(error.stack));
   return 70;
 }

@@ -6,7 +6,11 @@
 import { z } from 'zod';
 import type { Dcs } from '../dcs/dcs.js';
 
-const MAX_ATTEMPTS = 8;
+/**
+ * Each compare-and-set round lets at least one concurrent writer through, so N writers need at
+ * most N rounds; 64 covers far more concurrent writers than a cluster has members.
+ */
+const MAX_ATTEMPTS = 64;
 
 export function parseJsonList<T>(schema: z.ZodType<T>, text: string | null): T[] {
   if (text === null) return [];

@@ -35,7 +35,8 @@ async function isZombie(pid: number): Promise<boolean> {
 
 /** True while `pid` runs and its command line still contains `marker`. */
 export async function isOwnedProcessAlive(proc: OwnedProcess): Promise<boolean> {
-  if (!Number.isInteger(proc.pid) || proc.pid <= 1) return false;
+  // An empty marker would match every process: never treat that as ours.
+  if (!Number.isInteger(proc.pid) || proc.pid <= 1 || proc.marker.length === 0) return false;
   const cmdline = await readCmdline(proc.pid);
   if (cmdline === null || !cmdline.includes(proc.marker)) return false;
   return !(await isZombie(proc.pid));

@@ -31,7 +31,13 @@ export function validateTarget(status: ClusterStatus, kind: 'switchover' | 'fail
     });
   }
   if (to === undefined) {
-    const candidates = status.members.filter((m) => m.role === 'replica' && m.streaming && m.tags.nofailover !== true);
+    const candidates = status.members.filter(
+      (m) =>
+        m.role === 'replica' &&
+        m.streaming &&
+        m.tags.nofailover !== true &&
+        (kind === 'failover' || (m.lagBytes !== null && m.lagBytes <= maxLagBytes)),
+    );
     if (candidates.length === 0) {
       throw new PgpilotError('INPUT_INVALID', `no streaming replica of ${status.cluster} can take over`, {
         hint: 'wait until a replica streams (pgpilot status), or add nodes',
