@@ -6,6 +6,7 @@
  * CLI or a vanished target cannot freeze elections forever.
  */
 import { z } from 'zod';
+import { parseJsonOrNull } from '../shared/json.js';
 
 export const failoverIntentSchema = z.object({
   kind: z.enum(['switchover', 'failover']),
@@ -22,13 +23,7 @@ export const INTENT_TIMEOUT_MS = 60_000;
 export const CATCH_UP_TIMEOUT_MS = 30_000;
 
 export function parseIntent(text: string | null): FailoverIntent | null {
-  if (text === null) return null;
-  try {
-    const result = failoverIntentSchema.safeParse(JSON.parse(text));
-    return result.success ? result.data : null;
-  } catch {
-    return null;
-  }
+  return parseJsonOrNull(failoverIntentSchema, text);
 }
 
 export function isIntentLive(intent: FailoverIntent, nowMs: number): boolean {

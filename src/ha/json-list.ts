@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import type { Dcs } from '../dcs/dcs.js';
+import { parseJsonOrNull } from '../shared/json.js';
 
 /**
  * Each compare-and-set round lets at least one concurrent writer through, so N writers need at
@@ -13,13 +14,7 @@ import type { Dcs } from '../dcs/dcs.js';
 const MAX_ATTEMPTS = 64;
 
 export function parseJsonList<T>(schema: z.ZodType<T>, text: string | null): T[] {
-  if (text === null) return [];
-  try {
-    const result = z.array(schema).safeParse(JSON.parse(text));
-    return result.success ? result.data : [];
-  } catch {
-    return [];
-  }
+  return parseJsonOrNull(z.array(schema), text) ?? [];
 }
 
 /** True when appended; false only if every compare-and-set attempt lost to another writer. */

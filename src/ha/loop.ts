@@ -10,6 +10,7 @@ import { memberNameFromKey } from '../dcs/keys.js';
 import { defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig, type Tags } from '../config/schema.js';
 import { errorMessage } from '../shared/errors.js';
 import { isLsn } from '../shared/lsn.js';
+import { parseJsonOrNull } from '../shared/json.js';
 import { decide, leaseDeadlineMs } from './decide.js';
 import type { Action, Decision } from './actions.js';
 import { Executor, type ExecutorDeps } from './executor.js';
@@ -352,11 +353,5 @@ function validLsnOrNull(text: string | undefined): string | null {
 }
 
 function parseDynamicConfig(text: string | null, previous: DynamicConfig): DynamicConfig {
-  if (text === null) return previous;
-  try {
-    const result = dynamicConfigSchema.safeParse(JSON.parse(text));
-    return result.success ? result.data : previous;
-  } catch {
-    return previous;
-  }
+  return parseJsonOrNull(dynamicConfigSchema, text) ?? previous;
 }

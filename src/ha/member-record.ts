@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { tagsSchema } from '../config/schema.js';
 import { isLsn } from '../shared/lsn.js';
+import { parseJsonOrNull } from '../shared/json.js';
 
 /** An LSN as postgres prints it; anything else makes the whole record unreadable (ignored). */
 const lsnSchema = z.string().refine(isLsn, 'not an LSN');
@@ -53,10 +54,5 @@ export type MemberRecord = z.infer<typeof memberRecordSchema>;
 
 /** Parses a member value; null for anything malformed (a bad record must not crash a reader). */
 export function parseMemberRecord(text: string): MemberRecord | null {
-  try {
-    const result = memberRecordSchema.safeParse(JSON.parse(text));
-    return result.success ? result.data : null;
-  } catch {
-    return null;
-  }
+  return parseJsonOrNull(memberRecordSchema, text);
 }

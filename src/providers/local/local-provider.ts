@@ -27,6 +27,7 @@ import type { Clock } from '../../shared/clock.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
 import { isOwnedProcessAlive, stopOwnedProcess, type OwnedProcess } from '../../shared/pid.js';
 import { makeDirectories } from '../../shared/fs-safe.js';
+import { parseJsonOrNull } from '../../shared/json.js';
 import { findFreePorts, isPortFree, LOOPBACK_HOST } from '../../shared/ports.js';
 import { isRoot, runCommand, POSTGRES_OS_USER } from '../../shared/process-runner.js';
 import { buildClusterStatus, type ClusterStatus } from './cluster-status.js';
@@ -343,12 +344,7 @@ export async function snapshotCluster(manifest: ClusterManifest): Promise<Cluste
       const record = parseMemberRecord(value);
       if (record !== null) members.push(record);
     }
-    let syncMode: 'off' | 'quorum' = 'off';
-    const configText = all.get(keys.config);
-    if (configText !== undefined) {
-      const parsed = dynamicConfigSchema.safeParse(JSON.parse(configText));
-      if (parsed.success) syncMode = parsed.data.synchronous;
-    }
+    const syncMode = parseJsonOrNull(dynamicConfigSchema, all.get(keys.config))?.synchronous ?? 'off';
     return { etcd: 'running', leader: all.get(keys.leader) ?? null, members, syncMode, aliveAgents };
   } catch {
     return { etcd: 'unreachable', leader: null, members: [], syncMode: 'off', aliveAgents };
@@ -366,9 +362,8 @@ export async function openClusterDcs(manifest: ClusterManifest): Promise<{ dcs: 
   }
   const dcs = new EtcdDcs({ endpoints: [clientUrl(manifest.etcd.host, manifest.etcd.clientPort)], operationTimeoutMs: 3_000 });
   try {
-    const text = await dcs.get(clusterKeys(manifest.name).config);
-    const parsed = text === null ? null : dynamicConfigSchema.safeParse(JSON.parse(text));
-    return { dcs, config: parsed?.success === true ? parsed.data : defaultDynamicConfig() };
+    const config = parseJsonOrNull(dynamicConfigSchema, await dcs.get(clusterKeys(manifest.name).config));
+    return { dcs, config: config ?? defaultDynamicConfig() };
   } catch (error) {
     await dcs.close().catch(() => undefined);
     throw error;
