@@ -6,6 +6,8 @@
 
 export interface AgentMemory {
   leaseId: string | null;
+  /** The TTL the current lease was granted with (keep-alives never change it). */
+  leaseTtlSeconds: number | null;
   /** Set only by this process on a won createIfAbsent of the leader key; cleared on any doubt. */
   holdsLeader: boolean;
   lastRenewedMs: number | null;
@@ -20,5 +22,5 @@ export interface AgentMemory {
 }
 
 export function freshAgentMemory(): AgentMemory {
-  return { leaseId: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false, lastHealthyMs: null, notStreamingSinceMs: null, restartRequested: false };
+  return { leaseId: null, leaseTtlSeconds: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false, lastHealthyMs: null, notStreamingSinceMs: null, restartRequested: false };
 }

@@ -69,7 +69,7 @@ function decideWithoutDcs(obs: Observation, error: string): Decision {
   if (!obs.lease.holdsLeader || obs.lease.lastRenewedMs === null) {
     return decision('etcd unreachable and no leader lease: fencing', { kind: 'fence', reason: 'primary without a leader lease' });
   }
-  const deadlineMs = leaseDeadlineMs(obs.lease.lastRenewedMs, obs.config.ttlSeconds);
+  const deadlineMs = leaseDeadlineMs(obs.lease.lastRenewedMs, obs.lease.ttlSeconds);
   if (obs.nowMs >= deadlineMs) {
     return decision('etcd unreachable past the lease deadline: fencing', {
       kind: 'fence',

@@ -103,6 +103,7 @@ export class Executor {
         const wasCrash = obs.pg.kind === 'stopped' && obs.pg.crashed;
         await pg.start(action.mode, upstream);
         memory.configuredUpstream = upstream?.name ?? null;
+        memory.notStreamingSinceMs = null;
         if (wasCrash) await this.event('restarted', `postgres restarted in place as ${action.mode} after a crash`);
         return { kind: 'done' };
       }
@@ -162,6 +163,7 @@ export class Executor {
         if (action.upstream !== null && upstream === null) return { kind: 'skip-rest', reason: `no address for ${action.upstream}` };
         await pg.follow(upstream);
         memory.configuredUpstream = upstream?.name ?? null;
+        memory.notStreamingSinceMs = null; // measured anew against the new upstream
         return { kind: 'done' };
       }
       case 'fence':

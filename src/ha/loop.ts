@@ -132,7 +132,7 @@ export class HaLoop {
    */
   private updateFenceGuard(obs: Observation): void {
     const leading = this.deps.memory.holdsLeader && obs.lease.lastRenewedMs !== null;
-    const deadlineMs = leading && obs.lease.lastRenewedMs !== null ? leaseDeadlineMs(obs.lease.lastRenewedMs, this.config.ttlSeconds) : null;
+    const deadlineMs = leading && obs.lease.lastRenewedMs !== null ? leaseDeadlineMs(obs.lease.lastRenewedMs, obs.lease.ttlSeconds) : null;
     this.armLocalFence(deadlineMs);
     const guard = this.deps.fenceGuard;
     if (guard === undefined) return;
@@ -197,7 +197,7 @@ export class HaLoop {
       config: this.config,
       tags: this.deps.tags,
       dcs,
-      lease: { holdsLeader: memory.holdsLeader, lastRenewedMs: memory.lastRenewedMs },
+      lease: { holdsLeader: memory.holdsLeader, lastRenewedMs: memory.lastRenewedMs, ttlSeconds: memory.leaseTtlSeconds ?? this.config.ttlSeconds },
       pg,
       configuredUpstream: memory.configuredUpstream,
       longTask: this.longTask === null ? null : { kind: this.longTask.kind, startedMs: this.longTask.startedMs },
@@ -231,12 +231,24 @@ export class HaLoop {
         if (memory.leaseId !== null) this.deps.log.warn('lease lost; granting a new one');
         memory.holdsLeader = false;
         memory.leaseId = await dcs.grantLease(this.config.ttlSeconds);
+        memory.leaseTtlSeconds = this.config.ttlSeconds;
         memory.lastRenewedMs = sentMs;
       }
       const all = await dcs.getPrefix(keys.root);
       const leader = all.get(keys.leader) ?? null;
       if (leader !== this.deps.node) memory.holdsLeader = false;
       this.config = parseDynamicConfig(all.get(keys.config) ?? null, this.config);
+      // A keep-alive never changes a lease's TTL. When the configured TTL differs from our lease's,
+      // a node that does not lead takes a new lease now (its member key moves with the next
+      // publish); a leader keeps its lease, and every deadline is computed from the lease's real
+      // TTL (`memory.leaseTtlSeconds`), never from the configured one.
+      if (memory.leaseTtlSeconds !== this.config.ttlSeconds && !memory.holdsLeader && memory.leaseId !== null) {
+        const old = memory.leaseId;
+        memory.leaseId = await dcs.grantLease(this.config.ttlSeconds);
+        memory.leaseTtlSeconds = this.config.ttlSeconds;
+        memory.lastRenewedMs = clock.nowMs();
+        await dcs.revokeLease(old).catch(() => undefined);
+      }
       const members: MemberRecord[] = [];
       for (const [key, value] of all) {
         if (memberNameFromKey(keys, key) === null) continue;

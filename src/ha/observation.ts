@@ -55,6 +55,8 @@ export interface LeaseState {
   holdsLeader: boolean;
   /** When the last successful lease keep-alive was *sent* (ms, agent clock), null before the first. */
   lastRenewedMs: number | null;
+  /** The TTL the lease was granted with: fencing deadlines use it, not the configured TTL. */
+  ttlSeconds: number;
 }
 
 export interface LongTaskState {

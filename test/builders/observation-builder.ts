@@ -2,11 +2,14 @@
  * Builders for `Observation` (src/ha/observation.ts) and `MemberRecord` (src/ha/member-record.ts):
  * complete, valid defaults that each test overrides only where it matters, so a table row states
  * the one fact it is about. Defaults describe a calm world: etcd reachable, cluster initialized,
- * no leader, this node ('node1') a running streaming replica long past its start-up grace, lease
- * renewed just now, no long task. Builders never share mutable state between calls.
+ * no leader, no operator intent, this node ('node1') a running streaming replica long past its
+ * start-up grace and healthy a second ago (so not a fresh agent: rule C5 needs `lastHealthyMs: null`),
+ * lease renewed just now, no long task, `notStreamingSinceMs` null, no restart request. Builders never share
+ * mutable state between calls.
  */
 import { defaultDynamicConfig, type DynamicConfig, type Tags } from '../../src/config/schema.js';
 import type { MemberRecord } from '../../src/ha/member-record.js';
+import type { FailoverIntent } from '../../src/ha/intent.js';
 import type { DcsView, LeaseState, LocalPostgres, LongTaskState, Observation } from '../../src/ha/observation.js';
 
 export const DEFAULT_NOW_MS = 1_700_000_100_000;
@@ -51,7 +54,7 @@ export function primaryRecord(overrides: Partial<MemberRecord> & { name: string 
 }
 
 export function reachable(overrides: Partial<Omit<Reachable, 'kind'>> = {}): Reachable {
-  return { kind: 'reachable', leader: null, initialize: DEFAULT_SYSTEM_ID, members: [], lastLeaderLsn: null, ...overrides };
+  return { kind: 'reachable', leader: null, initialize: DEFAULT_SYSTEM_ID, members: [], lastLeaderLsn: null, intent: null, ...overrides };
 }
 
 export function unreachable(error = 'DCS unreachable from node1'): DcsView {
@@ -86,6 +89,7 @@ export function stopped(overrides: Partial<Omit<Stopped, 'kind'>> = {}): Stopped
     kind: 'stopped',
     clusterState: 'shut down in recovery',
     cleanShutdownPrimary: false,
+    wasPrimary: false,
     timeline: 1,
     lsn: '0/3000000',
     systemIdentifier: DEFAULT_SYSTEM_ID,
@@ -96,7 +100,17 @@ export function stopped(overrides: Partial<Omit<Stopped, 'kind'>> = {}): Stopped
 
 /** A data directory cleanly shut down as primary (pg_controldata: "shut down"). */
 export function stoppedCleanPrimary(overrides: Partial<Omit<Stopped, 'kind'>> = {}): Stopped {
-  return stopped({ clusterState: 'shut down', cleanShutdownPrimary: true, ...overrides });
+  return stopped({ clusterState: 'shut down', cleanShutdownPrimary: true, wasPrimary: true, ...overrides });
+}
+
+/** A data directory of a primary that stopped without a shutdown checkpoint (crash, fencing). */
+export function stoppedCrashedPrimary(overrides: Partial<Omit<Stopped, 'kind'>> = {}): Stopped {
+  return stopped({ clusterState: 'in production', cleanShutdownPrimary: false, wasPrimary: true, ...overrides });
+}
+
+/** A switchover/failover intent as the CLI writes it under /failover. */
+export function intent(overrides: Partial<FailoverIntent> = {}): FailoverIntent {
+  return { kind: 'switchover', from: 'node2', to: null, requestedAtMs: DEFAULT_NOW_MS - 1_000, ...overrides };
 }
 
 export function starting(overrides: Partial<Omit<Starting, 'kind'>> = {}): Starting {
@@ -115,20 +129,30 @@ export interface ObservationOverrides {
   pg?: LocalPostgres;
   configuredUpstream?: string | null;
   longTask?: LongTaskState | null;
+  lastHealthyMs?: number | null;
+  /** Since when a running standby has not been streaming; default null (streaming, or not a standby). */
+  notStreamingSinceMs?: number | null;
+  /** An operator asked for a postgres restart; default false. */
+  restartRequested?: boolean;
 }
 
 export function observation(overrides: ObservationOverrides = {}): Observation {
   const nowMs = overrides.nowMs ?? DEFAULT_NOW_MS;
+  const config = { ...defaultDynamicConfig(), ...overrides.config };
   return {
     nowMs,
     node: overrides.node ?? DEFAULT_NODE,
     agentStartedMs: overrides.agentStartedMs ?? nowMs - 3_600_000,
-    config: { ...defaultDynamicConfig(), ...overrides.config },
+    config,
     tags: overrides.tags ?? {},
     dcs: overrides.dcs ?? reachable(),
-    lease: { holdsLeader: false, lastRenewedMs: nowMs, ...overrides.lease },
+    // The lease carries the TTL it was granted with; by default the configured one.
+    lease: { holdsLeader: false, lastRenewedMs: nowMs, ttlSeconds: config.ttlSeconds, ...overrides.lease },
     pg: overrides.pg ?? running(),
     configuredUpstream: overrides.configuredUpstream === undefined ? null : overrides.configuredUpstream,
     longTask: overrides.longTask ?? null,
+    lastHealthyMs: overrides.lastHealthyMs === undefined ? nowMs - 1_000 : overrides.lastHealthyMs,
+    notStreamingSinceMs: overrides.notStreamingSinceMs ?? null,
+    restartRequested: overrides.restartRequested ?? false,
   };
 }

@@ -1,0 +1,191 @@
+/**
+ * The `status --json` contract builder (src/providers/local/cluster-status.ts): roles and lag
+ * come from the leader's own replication entries (with the LSN difference as fallback), members
+ * whose agent is not alive show as stopped, a self-declared primary that does not hold the leader
+ * key is never shown as primary, and the connection strings cover every node and never leak the
+ * password unencoded (and can be masked for display).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { MemberRecord } from '../../src/ha/member-record.js';
+import { buildClusterStatus, connectionStrings, maskPassword, type StatusInputs } from '../../src/providers/local/cluster-status.js';
+import { memberRecord, primaryRecord } from '../builders/observation-builder.js';
+import { clusterManifest, clusterSecrets } from '../builders/manifest-builder.js';
+
+const manifest = clusterManifest({ nodes: 3 });
+const secrets = clusterSecrets();
+
+function inputs(overrides: Partial<StatusInputs> = {}): StatusInputs {
+  return {
+    manifest,
+    secrets,
+    etcd: 'running',
+    leader: 'node1',
+    members: healthyMembers(),
+    syncMode: 'off',
+    // memberRecord() publishes pid 1000 + index: these are the agents that wrote the records.
+    aliveAgents: new Map([
+      ['node1', 1001],
+      ['node2', 1002],
+      ['node3', 1003],
+    ]),
+    ...overrides,
+  };
+}
+
+function healthyMembers(): MemberRecord[] {
+  return [
+    primaryRecord({
+      name: 'node1',
+      lsn: '0/5000000',
+      timeline: 3,
+      proxyPort: 16432,
+      tags: { priority: 2 },
+      replication: [
+        { applicationName: 'node2', state: 'streaming', replayLsn: '0/4FFFF00', lagBytes: 256, syncState: 'async' },
+        { applicationName: 'node3', state: 'catchup', replayLsn: null, lagBytes: null, syncState: 'async' },
+      ],
+    }),
+    memberRecord({ name: 'node2', lsn: '0/4FFFF00', timeline: 3, following: 'node1' }),
+    memberRecord({ name: 'node3', lsn: '0/4000000', timeline: 3, following: 'node1' }),
+  ];
+}
+
+function member(status: ReturnType<typeof buildClusterStatus>, name: string): ReturnType<typeof buildClusterStatus>['members'][number] {
+  const found = status.members.find((m) => m.name === name);
+  assert.ok(found, `member ${name} present`);
+  return found;
+}
+
+void describe('buildClusterStatus', () => {
+  void it('reports the leader as primary, replicas with lag from the leader replication entries', () => {
+    const status = buildClusterStatus(inputs());
+    assert.equal(status.cluster, 'demo');
+    assert.equal(status.leader, 'node1');
+    assert.equal(status.timeline, 3);
+    assert.equal(status.syncMode, 'off');
+    assert.equal(status.etcd, 'running');
+    assert.deepEqual(status.members.map((m) => [m.name, m.role]), [
+      ['node1', 'primary'],
+      ['node2', 'replica'],
+      ['node3', 'replica'],
+    ]);
+    const leader = member(status, 'node1');
+    assert.equal(leader.lagBytes, 0);
+    assert.equal(leader.pid, 1001);
+    assert.equal(leader.postgresPid, 2001);
+    assert.equal(leader.proxyPort, 16432);
+    assert.deepEqual(leader.tags, { priority: 2 });
+    assert.equal(leader.apiUrl, 'http://127.0.0.1:18008');
+    assert.equal(leader.port, 15432);
+    assert.equal(member(status, 'node2').lagBytes, 256, 'from pg_stat_replication on the leader');
+  });
+
+  void it('falls back to the LSN difference when the entry is missing or has no lag', () => {
+    const status = buildClusterStatus(inputs());
+    assert.equal(member(status, 'node3').lagBytes, 0x1000000, 'entry without lag: leader LSN - replica LSN');
+    const members = healthyMembers().map((m) => (m.name === 'node1' ? { ...m, replication: [] } : m));
+    const fallback = buildClusterStatus(inputs({ members }));
+    assert.equal(member(fallback, 'node2').lagBytes, 0x100);
+    const ahead = healthyMembers().map((m) => (m.name === 'node2' ? { ...m, lsn: '0/6000000' } : m.name === 'node1' ? { ...m, replication: [] } : m));
+    assert.equal(member(buildClusterStatus(inputs({ members: ahead })), 'node2').lagBytes, 0, 'never negative');
+  });
+
+  void it('gives no lag when the leader is not a running primary or positions are unknown', () => {
+    const noLeader = buildClusterStatus(inputs({ leader: null }));
+    assert.equal(noLeader.timeline, null);
+    assert.equal(member(noLeader, 'node2').lagBytes, null);
+    const unknownLsn = healthyMembers().map((m) => (m.name === 'node3' ? { ...m, lsn: null } : m));
+    assert.equal(member(buildClusterStatus(inputs({ members: unknownLsn })), 'node3').lagBytes, null);
+  });
+
+  void it('shows a member whose agent is not alive as stopped, whatever its stale record says', () => {
+    const status = buildClusterStatus(inputs({ aliveAgents: new Map([['node1', 1001], ['node3', 1003]]) }));
+    const node2 = member(status, 'node2');
+    assert.equal(node2.role, 'stopped');
+    assert.equal(node2.state, 'stopped');
+    assert.equal(node2.pid, null);
+    assert.equal(node2.postgresPid, null);
+    assert.equal(node2.lsn, null);
+    assert.equal(node2.lagBytes, null);
+    assert.equal(node2.streaming, false);
+    assert.equal(node2.host, '127.0.0.1');
+    assert.equal(node2.port, 15433);
+  });
+
+  void it('shows an alive agent without a record as unknown', () => {
+    const status = buildClusterStatus(inputs({ members: healthyMembers().filter((m) => m.name !== 'node3') }));
+    const node3 = member(status, 'node3');
+    assert.equal(node3.role, 'unknown');
+    assert.equal(node3.state, 'agent running, not reporting');
+    assert.equal(node3.pid, 1003);
+  });
+
+  void it('ignores a record written by an earlier agent process (pid differs from the live agent)', () => {
+    const status = buildClusterStatus(inputs({ aliveAgents: new Map([['node1', 1001], ['node2', 5555], ['node3', 1003]]) }));
+    const node2 = member(status, 'node2');
+    assert.equal(node2.role, 'unknown');
+    assert.equal(node2.state, 'agent running, not reporting');
+    assert.equal(node2.pid, 5555);
+    assert.equal(node2.lsn, null);
+    assert.equal(node2.lagBytes, null);
+  });
+
+  void it('never shows a primary record that does not hold the leader key as primary', () => {
+    const members = [...healthyMembers().filter((m) => m.name !== 'node3'), primaryRecord({ name: 'node3', lsn: '0/4000000' })];
+    const status = buildClusterStatus(inputs({ members }));
+    assert.equal(member(status, 'node3').role, 'unknown');
+    assert.equal(member(status, 'node3').lagBytes, null);
+    const leaderless = buildClusterStatus(inputs({ leader: null }));
+    assert.equal(member(leaderless, 'node1').role, 'unknown', 'no leader key: no primary');
+    assert.equal(leaderless.members.filter((m) => m.role === 'primary').length, 0);
+  });
+
+  void it('reports a replica that is running but not streaming as such, and other states verbatim', () => {
+    const members = healthyMembers().map((m) => (m.name === 'node2' ? { ...m, streaming: false } : m.name === 'node3' ? { ...m, role: 'stopped' as const, state: 'cloning' } : m));
+    const status = buildClusterStatus(inputs({ members }));
+    assert.equal(member(status, 'node2').state, 'running, not streaming');
+    assert.equal(member(status, 'node2').streaming, false);
+    assert.equal(member(status, 'node3').state, 'cloning');
+    assert.equal(member(status, 'node3').role, 'stopped');
+  });
+
+  void it('keeps the manifest node order and ignores records of unknown nodes', () => {
+    const status = buildClusterStatus(inputs({ members: [...healthyMembers().reverse(), memberRecord({ name: 'node9' })] }));
+    assert.deepEqual(status.members.map((m) => m.name), ['node1', 'node2', 'node3']);
+  });
+});
+
+void describe('connectionStrings and maskPassword', () => {
+  void it('lists every node host:port and asks for the right session type', () => {
+    const multi = clusterManifest({ nodes: 3, host: (i) => `10.0.0.${i + 1}` });
+    const { connectionString, replicaConnectionString } = connectionStrings(multi, secrets);
+    assert.equal(connectionString, 'postgresql://postgres:superuser-password-0123456789@10.0.0.1:15432,10.0.0.2:15433,10.0.0.3:15434/postgres?target_session_attrs=read-write');
+    assert.equal(
+      replicaConnectionString,
+      'postgresql://postgres:superuser-password-0123456789@10.0.0.1:15432,10.0.0.2:15433,10.0.0.3:15434/postgres?target_session_attrs=prefer-standby',
+    );
+    const status = buildClusterStatus(inputs());
+    for (const node of manifest.nodes) assert.ok(status.connectionString.includes(`${node.host}:${node.pgPort}`));
+  });
+
+  void it('URL-encodes user, password and database', () => {
+    const tricky = clusterSecrets({ superuser: 'ad min', password: 'p@ss:w/rd#%?&=0123456789' });
+    const { connectionString } = connectionStrings(manifest, tricky, 'my db');
+    assert.ok(connectionString.startsWith(`postgresql://ad%20min:${encodeURIComponent('p@ss:w/rd#%?&=0123456789')}@127.0.0.1:15432,`));
+    assert.ok(connectionString.includes('/my%20db?target_session_attrs=read-write'));
+    assert.ok(!connectionString.includes('p@ss'));
+    const url = new URL(connectionString.replace(/@[^/]+\//, '@h/'));
+    assert.equal(decodeURIComponent(url.password), 'p@ss:w/rd#%?&=0123456789');
+    assert.equal(decodeURIComponent(url.username), 'ad min');
+  });
+
+  void it('maskPassword hides the password and keeps everything else', () => {
+    const tricky = clusterSecrets({ password: 'p@ss:w/rd#%?&=0123456789' });
+    const { connectionString, replicaConnectionString } = connectionStrings(manifest, tricky);
+    const masked = maskPassword(connectionString);
+    assert.equal(masked, 'postgresql://postgres:****@127.0.0.1:15432,127.0.0.1:15433,127.0.0.1:15434/postgres?target_session_attrs=read-write');
+    assert.ok(!maskPassword(replicaConnectionString).includes(encodeURIComponent('p@ss')));
+    assert.equal(maskPassword('postgresql://host:5432/db'), 'postgresql://host:5432/db', 'nothing to mask');
+  });
+});
