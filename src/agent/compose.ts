@@ -8,6 +8,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { WatchdogClient } from './watchdog.js';
+import { TcpRouter } from '../proxy/tcp-router.js';
+import { leaderRoute, replicaRoute } from '../proxy/routes.js';
 import { pino } from 'pino';
 import { buildApi } from '../api/build-api.js';
 import type { AgentConfig } from '../config/schema.js';
@@ -45,12 +47,44 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     logFile: path.join(config.nodeDir, 'watchdog.log'),
     onError: (message) => log.error({ err: message }, 'the fencing watchdog is gone; a frozen leader could not be fenced'),
   });
+  // The built-in proxy (leader port and replica port) routes on the loop's latest view of etcd.
+  let loopRef: HaLoop | null = null;
+  let replicaTurn = 0;
+  const proxyLog = log.child({ component: 'proxy' });
+  const leaderRouter = new TcpRouter({
+    name: 'leader',
+    listenHost: config.listenAddress,
+    port: config.proxyPort,
+    resolve: () => leaderRoute(loopRef?.clusterView() ?? null, clock.nowMs()),
+    holdTimeoutMs: config.proxyHoldTimeoutMs,
+    clock,
+    log: proxyLog,
+  });
+  const replicaRouter = new TcpRouter({
+    name: 'replica',
+    listenHost: config.listenAddress,
+    port: config.replicaProxyPort,
+    resolve: () => replicaRoute(loopRef?.clusterView() ?? null, clock.nowMs(), loopRef?.currentConfig().maximumLagOnFailoverBytes ?? 0, replicaTurn++),
+    holdTimeoutMs: config.proxyHoldTimeoutMs,
+    clock,
+    log: proxyLog,
+  });
   const loop = new HaLoop({
     node: config.node,
     host: config.host,
     pgPort: config.pgPort,
     apiUrl,
-    proxyPort: null,
+    proxyPort: config.proxyPort,
+    replicaProxyPort: config.replicaProxyPort,
+    proxyStats: () => {
+      const a = leaderRouter.snapshot();
+      const b = replicaRouter.snapshot();
+      return { open: a.open + b.open, held: a.held + b.held, total: a.total + b.total, failed: a.failed + b.failed };
+    },
+    onTick: () => {
+      leaderRouter.notify();
+      replicaRouter.notify();
+    },
     tags: config.tags,
     version: PGPILOT_VERSION,
     agentPid: process.pid,
@@ -65,6 +99,9 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
       disarm: () => watchdog.disarm(),
     },
   });
+  loopRef = loop;
+  await leaderRouter.start();
+  await replicaRouter.start();
   const api = buildApi({
     snapshot: () => loop.snapshot(),
     config: () => loop.currentConfig(),
@@ -104,6 +141,8 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
       await watchdog.stop().catch(() => undefined);
       await loop.releaseAll();
       await api.close().catch(() => undefined);
+      await leaderRouter.stop();
+      await replicaRouter.stop();
       await pg.close();
       await dcs.close().catch(() => undefined);
       log.info('agent stopped');

@@ -37,6 +37,7 @@ export const nodeManifestSchema = z
     pgPort: portSchema,
     apiPort: portSchema,
     proxyPort: portSchema,
+    replicaProxyPort: portSchema,
     nodeDir: z.string().min(1),
     dataDir: z.string().min(1),
     configFile: z.string().min(1),
@@ -89,7 +90,12 @@ export const agentConfigSchema = z
     listenAddress: z.string().min(1),
     pgPort: portSchema,
     apiPort: portSchema,
+    /** Leader port of the built-in proxy: every new connection goes to the current leader. */
     proxyPort: portSchema,
+    /** Replica port of the built-in proxy: streaming replicas within the lag limit, else the leader. */
+    replicaProxyPort: portSchema,
+    /** How long the proxy holds a new connection while there is no leader (failover, switchover). */
+    proxyHoldTimeoutMs: z.number().int().min(0).max(600_000).default(30_000),
     nodeDir: z.string().min(1),
     dataDir: z.string().min(1),
     logFile: z.string().min(1),

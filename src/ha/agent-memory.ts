@@ -8,6 +8,8 @@ export interface AgentMemory {
   leaseId: string | null;
   /** The TTL the current lease was granted with (keep-alives never change it). */
   leaseTtlSeconds: number | null;
+  /** When the current lease was granted. */
+  leaseGrantedMs: number | null;
   /** Set only by this process on a won createIfAbsent of the leader key; cleared on any doubt. */
   holdsLeader: boolean;
   lastRenewedMs: number | null;
@@ -22,5 +24,5 @@ export interface AgentMemory {
 }
 
 export function freshAgentMemory(): AgentMemory {
-  return { leaseId: null, leaseTtlSeconds: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false, lastHealthyMs: null, notStreamingSinceMs: null, restartRequested: false };
+  return { leaseId: null, leaseTtlSeconds: null, leaseGrantedMs: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false, lastHealthyMs: null, notStreamingSinceMs: null, restartRequested: false };
 }

@@ -223,8 +223,10 @@ function decideElection(obs: Observation, dcs: Reachable, pg: Running): Decision
   const self: Candidate = { name: obs.node, timeline: pg.timeline, lsn: pg.lsn, tags: obs.tags };
   const reason = ineligibility(self, dcs.lastLeaderLsn, obs.config.maximumLagOnFailoverBytes);
   if (reason !== null) return decision(`no leader; not eligible (${reason})`, ...stayPut);
-  // Fresh agents give a cleanly shut-down former primary one TTL to reclaim the lead first.
-  const graceEndsMs = obs.agentStartedMs + obs.config.ttlSeconds * 1000;
+  // A fresh agent, or one whose lease had expired (an etcd outage longer than the TTL: every member
+  // record expired with it), waits one TTL before racing, so that the others have re-published
+  // their positions and a cleanly shut-down former primary can reclaim the lead first.
+  const graceEndsMs = Math.max(obs.agentStartedMs, obs.lease.grantedMs ?? 0) + obs.config.ttlSeconds * 1000;
   if (intent === null && pg.inRecovery && obs.nowMs < graceEndsMs) return decision(`no leader; start-up grace for ${graceEndsMs - obs.nowMs} ms`);
   const others: Candidate[] = dcs.members
     .filter((m) => m.name !== obs.node && m.role !== 'stopped' && m.state === 'running')

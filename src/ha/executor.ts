@@ -37,6 +37,10 @@ export interface ExecutorDeps {
 export type ActionOutcome = { kind: 'done' } | { kind: 'skip-rest'; reason: string } | { kind: 'failed'; error: string };
 
 const CATCH_UP_POLL_MS = 50;
+/** Time for every proxy to see a new intent and start holding connections. */
+const PROXY_HOLD_SETTLE_MS = 300;
+/** How long a stepping-down leader waits for client sessions to end before its fast shutdown. */
+const DRAIN_TIMEOUT_MS = 2_000;
 
 export class Executor {
   constructor(private readonly deps: ExecutorDeps) {}
@@ -235,6 +239,12 @@ export class Executor {
       if (!(await dcs.replaceIfEquals(keys.failover, JSON.stringify(intent), JSON.stringify(current)))) return;
     }
     log.info({ target, kind: current.kind }, 'stepping down');
+    // The proxies of every node hold new connections as soon as they see the intent (an etcd watch
+    // away); give them that moment, then let sessions already on this leader finish (bounded) so
+    // the shutdown cuts off as little in-flight work as possible.
+    await clock.sleep(PROXY_HOLD_SETTLE_MS);
+    const left = await pg.drainClients(DRAIN_TIMEOUT_MS).catch(() => -1);
+    if (left !== 0) log.warn({ left }, 'client sessions still connected at shutdown (they will be disconnected)');
     await pg.checkpoint().catch(() => undefined);
     await pg.stop('fast');
     const stopped = await pg.observe();

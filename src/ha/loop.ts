@@ -31,6 +31,11 @@ export interface HaLoopDeps extends Omit<ExecutorDeps, 'startLongTask'> {
   pgPort: number;
   apiUrl: string;
   proxyPort: number | null;
+  replicaProxyPort?: number | null;
+  /** Counters of the built-in proxy, published in the member record. */
+  proxyStats?: () => { open: number; held: number; total: number; failed: number } | null;
+  /** Called after every tick (the proxy re-routes held connections). */
+  onTick?: () => void;
   tags: Tags;
   version: string;
   agentPid: number;
@@ -56,6 +61,7 @@ export class HaLoop {
   private longTask: (LongTaskState & { promise: Promise<void> }) | null = null;
   private wakeController = new AbortController();
   private localFence: AbortController | null = null;
+  private lastReachable: Extract<DcsView, { kind: 'reachable' }> | null = null;
   private stopping = false;
   private lastSummary = '';
   private lastSummaryLoggedMs = 0;
@@ -73,6 +79,11 @@ export class HaLoop {
 
   snapshot(): LoopSnapshot {
     return this.snapshotValue;
+  }
+
+  /** The latest view of etcd that could be read (the proxy keeps routing on it during an outage). */
+  clusterView(): Extract<DcsView, { kind: 'reachable' }> | null {
+    return this.lastReachable;
   }
 
   currentConfig(): DynamicConfig {
@@ -115,6 +126,7 @@ export class HaLoop {
     this.logSummary(decision.summary, observation.nowMs);
     const outcome = decision.actions.length > 0 ? await this.executor.run(decision.actions, observation) : { kind: 'done' as const };
     const member = await this.publish(observation);
+    if (observation.dcs.kind === 'reachable') this.lastReachable = observation.dcs;
     this.snapshotValue = {
       observation,
       decision,
@@ -122,6 +134,7 @@ export class HaLoop {
       lastError: outcome.kind === 'failed' ? outcome.error : null,
       ticks: this.snapshotValue.ticks + 1,
     };
+    this.deps.onTick?.();
     return outcome.kind === 'done' && decision.actions.some((a) => !ROUTINE_ACTIONS.has(a.kind));
   }
 
@@ -197,7 +210,7 @@ export class HaLoop {
       config: this.config,
       tags: this.deps.tags,
       dcs,
-      lease: { holdsLeader: memory.holdsLeader, lastRenewedMs: memory.lastRenewedMs, ttlSeconds: memory.leaseTtlSeconds ?? this.config.ttlSeconds },
+      lease: { holdsLeader: memory.holdsLeader, lastRenewedMs: memory.lastRenewedMs, ttlSeconds: memory.leaseTtlSeconds ?? this.config.ttlSeconds, grantedMs: memory.leaseGrantedMs },
       pg,
       configuredUpstream: memory.configuredUpstream,
       longTask: this.longTask === null ? null : { kind: this.longTask.kind, startedMs: this.longTask.startedMs },
@@ -232,6 +245,7 @@ export class HaLoop {
         memory.holdsLeader = false;
         memory.leaseId = await dcs.grantLease(this.config.ttlSeconds);
         memory.leaseTtlSeconds = this.config.ttlSeconds;
+        memory.leaseGrantedMs = sentMs;
         memory.lastRenewedMs = sentMs;
       }
       const all = await dcs.getPrefix(keys.root);
@@ -300,6 +314,8 @@ export class HaLoop {
       port: d.pgPort,
       apiUrl: d.apiUrl,
       proxyPort: d.proxyPort,
+      replicaProxyPort: d.replicaProxyPort ?? null,
+      proxy: d.proxyStats?.() ?? null,
       pid: d.agentPid,
       tags: d.tags,
       version: d.version,

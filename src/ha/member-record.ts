@@ -33,6 +33,9 @@ export const memberRecordSchema = z.object({
   port: z.number().int(),
   apiUrl: z.string(),
   proxyPort: z.number().int().nullable(),
+  replicaProxyPort: z.number().int().nullable().default(null),
+  /** Built-in proxy counters, leader and replica ports together. */
+  proxy: z.object({ open: z.number(), held: z.number(), total: z.number(), failed: z.number() }).nullable().default(null),
   pid: z.number().int(),
   postgresPid: z.number().int().nullable(),
   timeline: z.number().int().nullable(),

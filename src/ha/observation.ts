@@ -57,6 +57,8 @@ export interface LeaseState {
   lastRenewedMs: number | null;
   /** The TTL the lease was granted with: fencing deadlines use it, not the configured TTL. */
   ttlSeconds: number;
+  /** When the current lease was granted (agent start, or a re-grant after it expired in an outage). */
+  grantedMs?: number | null;
 }
 
 export interface LongTaskState {

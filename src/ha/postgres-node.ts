@@ -23,6 +23,12 @@ export interface PostgresNode {
   /** Writes the configuration for the role and spawns the postmaster (does not wait for ready). */
   start(mode: 'primary' | 'standby', upstream: UpstreamAddress | null): Promise<void>;
   stop(mode: 'fast' | 'immediate'): Promise<void>;
+  /**
+   * Waits (at most `timeoutMs`) until no client session other than pgpilot's own is connected;
+   * returns how many were still there at the end. Used before a planned hand-over, once the
+   * proxies hold new connections, so that in-flight work finishes instead of being cut off.
+   */
+  drainClients(timeoutMs: number): Promise<number>;
   /** CHECKPOINT on the running postgres (shortens the shutdown before a planned hand-over). */
   checkpoint(): Promise<void>;
   /**

@@ -47,6 +47,7 @@ export interface LocalPostgresNodeOptions {
 /** pg_controldata states of a data directory that was running as a primary (not a standby). */
 const PRIMARY_CLUSTER_STATES = new Set(['shut down', 'in production', 'in crash recovery']);
 const CONNECT_TIMEOUT_MS = 2_000;
+const DRAIN_POLL_MS = 20;
 const READY_TIMEOUT_MS = 120_000;
 const FAST_STOP_TIMEOUT_MS = 60_000;
 const IMMEDIATE_STOP_TIMEOUT_MS = 10_000;
@@ -176,6 +177,21 @@ export class LocalPostgresNode implements PostgresNode {
     await this.dropClient();
     const clean = await this.postmaster.stop(mode, mode === 'fast' ? FAST_STOP_TIMEOUT_MS : IMMEDIATE_STOP_TIMEOUT_MS);
     this.options.log.info({ mode, clean }, 'postgres stopped');
+  }
+
+  async drainClients(timeoutMs: number): Promise<number> {
+    const deadlineMs = this.options.clock.nowMs() + timeoutMs;
+    let remaining = 0;
+    for (;;) {
+      const result = await (await this.getClient()).query<{ n: string }>(
+        `SELECT count(*) AS n FROM pg_stat_activity
+          WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+            AND coalesce(application_name, '') NOT LIKE 'pgpilot%'`,
+      );
+      remaining = Number(result.rows[0]?.n ?? 0);
+      if (remaining === 0 || this.options.clock.nowMs() >= deadlineMs) return remaining;
+      await this.options.clock.sleep(DRAIN_POLL_MS);
+    }
   }
 
   async checkpoint(): Promise<void> {

@@ -25,6 +25,7 @@ export function clusterManifest(options: ManifestOptions = {}): ClusterManifest 
       pgPort: 15432 + i,
       apiPort: 18008 + i,
       proxyPort: 16432 + i,
+      replicaProxyPort: 17432 + i,
       nodeDir,
       dataDir: `${nodeDir}/pgdata`,
       configFile: `${nodeDir}/agent.json`,

@@ -31,6 +31,8 @@ export function memberRecord(overrides: Partial<MemberRecord> & { name: string }
     port: 5430 + index,
     apiUrl: `http://127.0.0.1:${8000 + index}`,
     proxyPort: 6430 + index,
+    replicaProxyPort: 7430 + index,
+    proxy: null,
     pid: 1000 + index,
     postgresPid: 2000 + index,
     timeline: 1,

@@ -71,7 +71,7 @@ export interface FakeNodeData {
   slots: Set<string>;
 }
 
-export type FakeEventKind = 'initdb' | 'clone' | 'start' | 'stop' | 'promote' | 'follow' | 'crash' | 'write' | 'checkpoint' | 'rewind' | 'moved-aside';
+export type FakeEventKind = 'initdb' | 'clone' | 'start' | 'stop' | 'promote' | 'follow' | 'crash' | 'write' | 'checkpoint' | 'drain' | 'rewind' | 'moved-aside';
 
 export interface FakeEvent {
   atMs: number;
@@ -419,6 +419,12 @@ export class FakePostgresNode implements PostgresNode {
     w.halt(d, state);
     w.record(this.name, 'stop', mode);
     return Promise.resolve();
+  }
+
+  /** The fake has no client sessions: nothing to drain (the real one polls pg_stat_activity). */
+  drainClients(_timeoutMs: number): Promise<number> {
+    this.world.record(this.name, 'drain', '0');
+    return Promise.resolve(0);
   }
 
   checkpoint(): Promise<void> {

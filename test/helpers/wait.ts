@@ -4,7 +4,7 @@ import { SystemClock } from '../../src/shared/clock.js';
 
 const clock = new SystemClock();
 
-export async function waitUntil<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 30_000, pollMs = 200): Promise<T> {
+export async function waitUntil<T>(what: string | (() => string), probe: () => Promise<T | null | undefined | false>, timeoutMs = 30_000, pollMs = 200): Promise<T> {
   const deadlineMs = clock.nowMs() + timeoutMs;
   let lastError: unknown = null;
   for (;;) {
@@ -16,7 +16,7 @@ export async function waitUntil<T>(what: string, probe: () => Promise<T | null |
     }
     if (clock.nowMs() >= deadlineMs) {
       const detail = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}${detail}`);
     }
     await clock.sleep(pollMs);
   }

@@ -46,10 +46,12 @@ function leaderOf(status: ClusterStatus): MemberStatus {
 
 /** Waits until there is a writable leader other than `not` and every member streams from it. */
 async function waitConverged(home: string, not: string | null, timeoutMs = 60_000): Promise<ClusterStatus> {
+  let last = '';
   return waitUntil(
-    `a converged cluster led by someone other than ${not ?? '-'}`,
+    () => `a converged cluster led by someone other than ${not ?? '-'} (last seen: ${last})`,
     async () => {
       const status = await statusOf(home);
+      last = `leader ${status.leader ?? '-'}; ${status.members.map((m) => `${m.name} ${m.role}/${m.state} tl${m.timeline ?? '-'}${m.streaming ? ' streaming' : ''}`).join(', ')}`;
       const leader = status.members.find((m) => m.name === status.leader && m.role === 'primary');
       if (leader === undefined || leader.name === not) return null;
       const allStreaming = status.members.every((m) => m.name === leader.name || (m.role === 'replica' && m.streaming && m.timeline === leader.timeline));

@@ -40,6 +40,7 @@ function healthyMembers(): MemberRecord[] {
       lsn: '0/5000000',
       timeline: 3,
       proxyPort: 16432,
+      replicaProxyPort: 17432,
       tags: { priority: 2 },
       replication: [
         { applicationName: 'node2', state: 'streaming', replayLsn: '0/4FFFF00', lagBytes: 256, syncState: 'async' },
@@ -160,19 +161,19 @@ void describe('connectionStrings and maskPassword', () => {
   void it('lists every node host:port and asks for the right session type', () => {
     const multi = clusterManifest({ nodes: 3, host: (i) => `10.0.0.${i + 1}` });
     const { connectionString, replicaConnectionString } = connectionStrings(multi, secrets);
-    assert.equal(connectionString, 'postgresql://postgres:superuser-password-0123456789@10.0.0.1:15432,10.0.0.2:15433,10.0.0.3:15434/postgres?target_session_attrs=read-write');
+    assert.equal(connectionString, 'postgresql://postgres:superuser-password-0123456789@10.0.0.1:16432,10.0.0.2:16433,10.0.0.3:16434/postgres?target_session_attrs=read-write');
     assert.equal(
       replicaConnectionString,
-      'postgresql://postgres:superuser-password-0123456789@10.0.0.1:15432,10.0.0.2:15433,10.0.0.3:15434/postgres?target_session_attrs=prefer-standby',
+      'postgresql://postgres:superuser-password-0123456789@10.0.0.1:17432,10.0.0.2:17433,10.0.0.3:17434/postgres?target_session_attrs=prefer-standby',
     );
     const status = buildClusterStatus(inputs());
-    for (const node of manifest.nodes) assert.ok(status.connectionString.includes(`${node.host}:${node.pgPort}`));
+    for (const node of manifest.nodes) assert.ok(status.connectionString.includes(`${node.host}:${node.proxyPort}`));
   });
 
   void it('URL-encodes user, password and database', () => {
     const tricky = clusterSecrets({ superuser: 'ad min', password: 'p@ss:w/rd#%?&=0123456789' });
     const { connectionString } = connectionStrings(manifest, tricky, 'my db');
-    assert.ok(connectionString.startsWith(`postgresql://ad%20min:${encodeURIComponent('p@ss:w/rd#%?&=0123456789')}@127.0.0.1:15432,`));
+    assert.ok(connectionString.startsWith(`postgresql://ad%20min:${encodeURIComponent('p@ss:w/rd#%?&=0123456789')}@127.0.0.1:16432,`));
     assert.ok(connectionString.includes('/my%20db?target_session_attrs=read-write'));
     assert.ok(!connectionString.includes('p@ss'));
     const url = new URL(connectionString.replace(/@[^/]+\//, '@h/'));
@@ -184,7 +185,7 @@ void describe('connectionStrings and maskPassword', () => {
     const tricky = clusterSecrets({ password: 'p@ss:w/rd#%?&=0123456789' });
     const { connectionString, replicaConnectionString } = connectionStrings(manifest, tricky);
     const masked = maskPassword(connectionString);
-    assert.equal(masked, 'postgresql://postgres:****@127.0.0.1:15432,127.0.0.1:15433,127.0.0.1:15434/postgres?target_session_attrs=read-write');
+    assert.equal(masked, 'postgresql://postgres:****@127.0.0.1:16432,127.0.0.1:16433,127.0.0.1:16434/postgres?target_session_attrs=read-write');
     assert.ok(!maskPassword(replicaConnectionString).includes(encodeURIComponent('p@ss')));
     assert.equal(maskPassword('postgresql://host:5432/db'), 'postgresql://host:5432/db', 'nothing to mask');
   });

@@ -22,6 +22,7 @@ function validAgentConfig(): Record<string, unknown> {
     pgPort: 15432,
     apiPort: 18008,
     proxyPort: 16432,
+    replicaProxyPort: 17432,
     nodeDir: '/tmp/x/nodes/node1',
     dataDir: '/tmp/x/nodes/node1/pgdata',
     logFile: '/tmp/x/nodes/node1/agent.log',

@@ -22,6 +22,8 @@ function member(overrides: Partial<MemberStatus> & { name: string }): MemberStat
     host: '127.0.0.1',
     port: 15431 + index,
     proxyPort: 16431 + index,
+    replicaProxyPort: 17431 + index,
+    proxy: null,
     apiUrl: `http://127.0.0.1:${18007 + index}`,
     pid: 1000 + index,
     postgresPid: 2000 + index,

@@ -16,6 +16,9 @@ export interface MemberStatus {
   host: string;
   port: number;
   proxyPort: number | null;
+  replicaProxyPort: number | null;
+  /** Built-in proxy counters of this node (both ports), when its agent reports. */
+  proxy: { open: number; held: number; total: number; failed: number } | null;
   apiUrl: string;
   pid: number | null;
   postgresPid: number | null;
@@ -58,7 +61,9 @@ export function buildClusterStatus(input: StatusInputs): ClusterStatus {
       name: node.name,
       host: node.host,
       port: node.pgPort,
-      proxyPort: null,
+      proxyPort: node.proxyPort,
+      replicaProxyPort: node.replicaProxyPort,
+      proxy: null,
       apiUrl: `http://${node.host}:${node.apiPort}`,
       pid: agentPid,
       tags: {},
@@ -80,7 +85,7 @@ export function buildClusterStatus(input: StatusInputs): ClusterStatus {
     const role = record.role === 'primary' && input.leader !== record.name ? 'unknown' : record.role;
     return {
       ...base,
-      proxyPort: record.proxyPort,
+      proxy: record.proxy,
       tags: record.tags,
       role,
       state: record.role === 'replica' && !record.streaming && record.state === 'running' ? 'running, not streaming' : record.state,
@@ -113,9 +118,10 @@ function lagOf(record: MemberRecord, leader: MemberRecord | undefined, leaderNam
 }
 
 /**
- * libpq multi-host URLs over every node's postgres port, so they keep working whichever node
- * leads: the writer URL asks for a read-write session (libpq tries each host until it finds the
- * primary), the reader URL for a standby when one is up (else any member).
+ * libpq multi-host URLs over every node's proxy ports, so they keep working whichever node leads
+ * and whichever node is lost: each node's leader port reaches the current leader (holding the
+ * connection through a switchover), each replica port a streaming replica (else the leader).
+ * `target_session_attrs=read-write` makes libpq skip a port that is not (yet) on the leader.
  */
 export function connectionStrings(
   manifest: ClusterManifest,
@@ -124,11 +130,12 @@ export function connectionStrings(
 ): { connectionString: string; replicaConnectionString: string } {
   const user = encodeURIComponent(secrets.superuser.name);
   const password = encodeURIComponent(secrets.superuser.password);
-  const hosts = manifest.nodes.map((n) => `${n.host}:${n.pgPort}`).join(',');
+  const leaderPorts = manifest.nodes.map((n) => `${n.host}:${n.proxyPort}`).join(',');
+  const replicaPorts = manifest.nodes.map((n) => `${n.host}:${n.replicaProxyPort}`).join(',');
   const db = encodeURIComponent(database);
   return {
-    connectionString: `postgresql://${user}:${password}@${hosts}/${db}?target_session_attrs=read-write`,
-    replicaConnectionString: `postgresql://${user}:${password}@${hosts}/${db}?target_session_attrs=prefer-standby`,
+    connectionString: `postgresql://${user}:${password}@${leaderPorts}/${db}?target_session_attrs=read-write`,
+    replicaConnectionString: `postgresql://${user}:${password}@${replicaPorts}/${db}?target_session_attrs=prefer-standby`,
   };
 }
 

@@ -62,6 +62,8 @@ export interface CreateOptions {
 }
 
 const DEFAULT_READY_TIMEOUT_MS = 180_000;
+/** postgres, REST API, proxy leader port, proxy replica port. */
+const PORTS_PER_NODE = 4;
 const ETCD_READY_TIMEOUT_MS = 30_000;
 const AGENT_STOP_GRACE_MS = 60_000;
 
@@ -159,7 +161,7 @@ export async function createCluster(options: CreateOptions, deps: ProviderDeps):
       await chmod(dir, 0o755);
     }
     await ensurePostgresCanReach(paths.nodesDir);
-    const ports = await findFreePorts(2 + nodeCount * 3);
+    const ports = await findFreePorts(2 + nodeCount * PORTS_PER_NODE);
     const port = (i: number): number => ports[i] as number;
     const secrets = generateSecrets();
     await writeSecrets(paths.secretsFile, secrets);
@@ -185,9 +187,10 @@ export async function createCluster(options: CreateOptions, deps: ProviderDeps):
           return {
             name: nodeName(i),
             host: LOOPBACK_HOST,
-            pgPort: port(2 + i * 3),
-            apiPort: port(3 + i * 3),
-            proxyPort: port(4 + i * 3),
+            pgPort: port(2 + i * PORTS_PER_NODE),
+            apiPort: port(3 + i * PORTS_PER_NODE),
+            proxyPort: port(4 + i * PORTS_PER_NODE),
+            replicaProxyPort: port(5 + i * PORTS_PER_NODE),
             nodeDir: node.nodeDir,
             dataDir: node.dataDir,
             configFile: node.configFile,
@@ -233,6 +236,8 @@ function agentConfigFor(manifest: ClusterManifest, name: string): AgentConfig {
     pgPort: node.pgPort,
     apiPort: node.apiPort,
     proxyPort: node.proxyPort,
+    replicaProxyPort: node.replicaProxyPort,
+    proxyHoldTimeoutMs: 30_000,
     nodeDir: node.nodeDir,
     dataDir: node.dataDir,
     logFile: node.logFile,
@@ -285,6 +290,8 @@ async function startProcesses(manifest: ClusterManifest, deps: ProviderDeps): Pr
     if ((await livePid(node.pidFile, node.configFile)) !== null) continue;
     await assertPortFree(node.pgPort, `postgres on ${node.name}`);
     await assertPortFree(node.apiPort, `the REST API of ${node.name}`);
+    await assertPortFree(node.proxyPort, `the leader proxy port of ${node.name}`);
+    await assertPortFree(node.replicaProxyPort, `the replica proxy port of ${node.name}`);
     const pid = spawnAgent(deps.cliEntry, node.configFile, path.join(node.nodeDir, 'agent.out'));
     await writePidFile(node.pidFile, pid);
     deps.progress(`${node.name}: agent started (pid ${pid}, log ${node.logFile})`);

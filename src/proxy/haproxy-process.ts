@@ -1,0 +1,212 @@
+/**
+ * The one module that runs the `haproxy` binary (Debian's haproxy 2.6): check a configuration
+ * file (`haproxy -c -f FILE`), start HAProxy in the foreground as our child, stop it by PID.
+ *
+ * Invariants and why:
+ * - HAProxy runs in the foreground (`-db`, no daemon, no master-worker), so the PID we record is
+ *   HAProxy itself and nothing forks away from us; it is started through
+ *   `setpriv --pdeathsig KILL --` (setpriv execs, same PID), so it dies with the process that
+ *   started it: a crashed test or agent cannot leak a proxy that keeps routing clients.
+ * - Its stdout/stderr go straight to a log file through an inherited file descriptor (no pipe we
+ *   would have to drain, nothing lost when we exit).
+ * - `startHaproxy` checks the file first and returns only once every `bind` port of the file is
+ *   listening *in that process* (read from /proc, without connecting: a probe connection would
+ *   open a session to a backend); if HAProxy exits first, the log tail is the error.
+ * - Stopping is by PID only, and only while /proc/PID/cmdline still shows haproxy (a recorded PID
+ *   can be reused); SIGTERM is HAProxy's immediate stop, SIGKILL after a bounded wait.
+ * - The distribution's haproxy service is never used or touched.
+ */
+import { spawn } from 'node:child_process';
+import { accessSync, closeSync, constants, openSync } from 'node:fs';
+import { readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { SystemClock, type Clock } from '../shared/clock.js';
+import { PgpilotError, errorMessage } from '../shared/errors.js';
+import { stopOwnedProcess } from '../shared/pid.js';
+import { runCommand } from '../shared/process-runner.js';
+
+const INSTALL_HINT = 'run scripts/setup.sh (installs the haproxy package)';
+/** Debian installs haproxy in /usr/sbin, which is not on a normal user's PATH. */
+const EXTRA_BIN_DIRS = ['/usr/sbin', '/usr/local/sbin', '/sbin'];
+
+export type HaproxyCheckResult = { kind: 'ok'; output: string } | { kind: 'error'; errorText: string };
+
+export interface StartHaproxyOptions {
+  configFile: string;
+  pidFile: string;
+  logFile: string;
+  /** Path of the haproxy binary; default: found on PATH or in /usr/sbin. */
+  binary?: string;
+  /** How long to wait for every bind port to listen; default 10 s. */
+  readyTimeoutMs?: number;
+  clock?: Clock;
+}
+
+/** The haproxy executable, or BINARY_MISSING with the setup hint. */
+export function findHaproxyBinary(env: NodeJS.ProcessEnv = process.env): string {
+  const dirs = [...(env['PATH'] ?? '').split(path.delimiter).filter((d) => d.length > 0), ...EXTRA_BIN_DIRS];
+  for (const dir of dirs) {
+    const candidate = path.join(dir, 'haproxy');
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here; try the next directory
+    }
+  }
+  throw new PgpilotError('BINARY_MISSING', 'haproxy was not found', { hint: INSTALL_HINT });
+}
+
+/** The lines of `haproxy -c` output worth showing: alerts and warnings, not the version banner. */
+export function parseHaproxyCheckOutput(text: string): string {
+  const lines = text
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .filter((l) => l.length > 0 && !/^\[NOTICE\]/.test(l));
+  return lines.join('\n');
+}
+
+/** Runs `haproxy -c -f FILE`: ok (with any warnings) or the error text. */
+export async function checkHaproxyConfig(configFile: string, options: { binary?: string } = {}): Promise<HaproxyCheckResult> {
+  const binary = options.binary ?? findHaproxyBinary();
+  const result = await runCommand(binary, ['-c', '-f', configFile], { timeoutMs: 30_000, check: false });
+  const text = parseHaproxyCheckOutput(`${result.stdout}\n${result.stderr}`);
+  if (result.exitCode === 0) return { kind: 'ok', output: text };
+  return { kind: 'error', errorText: text.length > 0 ? text : `haproxy -c exited with ${result.exitCode ?? result.signal}` };
+}
+
+/** Ports of the `bind` lines of a configuration (what HAProxy must be listening on when ready). */
+export function bindPortsOf(configText: string): number[] {
+  const ports = new Set<number>();
+  for (const line of configText.split('\n')) {
+    const match = /^\s*bind\s+\S*:(\d+)(?:\s|$)/.exec(line);
+    if (match?.[1] !== undefined) ports.add(Number.parseInt(match[1], 10));
+  }
+  return [...ports].sort((a, b) => a - b);
+}
+
+/**
+ * Ports in LISTEN state on sockets held by `pid`, from /proc/PID/fd and /proc/PID/net/tcp{,6}
+ * (columns: sl local_address rem_address st ... inode; state 0A is LISTEN).
+ */
+export function parseListeningPorts(procNetTcp: string, socketInodes: ReadonlySet<string>): number[] {
+  const ports: number[] = [];
+  for (const line of procNetTcp.split('\n').slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    const local = fields[1];
+    const state = fields[3];
+    const inode = fields[9];
+    if (local === undefined || state !== '0A' || inode === undefined || !socketInodes.has(inode)) continue;
+    const portHex = local.slice(local.lastIndexOf(':') + 1);
+    ports.push(Number.parseInt(portHex, 16));
+  }
+  return ports;
+}
+
+async function listeningPortsOf(pid: number): Promise<Set<number>> {
+  const inodes = new Set<string>();
+  for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [] as string[])) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    const match = /^socket:\[(\d+)\]$/.exec(target);
+    if (match?.[1] !== undefined) inodes.add(match[1]);
+  }
+  const ports = new Set<number>();
+  for (const table of ['tcp', 'tcp6']) {
+    const text = await readFile(`/proc/${pid}/net/${table}`, 'utf8').catch(() => '');
+    for (const port of parseListeningPorts(text, inodes)) ports.add(port);
+  }
+  return ports;
+}
+
+async function logTail(logFile: string): Promise<string> {
+  const text = await readFile(logFile, 'utf8').catch(() => '');
+  return parseHaproxyCheckOutput(text).split('\n').slice(-5).join(' | ');
+}
+
+/**
+ * Starts `haproxy -f configFile -db` as our child (parent-death SIGKILL), output appended to
+ * logFile, PID written to pidFile; resolves once every bind port listens.
+ */
+export async function startHaproxy(options: StartHaproxyOptions): Promise<{ pid: number }> {
+  const clock = options.clock ?? new SystemClock();
+  const binary = options.binary ?? findHaproxyBinary();
+  const check = await checkHaproxyConfig(options.configFile, { binary });
+  if (check.kind === 'error') {
+    throw new PgpilotError('CONFIG_INVALID', `haproxy rejects ${options.configFile}: ${check.errorText.split('\n').join(' | ')}`, {
+      hint: `see: haproxy -c -f ${options.configFile}`,
+      exitCode: 2,
+    });
+  }
+  const expectedPorts = bindPortsOf(await readFile(options.configFile, 'utf8'));
+  const logFd = openSync(options.logFile, 'a', 0o644);
+  // Written by the child's exit handler while we poll below.
+  const state: { exited: string | null } = { exited: null };
+  let pid: number;
+  try {
+    const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', binary, '-f', options.configFile, '-db'], {
+      stdio: ['ignore', logFd, logFd],
+      detached: false,
+    });
+    child.once('exit', (code, signal) => {
+      state.exited = `exit ${code ?? signal ?? '?'}`;
+    });
+    pid = await new Promise<number>((resolve, reject) => {
+      child.once('error', (error: NodeJS.ErrnoException) =>
+        reject(
+          error.code === 'ENOENT'
+            ? new PgpilotError('BINARY_MISSING', 'setpriv was not found', { hint: 'run scripts/setup.sh (installs util-linux)' })
+            : error,
+        ),
+      );
+      child.once('spawn', () => resolve(child.pid ?? -1));
+    });
+    // Neither the handle nor the log fd keep the caller alive; the parent-death signal covers exits.
+    child.unref();
+  } finally {
+    closeSync(logFd);
+  }
+  const owned = { pid, marker: options.configFile };
+  const deadlineMs = clock.nowMs() + (options.readyTimeoutMs ?? 10_000);
+  for (;;) {
+    // We are the parent, so the exit event is authoritative; /proc/PID/cmdline is not while
+    // setpriv execs haproxy (it can read empty for a moment).
+    if (state.exited !== null) {
+      throw new PgpilotError('COMMAND_FAILED', `haproxy stopped right after starting (${state.exited}): ${await logTail(options.logFile)}`, {
+        hint: `see ${options.logFile}; a port of the config may be in use`,
+        retryable: true,
+      });
+    }
+    const listening = await listeningPortsOf(pid);
+    if (expectedPorts.every((p) => listening.has(p))) break;
+    if (clock.nowMs() >= deadlineMs) {
+      await stopOwnedProcess(owned, clock, { graceMs: 2_000 }).catch(() => undefined);
+      throw new PgpilotError('TIMEOUT', `haproxy did not listen on ${expectedPorts.join(', ')} in time: ${await logTail(options.logFile)}`, {
+        hint: `see ${options.logFile}`,
+        retryable: true,
+      });
+    }
+    await clock.sleep(25);
+  }
+  try {
+    const temp = `${options.pidFile}.tmp-${process.pid}`;
+    await writeFile(temp, `${pid}\n`, { mode: 0o644 });
+    await rename(temp, options.pidFile);
+  } catch (error) {
+    await stopOwnedProcess(owned, clock, { graceMs: 2_000 }).catch(() => undefined);
+    throw new PgpilotError('COMMAND_FAILED', `could not write ${options.pidFile}: ${errorMessage(error)}`, { cause: error });
+  }
+  return { pid };
+}
+
+/**
+ * Stops the haproxy with this PID (SIGTERM, SIGKILL after `graceMs`, default 5 s) and waits for it
+ * to exit. Does nothing unless the PID still runs haproxy (with `configFile` when given).
+ */
+export async function stopHaproxy(
+  pid: number,
+  options: { configFile?: string; graceMs?: number; clock?: Clock } = {},
+): Promise<'not-running' | 'stopped' | 'killed'> {
+  const clock = options.clock ?? new SystemClock();
+  const marker = options.configFile ?? 'haproxy';
+  return stopOwnedProcess({ pid, marker }, clock, { signal: 'SIGTERM', graceMs: options.graceMs ?? 5_000, pollMs: 25 });
+}
