@@ -15,6 +15,8 @@ export interface AgentMemory {
   lastRenewedMs: number | null;
   configuredUpstream: string | null;
   crashed: boolean;
+  /** Unexpected postmaster exits since postgres last ran healthy. */
+  consecutiveCrashes: number;
   /** Last time postgres answered as running (ms, agent clock). */
   lastHealthyMs: number | null;
   /** Since when the running standby has not been streaming (null: streaming, or not a standby). */
@@ -24,5 +26,5 @@ export interface AgentMemory {
 }
 
 export function freshAgentMemory(): AgentMemory {
-  return { leaseId: null, leaseTtlSeconds: null, leaseGrantedMs: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false, lastHealthyMs: null, notStreamingSinceMs: null, restartRequested: false };
+  return { leaseId: null, leaseTtlSeconds: null, leaseGrantedMs: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false, consecutiveCrashes: 0, lastHealthyMs: null, notStreamingSinceMs: null, restartRequested: false };
 }

@@ -30,6 +30,9 @@ export function leaseDeadlineMs(lastRenewedMs: number, ttlSeconds: number): numb
   return lastRenewedMs + ttlSeconds * 1000 - fenceMarginMs(ttlSeconds);
 }
 
+/** Failed starts of a standby in a row before it is rewound (or re-cloned) instead of restarted. */
+export const CRASHES_BEFORE_REJOIN = 3;
+
 function decision(summary: string, ...actions: Action[]): Decision {
   return { actions, summary };
 }
@@ -135,6 +138,12 @@ function decideStopped(obs: Observation, dcs: Reachable, pg: Stopped): Decision 
     // would append a checkpoint past the fork. If it cannot follow, rule D7 rewinds it then.
     if (pg.wasPrimary && pg.cleanShutdownPrimary) {
       return decision(`former primary: rejoining ${dcs.leader} as a standby`, { kind: 'rejoin', leader: dcs.leader });
+    }
+    // A standby whose postgres dies at every start (e.g. "requested timeline does not contain the
+    // minimum recovery point") cannot be fixed by restarting: rewind it, or re-clone it with its
+    // data kept aside.
+    if (pg.crashed && (obs.consecutiveCrashes ?? 0) >= CRASHES_BEFORE_REJOIN) {
+      return decision(`postgres failed to start ${obs.consecutiveCrashes ?? 0} times: rejoining ${dcs.leader}`, { kind: 'rejoin', leader: dcs.leader });
     }
     return decision(`starting postgres as a standby of ${dcs.leader}`, { kind: 'start-postgres', mode: 'standby', upstream: dcs.leader });
   }

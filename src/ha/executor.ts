@@ -148,6 +148,9 @@ export class Executor {
         if (obs.dcs.kind === 'reachable') {
           await pg.syncSlots(obs.dcs.members.map((m) => m.name).filter((name) => name !== node)).catch(() => undefined);
         }
+        // pg_rewind reads the source's timeline from pg_control, which a promotion only updates at
+        // the next checkpoint: checkpoint now, so a former leader rewinding from us sees timeline N+1.
+        await pg.checkpoint().catch((error: unknown) => this.deps.log.warn({ err: errorMessage(error) }, 'checkpoint after promotion failed'));
         const after = await pg.observe();
         const timeline = after.kind === 'running' ? after.timeline : null;
         if (timeline !== null && before !== null) {

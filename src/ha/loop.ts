@@ -73,6 +73,7 @@ export class HaLoop {
     deps.pg.onUnexpectedExit(() => {
       deps.log.warn('postmaster exited unexpectedly');
       deps.memory.crashed = true;
+      deps.memory.consecutiveCrashes += 1;
       this.wake();
     });
   }
@@ -217,6 +218,7 @@ export class HaLoop {
       lastHealthyMs: memory.lastHealthyMs,
       notStreamingSinceMs: memory.notStreamingSinceMs,
       restartRequested: memory.restartRequested,
+      consecutiveCrashes: memory.consecutiveCrashes,
     };
   }
 
@@ -226,6 +228,7 @@ export class HaLoop {
     if (pg.kind === 'stopped') return { ...pg, crashed: memory.crashed };
     if (pg.kind === 'running') {
       memory.crashed = false;
+      memory.consecutiveCrashes = 0;
       memory.lastHealthyMs = this.deps.clock.nowMs();
     }
     const notStreaming = pg.kind === 'running' && pg.inRecovery && pg.walReceiverStatus !== 'streaming';

@@ -84,4 +84,6 @@ export interface Observation {
   notStreamingSinceMs: number | null;
   /** An operator asked for a restart of postgres in its current role. */
   restartRequested: boolean;
+  /** Unexpected postmaster exits since postgres last ran healthy (a start that keeps failing). */
+  consecutiveCrashes?: number;
 }

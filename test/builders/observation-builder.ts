@@ -136,6 +136,8 @@ export interface ObservationOverrides {
   notStreamingSinceMs?: number | null;
   /** An operator asked for a postgres restart; default false. */
   restartRequested?: boolean;
+  /** Unexpected postmaster exits since postgres last ran healthy; default 0. */
+  consecutiveCrashes?: number;
 }
 
 export function observation(overrides: ObservationOverrides = {}): Observation {
@@ -156,5 +158,6 @@ export function observation(overrides: ObservationOverrides = {}): Observation {
     lastHealthyMs: overrides.lastHealthyMs === undefined ? nowMs - 1_000 : overrides.lastHealthyMs,
     notStreamingSinceMs: overrides.notStreamingSinceMs ?? null,
     restartRequested: overrides.restartRequested ?? false,
+    consecutiveCrashes: overrides.consecutiveCrashes ?? 0,
   };
 }
