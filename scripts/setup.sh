@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian 12 machine: installs what is missing (PostgreSQL 15, etcd,
-# util-linux's setpriv) with apt, then the Node dependencies (npm ci) and the build. Prints what it
-# did. Safe to run again: it skips what is already there.
+# util-linux's setpriv, HAProxy for the optional external load balancer) with apt, then the Node
+# dependencies (npm ci) and the build. Prints what it did. Safe to run again: it skips what is
+# already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +10,7 @@ say() { printf 'setup: %s\n' "$*"; }
 
 need_packages=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for pkg in postgresql-15 postgresql-contrib etcd-server etcd-client util-linux iproute2; do
+for pkg in postgresql-15 postgresql-contrib etcd-server etcd-client util-linux iproute2 haproxy; do
   if have_pkg "$pkg"; then say "$pkg already installed"; else need_packages+=("$pkg"); fi
 done
 
@@ -31,6 +32,12 @@ if [ "${#need_packages[@]}" -gt 0 ]; then
   fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${need_packages[@]}"
   say "installed: ${need_packages[*]}"
+  # pgpilot runs its own haproxy processes from generated configs (pgpilot haproxy-config); the
+  # distribution's service (default config, no listeners) is not used, so do not leave it running.
+  if [[ " ${need_packages[*]} " == *" haproxy "* ]] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now haproxy.service >/dev/null 2>&1 || true
+    say "disabled the distribution's haproxy service (pgpilot starts its own)"
+  fi
 fi
 
 if ! id postgres >/dev/null 2>&1; then

@@ -20,6 +20,7 @@ import * as switchoverCommand from '../cli/commands/switchover.js';
 import * as eventsCommand from '../cli/commands/events.js';
 import * as watchdogCommand from '../cli/commands/watchdog.js';
 import * as restartCommand from '../cli/commands/restart.js';
+import * as haproxyConfigCommand from '../cli/commands/haproxy-config.js';
 import { runStart, runStop } from '../cli/commands/start-stop.js';
 
 const output = processOutput;
@@ -223,6 +224,28 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     .action(
       wrap(async (name: string, opts: HomeOption & { json?: boolean; limit: number }) =>
         eventsCommand.run({ home: resolveHome(opts.home), name, json: opts.json === true, limit: opts.limit }, output),
+      ),
+    );
+
+  program
+    .command('haproxy-config')
+    .description('print (or write) an HAProxy config for an external load balancer: a write port to the primary, a read port to the replicas')
+    .argument('<name>', 'cluster name')
+    .option('--port <port>', 'write port, routed to the primary (default: a free loopback port)', parseInteger('--port'))
+    .option('--replica-port <port>', 'read port, routed to the replicas, else the primary (default: a free loopback port)', parseInteger('--replica-port'))
+    .option('-o, --output <file>', 'write the config to this file (mode 0644) instead of stdout')
+    .addOption(homeOption())
+    .addHelpText(
+      'after',
+      examples(
+        'pgpilot haproxy-config demo > haproxy.cfg',
+        'pgpilot haproxy-config demo --port 6432 --replica-port 6433 --output /etc/haproxy/pgpilot-demo.cfg',
+        'haproxy -f /etc/haproxy/pgpilot-demo.cfg',
+      ),
+    )
+    .action(
+      wrap(async (name: string, opts: HomeOption & { port?: number; replicaPort?: number; output?: string }) =>
+        haproxyConfigCommand.run({ home: resolveHome(opts.home), name, port: opts.port, replicaPort: opts.replicaPort, output: opts.output }, output),
       ),
     );
 

@@ -99,11 +99,16 @@ void describe('renderHaproxyConfig', () => {
     for (const expected of ['mode tcp', 'timeout connect 5s', 'timeout client 30m', 'timeout server 30m', 'maxconn 1000', 'option tcpka', 'noreuseport']) {
       assert.ok(lines.includes(expected), `missing "${expected}"`);
     }
-    assert.ok(lines.includes('default-server inter 1000ms fastinter 500ms downinter 1000ms fall 2 rise 1'));
+    // Writes: down on the first failed check, up only after two good ones inter + timeout apart.
+    assert.ok(lines.includes('timeout check 500ms'));
+    assert.ok(section(config, 'demo-primary').includes('default-server inter 500ms fastinter 1000ms downinter 500ms fall 1 rise 2'));
+    assert.ok(section(config, 'demo-replicas').includes('default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 1'));
     assert.ok(config.endsWith('\n'));
     assert.ok(!lines.includes('daemon'), 'never daemonizes by itself');
     const tuned = renderHaproxyConfig(input({ checkIntervalMs: 400, maxConnections: 200 })).split('\n').map((l) => l.trim());
+    assert.ok(tuned.includes('default-server inter 400ms fastinter 800ms downinter 400ms fall 1 rise 2'));
     assert.ok(tuned.includes('default-server inter 400ms fastinter 200ms downinter 400ms fall 2 rise 1'));
+    assert.ok(tuned.includes('timeout check 400ms'));
     assert.ok(tuned.includes('maxconn 200'));
     assert.ok(tuned.some((l) => l.startsWith('#   pgpilot haproxy-config demo --port 25000 --replica-port 25001')), 'default regenerate command');
   });
