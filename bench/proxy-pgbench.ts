@@ -90,19 +90,33 @@ async function main(): Promise<void> {
     process.stderr.write('pgbench -i -s 10...\n');
     await exec(`${PG_BIN}/pgbench`, ['-i', '-q', '-s', '10', '-h', '127.0.0.1', '-p', String(leader.port), '-U', 'postgres', 'postgres'], env, 300_000);
     const samples = new Map<string, number[]>(targets.map((t) => [t.label, []]));
+    const failures = new Map<string, string[]>(targets.map((t) => [t.label, []]));
     for (let round = 0; round < rounds; round += 1) {
       for (const target of targets) {
         const args = ['-S', '-c', String(clients), '-j', '2', '-T', String(seconds), '-h', '127.0.0.1', '-p', String(target.port), '-U', 'postgres'];
         if (values.connect) args.push('-C');
-        const tps = parseTps(await exec(`${PG_BIN}/pgbench`, [...args, 'postgres'], env, (seconds + 60) * 1000));
-        samples.get(target.label)?.push(tps);
-        process.stderr.write(`round ${round + 1}/${rounds} ${target.label}: ${tps.toFixed(0)} tps\n`);
+        try {
+          const tps = parseTps(await exec(`${PG_BIN}/pgbench`, [...args, 'postgres'], env, (seconds + 60) * 1000));
+          samples.get(target.label)?.push(tps);
+          process.stderr.write(`round ${round + 1}/${rounds} ${target.label}: ${tps.toFixed(0)} tps\n`);
+        } catch (error) {
+          // A run aborted by the path under test (e.g. a load balancer cutting sessions) is a result too.
+          const message = (error instanceof Error ? error.message : String(error)).split('\n').slice(-2).join(' ');
+          failures.get(target.label)?.push(message);
+          process.stderr.write(`round ${round + 1}/${rounds} ${target.label}: FAILED (${message})\n`);
+        }
       }
     }
     const direct = median(samples.get('direct') ?? []);
     const results = targets.map((t) => {
       const tps = median(samples.get(t.label) ?? []);
-      return { target: t.label, medianTps: Math.round(tps), ratioToDirect: Number((tps / direct).toFixed(3)), samples: samples.get(t.label) };
+      return {
+        target: t.label,
+        medianTps: Math.round(tps),
+        ratioToDirect: Number((tps / direct).toFixed(3)),
+        samples: samples.get(t.label),
+        failedRuns: failures.get(t.label),
+      };
     });
     const pgbenchVersion = (await exec(`${PG_BIN}/pgbench`, ['--version'], env, 10_000)).trim();
     const report = {
@@ -113,7 +127,10 @@ async function main(): Promise<void> {
       results,
     };
     console.log(`pgbench select-only, ${clients} clients, ${seconds} s x ${rounds} rounds${values.connect ? ', new connection per transaction' : ''}`);
-    for (const r of results) console.log(`  ${r.target.padEnd(14)} ${String(r.medianTps).padStart(8)} tps   ${r.ratioToDirect.toFixed(2)} of direct`);
+    for (const r of results) {
+      const failed = r.failedRuns?.length ?? 0;
+      console.log(`  ${r.target.padEnd(14)} ${String(r.medianTps).padStart(8)} tps   ${r.ratioToDirect.toFixed(2)} of direct${failed > 0 ? `   (${failed} run(s) aborted)` : ''}`);
+    }
     const dir = path.join(REPO_ROOT, 'bench', 'results');
     mkdirSync(dir, { recursive: true });
     const file = path.join(dir, `proxy-pgbench-${report.at.replace(/[:.]/g, '-')}.json`);
@@ -121,8 +138,12 @@ async function main(): Promise<void> {
     console.log(`written: ${path.relative(REPO_ROOT, file)}`);
   } finally {
     if (haproxyPid !== null) await stopHaproxy(haproxyPid).catch(() => undefined);
-    await runCli(['destroy', 'bench', '--yes'], { home }).catch(() => undefined);
-    await removeTempHome(home);
+    if (process.env['PGPILOT_BENCH_KEEP'] === '1') {
+      process.stderr.write(`kept for inspection: ${home} (destroy with: PGPILOT_HOME=${home} bin/pgpilot destroy bench --yes)\n`);
+    } else {
+      await runCli(['destroy', 'bench', '--yes'], { home }).catch(() => undefined);
+      await removeTempHome(home);
+    }
   }
 }
 
