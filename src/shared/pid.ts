@@ -22,15 +22,28 @@ export async function readCmdline(pid: number): Promise<string | null> {
   }
 }
 
-async function isZombie(pid: number): Promise<boolean> {
+async function processState(pid: number): Promise<string | null> {
   try {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
     // Field 3, after the parenthesised command name (which may itself contain spaces).
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state === 'Z';
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
   } catch {
-    return false;
+    return null;
   }
+}
+
+async function isZombie(pid: number): Promise<boolean> {
+  return (await processState(pid)) === 'Z';
+}
+
+/**
+ * True while the process exists and has not finished exiting (not a zombie, not dead). Unlike
+ * `isOwnedProcessAlive` this does not look at the command line, which the kernel empties early
+ * in an exit: use it only for a PID already proven to be ours.
+ */
+export async function isPidRunning(pid: number): Promise<boolean> {
+  const state = await processState(pid);
+  return state !== null && state !== 'Z' && state !== 'X';
 }
 
 /** True while `pid` runs and its command line still contains `marker`. */
@@ -68,12 +81,16 @@ export async function stopOwnedProcess(
   return 'killed';
 }
 
-/** Polls until the process is gone; false when `timeoutMs` passes first. */
+/**
+ * Polls until the process is gone; false when `timeoutMs` passes first. The caller has proven the
+ * PID ours before signalling it, so from then on only its existence counts: its command line
+ * empties while it exits, which must not be taken for "gone" (it may still hold ports and files).
+ */
 export async function waitForExit(proc: OwnedProcess, clock: Clock, timeoutMs: number, pollMs = 100): Promise<boolean> {
   const deadline = clock.nowMs() + timeoutMs;
   while (clock.nowMs() < deadline) {
-    if (!(await isOwnedProcessAlive(proc))) return true;
+    if (!(await isPidRunning(proc.pid))) return true;
     await clock.sleep(pollMs);
   }
-  return !(await isOwnedProcessAlive(proc));
+  return !(await isPidRunning(proc.pid));
 }
