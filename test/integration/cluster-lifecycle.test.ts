@@ -108,7 +108,9 @@ void describe('local cluster lifecycle through bin/pgpilot', () => {
       assert.equal(recovery.rows[0]?.['r'], true);
     }
     assert.equal(await psql(status.replicaConnectionString, 'SELECT count(*) FROM items'), '500');
-    assert.equal(await psql(status.replicaConnectionString, 'SELECT pg_is_in_recovery()'), 't');
+    // The replica ports route on each agent's view of etcd (refreshed every loop) and fall back to
+    // the leader while no replica qualifies in that view: allow the views a moment.
+    await waitUntil('the reader string to reach a standby', async () => (await psql(status.replicaConnectionString, 'SELECT pg_is_in_recovery()')) === 't', 10_000);
     // A replica refuses writes; the writer string never lands on one.
     await assert.rejects(psql(status.replicaConnectionString, 'INSERT INTO items VALUES (999, null)'), /read-only/);
 
