@@ -16,89 +16,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { leaseDeadlineMs } from '../../src/ha/decide.js';
 import { parseEvents } from '../../src/ha/events.js';
-import { SimCluster, flush, type SimClusterOptions } from './sim-cluster.js';
+import { SimCluster, type SimClusterOptions } from './sim-cluster.js';
+import { Driver } from './driver.js';
 
 const WORLD = { startupMs: 300, initializeMs: 1_000, cloneMs: 800 };
-
-// ---------------------------------------------------------------------------------------------
-// Driver: rounds like SimCluster#round, with the safety invariants checked after every tick.
-// ---------------------------------------------------------------------------------------------
-
-interface TickRecord {
-  atMs: number;
-  node: string;
-  summary: string;
-  actions: string[];
-}
-
-/**
- * "Never two writable primaries at once": at most one fake postgres runs as a primary (out of
- * recovery, counted from its start, before it even accepts connections), and a primary that accepts
- * writes is the node named by the leader key (else a replica could be promoted beside it).
- */
-function assertSingleWriter(sim: SimCluster, when: string): void {
-  const primaries = sim.names.filter((name) => {
-    const d = sim.world.dataOf(name);
-    return d !== undefined && d.running && !d.inRecovery;
-  });
-  if (primaries.length > 1) assert.fail(`two primaries at once (${primaries.join(', ')}) ${when}\n${sim.describe()}`);
-  const leader = sim.leader();
-  for (const name of primaries) {
-    if (sim.world.isWritable(name) && leader !== name) {
-      assert.fail(`${name} accepts writes while the leader key names ${leader ?? 'nobody'} ${when}\n${sim.describe()}`);
-    }
-  }
-}
-
-class Driver {
-  readonly ticks: TickRecord[] = [];
-  /** Extra checks run wherever the single-writer invariant is checked. */
-  readonly checks: Array<(when: string) => void> = [];
-
-  constructor(readonly sim: SimCluster) {}
-
-  check(when: string): void {
-    assertSingleWriter(this.sim, when);
-    for (const extra of this.checks) extra(when);
-  }
-
-  async round(): Promise<void> {
-    const { sim } = this;
-    for (const agent of [...sim.agents]) {
-      await agent.loop.tick();
-      const decision = agent.loop.snapshot().decision;
-      this.ticks.push({ atMs: sim.clock.nowMs(), node: agent.name, summary: decision?.summary ?? '', actions: decision?.actions.map((a) => a.kind) ?? [] });
-      this.check(`after ${agent.name}'s tick at t=${sim.clock.nowMs()}`);
-    }
-    await flush();
-    this.check(`after the tasks of t=${sim.clock.nowMs()}`);
-    sim.clock.advance(sim.stepMs);
-    await flush();
-    this.check(`after the clock reached t=${sim.clock.nowMs()}`);
-  }
-
-  async rounds(count: number): Promise<void> {
-    for (let i = 0; i < count; i += 1) await this.round();
-  }
-
-  /** Rounds until `condition` holds (checked before each round); fails after `maxRounds`. */
-  async until(what: string, condition: () => boolean, maxRounds = 200): Promise<number> {
-    for (let rounds = 0; rounds <= maxRounds; rounds += 1) {
-      if (condition()) return rounds;
-      await this.round();
-    }
-    return assert.fail(`not reached within ${maxRounds} rounds: ${what}\n${this.sim.describe()}`);
-  }
-
-  /** Kinds of every action `node` decided (from `sinceMs` on). */
-  actionsOf(node: string, sinceMs = 0): string[] {
-    return this.ticks.filter((t) => t.node === node && t.atMs >= sinceMs).flatMap((t) => t.actions);
-  }
-
-  summariesOf(node: string, sinceMs = 0): string[] {
-    return this.ticks.filter((t) => t.node === node && t.atMs >= sinceMs).map((t) => t.summary);
-  }
-}
 
 async function bootstrapped(options: SimClusterOptions = {}): Promise<{ sim: SimCluster; d: Driver }> {
   const sim = new SimCluster({ world: WORLD, ...options });
