@@ -14,18 +14,10 @@ import { EtcdDcs } from '../../src/dcs/etcd-dcs.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
+import { clusterStatusOf, leaderOf, passwordOf, waitConverged } from '../helpers/cluster.js';
 
 const NAME = 'ha';
-
-async function statusOf(home: string): Promise<ClusterStatus> {
-  const result = await runCli(['status', NAME, '--json'], { home });
-  assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout) as ClusterStatus;
-}
-
-function passwordOf(status: ClusterStatus): string {
-  return decodeURIComponent(/postgresql:\/\/[^:]+:([^@]+)@/.exec(status.connectionString)?.[1] ?? '');
-}
+const statusOf = (home: string): Promise<ClusterStatus> => clusterStatusOf(home, NAME);
 
 async function withNode<T>(status: ClusterStatus, member: MemberStatus, fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ host: member.host, port: member.port, user: 'postgres', password: passwordOf(status), database: 'postgres', connectionTimeoutMillis: 2_000 });
@@ -36,30 +28,6 @@ async function withNode<T>(status: ClusterStatus, member: MemberStatus, fn: (cli
   } finally {
     await client.end().catch(() => undefined);
   }
-}
-
-function leaderOf(status: ClusterStatus): MemberStatus {
-  const leader = status.members.find((m) => m.name === status.leader && m.role === 'primary');
-  assert.ok(leader, `no running leader in ${JSON.stringify(status.members)}`);
-  return leader;
-}
-
-/** Waits until there is a writable leader other than `not` and every member streams from it. */
-async function waitConverged(home: string, not: string | null, timeoutMs = 60_000): Promise<ClusterStatus> {
-  let last = '';
-  return waitUntil(
-    () => `a converged cluster led by someone other than ${not ?? '-'} (last seen: ${last})`,
-    async () => {
-      const status = await statusOf(home);
-      last = `leader ${status.leader ?? '-'}; ${status.members.map((m) => `${m.name} ${m.role}/${m.state} tl${m.timeline ?? '-'}${m.streaming ? ' streaming' : ''}`).join(', ')}`;
-      const leader = status.members.find((m) => m.name === status.leader && m.role === 'primary');
-      if (leader === undefined || leader.name === not) return null;
-      const allStreaming = status.members.every((m) => m.name === leader.name || (m.role === 'replica' && m.streaming && m.timeline === leader.timeline));
-      return allStreaming ? status : null;
-    },
-    timeoutMs,
-    250,
-  );
 }
 
 async function insertRows(status: ClusterStatus, from: number, count: number): Promise<void> {
@@ -102,7 +70,7 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
   });
 
   void it('kill -9 of the leader agent: a replica takes over, the old leader rejoins by rewind, no replicated row lost', async () => {
-    let status = await waitConverged(home, null);
+    let status = await waitConverged(home, NAME, null);
     const old = leaderOf(status);
     await insertRows(status, 1, 1000);
     // Rows acknowledged and replicated to every replica before the kill.
@@ -121,7 +89,7 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
     await insertRows(status, 1001, 10);
     const started = await runCli(['start', NAME], { home });
     assert.equal(started.code, 0, started.stderr);
-    status = await waitConverged(home, old.name);
+    status = await waitConverged(home, NAME, old.name);
     assert.equal(status.members.filter((m) => m.role === 'replica' && m.streaming).length, 2);
     assert.equal(await countRows(status), 1010);
     const rejoined = status.members.find((m) => m.name === old.name);
@@ -129,7 +97,7 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
   });
 
   void it('switchover moves the lead with no committed row lost and shows in events', async () => {
-    let status = await waitConverged(home, null);
+    let status = await waitConverged(home, NAME, null);
     const old = leaderOf(status);
     const target = status.members.find((m) => m.role === 'replica');
     assert.ok(target);
@@ -138,7 +106,7 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
     const result = await runCli(['switchover', NAME, '--to', target.name], { home });
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, new RegExp(`switchover done: ${old.name} -> ${target.name}`));
-    status = await waitConverged(home, old.name);
+    status = await waitConverged(home, NAME, old.name);
     assert.equal(status.leader, target.name);
     assert.equal(await countRows(status), before + 100);
     const events = await runCli(['events', NAME, '--json'], { home });
@@ -149,12 +117,12 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
   });
 
   void it('a rolling restart restarts every postgres with one switchover and keeps every row', async () => {
-    const before = await waitConverged(home, null);
+    const before = await waitConverged(home, NAME, null);
     const rows = await countRows(before);
     const result = await runCli(['restart', NAME], { home });
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /rolling restart of ha done/);
-    const after = await waitConverged(home, null);
+    const after = await waitConverged(home, NAME, null);
     assert.notEqual(after.leader, before.leader, 'the lead moved once, by switchover');
     for (const member of after.members) {
       const old = before.members.find((m) => m.name === member.name);
@@ -170,7 +138,7 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
   });
 
   void it('refuses bad switchover targets and changes nothing', async () => {
-    const status = await waitConverged(home, null);
+    const status = await waitConverged(home, NAME, null);
     const leader = leaderOf(status);
     const cases: Array<{ args: string[]; message: RegExp }> = [
       { args: ['switchover', NAME, '--to', 'node9'], message: /no node node9/ },
@@ -188,7 +156,7 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
   });
 
   void it('a leader whose agent is frozen past the TTL is fenced and never writable again', async () => {
-    let status = await waitConverged(home, null);
+    let status = await waitConverged(home, NAME, null);
     const frozen = leaderOf(status);
     process.kill(frozen.pid ?? -1, 'SIGSTOP');
     try {
@@ -208,12 +176,12 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
       assert.equal(await acceptsWrites(status, frozen), false, `${frozen.name} accepted a write after being replaced`);
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
-    status = await waitConverged(home, frozen.name);
+    status = await waitConverged(home, NAME, frozen.name);
     assert.notEqual(status.leader, frozen.name);
   });
 
   void it('a postgres-only crash on the leader is restarted in place', async () => {
-    const status = await waitConverged(home, null);
+    const status = await waitConverged(home, NAME, null);
     const leader = leaderOf(status);
     process.kill(leader.postgresPid ?? -1, 'SIGKILL');
     const after = await waitUntil('postgres back on the same leader', async () => {
@@ -227,7 +195,7 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
   });
 
   void it('SIGTERM to the leader agent stops postgres cleanly and releases the key at once', async () => {
-    const status = await waitConverged(home, null);
+    const status = await waitConverged(home, NAME, null);
     const leader = leaderOf(status);
     const manifest = JSON.parse(await readFile(`${home}/clusters/${NAME}/cluster.json`, 'utf8')) as { etcd: { host: string; clientPort: number } };
     process.kill(leader.pid ?? -1, 'SIGTERM');

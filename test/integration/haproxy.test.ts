@@ -24,40 +24,9 @@ import { PgpilotError } from '../../src/shared/errors.js';
 import { findFreePorts } from '../../src/shared/ports.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
+import { leaderOf, passwordOf, waitConverged } from '../helpers/cluster.js';
 
 const NAME = 'hap';
-
-async function statusOf(home: string): Promise<ClusterStatus> {
-  const result = await runCli(['status', NAME, '--json'], { home });
-  assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout) as ClusterStatus;
-}
-
-function passwordOf(status: ClusterStatus): string {
-  return decodeURIComponent(/postgresql:\/\/[^:]+:([^@]+)@/.exec(status.connectionString)?.[1] ?? '');
-}
-
-function leaderOf(status: ClusterStatus): MemberStatus {
-  const leader = status.members.find((m) => m.name === status.leader && m.role === 'primary');
-  assert.ok(leader, `no running leader in ${JSON.stringify(status.members)}`);
-  return leader;
-}
-
-/** Waits until there is a writable leader other than `not` and every member streams from it. */
-async function waitConverged(home: string, not: string | null, timeoutMs = 60_000): Promise<ClusterStatus> {
-  return waitUntil(
-    `a converged cluster led by someone other than ${not ?? '-'}`,
-    async () => {
-      const status = await statusOf(home);
-      const leader = status.members.find((m) => m.name === status.leader && m.role === 'primary');
-      if (leader === undefined || leader.name === not) return null;
-      const allStreaming = status.members.every((m) => m.name === leader.name || (m.role === 'replica' && m.streaming && m.timeline === leader.timeline));
-      return allStreaming ? status : null;
-    },
-    timeoutMs,
-    250,
-  );
-}
 
 interface Landing {
   inRecovery: boolean;
@@ -161,7 +130,7 @@ void describe('HAProxy in front of a 3-node cluster', () => {
   });
 
   void it('the write port reaches the leader and the read port a replica', async () => {
-    const status = await waitConverged(home, null);
+    const status = await waitConverged(home, NAME, null);
     const leader = leaderOf(status);
     const replicaPorts = status.members.filter((m) => m.role === 'replica').map((m) => m.port);
     const writePort = bindPortOf(configText, `${NAME}-primary`);
@@ -195,7 +164,7 @@ void describe('HAProxy in front of a 3-node cluster', () => {
   });
 
   void it('after a switchover, new connections through the write port reach the new leader and accept writes', async (t) => {
-    const before = await waitConverged(home, null);
+    const before = await waitConverged(home, NAME, null);
     const old = leaderOf(before);
     const writePort = bindPortOf(configText, `${NAME}-primary`);
     // A client opening a new connection through the write port every 50 ms during the switchover.
@@ -213,7 +182,7 @@ void describe('HAProxy in front of a 3-node cluster', () => {
     try {
       const result = await runCli(['switchover', NAME], { home });
       assert.equal(result.code, 0, result.stderr);
-      leader = leaderOf(await waitConverged(home, old.name));
+      leader = leaderOf(await waitConverged(home, NAME, old.name));
       assert.notEqual(leader.name, old.name);
       await waitUntil(
         'a write through HAProxy on the new leader',
@@ -253,7 +222,7 @@ void describe('HAProxy in front of a 3-node cluster', () => {
   });
 
   void it('with no replica up, the read port falls back to the primary', async () => {
-    const status = await waitConverged(home, null);
+    const status = await waitConverged(home, NAME, null);
     const leader = leaderOf(status);
     const readPort = bindPortOf(configText, `${NAME}-replicas`);
     // A graceful stop of both replica agents (postgres stops with them).

@@ -13,19 +13,11 @@ import type { ClusterStatus } from '../../src/providers/local/cluster-status.js'
 import { SystemClock } from '../../src/shared/clock.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
+import { clusterStatusOf, passwordOf } from '../helpers/cluster.js';
 
 const NAME = 'route';
+const statusOf = (home: string): Promise<ClusterStatus> => clusterStatusOf(home, NAME);
 const clock = new SystemClock();
-
-async function statusOf(home: string): Promise<ClusterStatus> {
-  const result = await runCli(['status', NAME, '--json'], { home });
-  assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout) as ClusterStatus;
-}
-
-function passwordOf(status: ClusterStatus): string {
-  return decodeURIComponent(/postgresql:\/\/[^:]+:([^@]+)@/.exec(status.connectionString)?.[1] ?? '');
-}
 
 interface LoopResult {
   ok: number;

@@ -1,0 +1,43 @@
+/**
+ * Reading a test cluster the way a user does (`bin/pgpilot status NAME --json`), and waiting for
+ * it to settle: shared by the integration tests that drive real clusters.
+ */
+import assert from 'node:assert/strict';
+import type { ClusterStatus, MemberStatus } from '../../src/providers/local/cluster-status.js';
+import { runCli } from './cli.js';
+import { waitUntil } from './wait.js';
+
+export async function clusterStatusOf(home: string, name: string): Promise<ClusterStatus> {
+  const result = await runCli(['status', name, '--json'], { home });
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout) as ClusterStatus;
+}
+
+/** The superuser password, from the writer connection string. */
+export function passwordOf(status: ClusterStatus): string {
+  return decodeURIComponent(/postgresql:\/\/[^:]+:([^@]+)@/.exec(status.connectionString)?.[1] ?? '');
+}
+
+export function leaderOf(status: ClusterStatus): MemberStatus {
+  const leader = status.members.find((m) => m.name === status.leader && m.role === 'primary');
+  assert.ok(leader, `no running leader in ${JSON.stringify(status.members)}`);
+  return leader;
+}
+
+/** Waits until a writable leader other than `not` leads and every member streams from it on its timeline. */
+export async function waitConverged(home: string, name: string, not: string | null, timeoutMs = 60_000): Promise<ClusterStatus> {
+  let last = '';
+  return waitUntil(
+    () => `a converged cluster led by someone other than ${not ?? '-'} (last seen: ${last})`,
+    async () => {
+      const status = await clusterStatusOf(home, name);
+      last = `leader ${status.leader ?? '-'}; ${status.members.map((m) => `${m.name} ${m.role}/${m.state} tl${m.timeline ?? '-'}${m.streaming ? ' streaming' : ''}`).join(', ')}`;
+      const leader = status.members.find((m) => m.name === status.leader && m.role === 'primary');
+      if (leader === undefined || leader.name === not) return null;
+      const allStreaming = status.members.every((m) => m.name === leader.name || (m.role === 'replica' && m.streaming && m.timeline === leader.timeline));
+      return allStreaming ? status : null;
+    },
+    timeoutMs,
+    250,
+  );
+}
