@@ -34,10 +34,14 @@ if [ "${#need_packages[@]}" -gt 0 ]; then
   say "installed: ${need_packages[*]}"
   # pgpilot runs its own haproxy processes from generated configs (pgpilot haproxy-config); the
   # distribution's service (default config, no listeners) is not used, so do not leave it running.
-  if [[ " ${need_packages[*]} " == *" haproxy "* ]] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    $SUDO systemctl disable --now haproxy.service >/dev/null 2>&1 || true
-    say "disabled the distribution's haproxy service (pgpilot starts its own)"
-  fi
+  # The same holds for etcd-server, whose service would otherwise listen on 2379.
+  for service in haproxy etcd; do
+    pkg=$service; [ "$service" = etcd ] && pkg=etcd-server
+    if [[ " ${need_packages[*]} " == *" $pkg "* ]] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now "$service.service" >/dev/null 2>&1 || true
+      say "disabled the distribution's $service service (pgpilot starts its own)"
+    fi
+  done
 fi
 
 if ! id postgres >/dev/null 2>&1; then
