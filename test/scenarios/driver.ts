@@ -5,7 +5,7 @@
  * per-step checks a test adds; a record of every decision for assertions on what nodes decided.
  */
 import assert from 'node:assert/strict';
-import { SimCluster, flush } from './sim-cluster.js';
+import { SimCluster, flush, type SimClusterOptions } from './sim-cluster.js';
 
 export interface TickRecord {
   atMs: number;
@@ -81,4 +81,27 @@ export class Driver {
   summariesOf(node: string, sinceMs = 0): string[] {
     return this.ticks.filter((t) => t.node === node && t.atMs >= sinceMs).map((t) => t.summary);
   }
+}
+
+export const WORLD = { startupMs: 300, initializeMs: 1_000, cloneMs: 800 };
+
+export async function bootstrapped(options: SimClusterOptions = {}): Promise<{ sim: SimCluster; d: Driver }> {
+  const sim = new SimCluster({ world: WORLD, ...options });
+  const d = new Driver(sim);
+  sim.startAll();
+  await d.until('node1 leads and every other node streams from it', () =>
+    sim.leader() === 'node1' && sim.names.filter((n) => n !== 'node1').every((n) => sim.isStreamingFrom(n, 'node1')),
+  );
+  return { sim, d };
+}
+
+/** Writes on the leader and waits until every running replica replayed it and the leader published it. */
+export async function writeAndReplicate(d: Driver, leader: string, bytes: bigint): Promise<string> {
+  const { sim } = d;
+  const written = sim.world.write(leader, bytes);
+  await d.until(`replicas replayed ${written} and ${leader} published it`, () =>
+    sim.store.get(sim.keys.lastLsn) === written &&
+    sim.agents.filter((a) => a.name !== leader).every((a) => sim.world.lsnOf(a.name) === written),
+  );
+  return written;
 }

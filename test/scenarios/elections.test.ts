@@ -15,31 +15,8 @@ import { leaseDeadlineMs } from '../../src/ha/decide.js';
 import { parseEvents } from '../../src/ha/events.js';
 import type { FailoverIntent } from '../../src/ha/intent.js';
 import { parseLsn } from '../../src/shared/lsn.js';
-import { SimCluster, type SimClusterOptions } from './sim-cluster.js';
-import { Driver } from './driver.js';
-
-const WORLD = { startupMs: 300, initializeMs: 1_000, cloneMs: 800 };
-
-async function bootstrapped(options: SimClusterOptions = {}): Promise<{ sim: SimCluster; d: Driver }> {
-  const sim = new SimCluster({ world: WORLD, ...options });
-  const d = new Driver(sim);
-  sim.startAll();
-  await d.until('node1 leads and every other node streams from it', () =>
-    sim.leader() === 'node1' && sim.names.filter((n) => n !== 'node1').every((n) => sim.isStreamingFrom(n, 'node1')),
-  );
-  return { sim, d };
-}
-
-/** Writes on the leader and waits until every running replica replayed it and the leader published it. */
-async function writeAndReplicate(d: Driver, leader: string, bytes: bigint): Promise<string> {
-  const { sim } = d;
-  const written = sim.world.write(leader, bytes);
-  await d.until(`replicas replayed ${written} and ${leader} published it`, () =>
-    sim.store.get(sim.keys.lastLsn) === written &&
-    sim.agents.filter((a) => a.name !== leader).every((a) => sim.world.lsnOf(a.name) === written),
-  );
-  return written;
-}
+import { SimCluster } from './sim-cluster.js';
+import { Driver, bootstrapped, writeAndReplicate } from './driver.js';
 
 /** The machine of `name` goes off: its agent stops for good (no timers), its postgres dies, its etcd client is cut. */
 async function powerOff(sim: SimCluster, name: string): Promise<void> {
