@@ -6,6 +6,7 @@
  * over at once instead of waiting for the TTL.
  */
 import { readFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import path from 'node:path';
 import { WatchdogClient } from './watchdog.js';
 import { TcpRouter } from '../proxy/tcp-router.js';
@@ -24,6 +25,10 @@ import { SystemClock } from '../shared/clock.js';
 import { errorMessage } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { PGPILOT_VERSION } from '../shared/version.js';
+
+/** How often event-loop stalls are checked, and from which longest delay one is logged. */
+const EVENT_LOOP_REPORT_EVERY_MS = 10_000;
+const EVENT_LOOP_STALL_WARN_MS = 500;
 
 export interface RunningAgent {
   stop(): Promise<void>;
@@ -47,6 +52,20 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     logFile: path.join(config.nodeDir, 'watchdog.log'),
     onError: (message) => log.error({ err: message }, 'the fencing watchdog is gone; a frozen leader could not be fenced'),
   });
+  // Event-loop stalls delay lease renewals, health answers and proxied bytes alike: log them, so
+  // a slow /primary answer under load can be told apart from a slow network (see docs/routing.md).
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+  loopDelay.enable();
+  let loopDelayReportedMs = clock.nowMs();
+  const reportEventLoopStalls = (): void => {
+    if (clock.nowMs() - loopDelayReportedMs < EVENT_LOOP_REPORT_EVERY_MS) return;
+    const maxMs = loopDelay.max / 1e6;
+    if (maxMs >= EVENT_LOOP_STALL_WARN_MS) {
+      log.warn({ maxMs: Math.round(maxMs), p99Ms: Math.round(loopDelay.percentile(99) / 1e6) }, 'the agent event loop stalled');
+    }
+    loopDelay.reset();
+    loopDelayReportedMs = clock.nowMs();
+  };
   // The built-in proxy (leader port and replica port) routes on the loop's latest view of etcd.
   let loopRef: HaLoop | null = null;
   let replicaTurn = 0;
@@ -84,6 +103,7 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     onTick: () => {
       leaderRouter.notify();
       replicaRouter.notify();
+      reportEventLoopStalls();
     },
     tags: config.tags,
     version: PGPILOT_VERSION,
@@ -133,6 +153,7 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
       await loop.stop();
       await done;
       await watch?.cancel().catch(() => undefined);
+      loopDelay.disable();
       try {
         await pg.stop('fast');
       } catch (error) {
