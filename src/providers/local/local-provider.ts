@@ -25,7 +25,7 @@ import { defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig } from '.
 import { findPgBinDir } from '../../postgres/bin-dir.js';
 import type { Clock } from '../../shared/clock.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
-import { isOwnedProcessAlive, stopOwnedProcess, type OwnedProcess } from '../../shared/pid.js';
+import { isOwnedProcessAlive, stopOwnedProcess } from '../../shared/pid.js';
 import { makeDirectories } from '../../shared/fs-safe.js';
 import { parseJsonOrNull } from '../../shared/json.js';
 import { findFreePorts, isPortFree, LOOPBACK_HOST } from '../../shared/ports.js';
@@ -86,10 +86,6 @@ export function validateNodeCount(nodes: number): number {
     });
   }
   return nodes;
-}
-
-function etcdProcess(manifest: ClusterManifest): OwnedProcess & { pidFile: string } {
-  return { pid: 0, marker: manifest.etcd.dataDir, pidFile: manifest.etcd.pidFile };
 }
 
 async function livePid(pidFile: string, marker: string): Promise<number | null> {
@@ -456,15 +452,14 @@ export async function stopAll(manifest: ClusterManifest, deps: ProviderDeps, opt
   let stopped = (await Promise.all(followers.map(stopNode))).filter(Boolean).length;
   if (snapshot.leader !== null && (await stopNode(snapshot.leader))) stopped += 1;
   for (const node of manifest.nodes) await rm(node.pidFile, { force: true });
-  const etcd = etcdProcess(manifest);
-  const etcdPid = await readPidFile(etcd.pidFile);
+  const etcdPid = await readPidFile(manifest.etcd.pidFile);
   if (etcdPid !== null) {
-    const how = await stopOwnedProcess({ pid: etcdPid, marker: etcd.marker }, deps.clock, { signal: 'SIGTERM', graceMs: 15_000 });
+    const how = await stopOwnedProcess({ pid: etcdPid, marker: manifest.etcd.dataDir }, deps.clock, { signal: 'SIGTERM', graceMs: 15_000 });
     if (how !== 'not-running') {
       stopped += 1;
       deps.progress('etcd stopped');
     }
-    await rm(etcd.pidFile, { force: true });
+    await rm(manifest.etcd.pidFile, { force: true });
   }
   await stopOrphanPostmasters(manifest, deps.clock);
   return stopped;
