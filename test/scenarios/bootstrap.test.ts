@@ -11,18 +11,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { leaseDeadlineMs } from '../../src/ha/decide.js';
-import { SimCluster } from './sim-cluster.js';
+import { SimCluster, WORLD, bootstrappedSim as bootstrapped } from './sim-cluster.js';
 
-const WORLD = { startupMs: 300, initializeMs: 1_000, cloneMs: 800 };
-
-async function bootstrapped(): Promise<SimCluster> {
-  const sim = new SimCluster({ world: WORLD });
-  sim.startAll();
-  await sim.until('node1 leads and both others stream from it', () =>
-    sim.leader() === 'node1' && sim.isStreamingFrom('node2', 'node1') && sim.isStreamingFrom('node3', 'node1'),
-  );
-  return sim;
-}
 
 void describe('scenario: bootstrap of three nodes', () => {
   void it('exactly one node initializes; the others clone from it and stream', async () => {

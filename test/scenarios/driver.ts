@@ -5,7 +5,7 @@
  * per-step checks a test adds; a record of every decision for assertions on what nodes decided.
  */
 import assert from 'node:assert/strict';
-import { SimCluster, flush, type SimClusterOptions } from './sim-cluster.js';
+import { SimCluster, WORLD, flush, type SimClusterOptions } from './sim-cluster.js';
 
 export interface TickRecord {
   atMs: number;
@@ -83,7 +83,6 @@ export class Driver {
   }
 }
 
-export const WORLD = { startupMs: 300, initializeMs: 1_000, cloneMs: 800 };
 
 export async function bootstrapped(options: SimClusterOptions = {}): Promise<{ sim: SimCluster; d: Driver }> {
   const sim = new SimCluster({ world: WORLD, ...options });

@@ -15,18 +15,8 @@ import { parseEvents } from '../../src/ha/events.js';
 import { isLsn, parseLsn } from '../../src/shared/lsn.js';
 import { memberRecord } from '../builders/observation-builder.js';
 import { divergedAfterMs } from '../../src/ha/decide.js';
-import { SimCluster } from './sim-cluster.js';
+import { SimCluster, WORLD, bootstrappedSim as bootstrapped } from './sim-cluster.js';
 
-const WORLD = { startupMs: 300, initializeMs: 1_000, cloneMs: 800 };
-
-async function bootstrapped(): Promise<SimCluster> {
-  const sim = new SimCluster({ world: WORLD });
-  sim.startAll();
-  await sim.until('node1 leads and both others stream from it', () =>
-    sim.leader() === 'node1' && sim.isStreamingFrom('node2', 'node1') && sim.isStreamingFrom('node3', 'node1'),
-  );
-  return sim;
-}
 
 function eventKinds(sim: SimCluster): string[] {
   return parseEvents(sim.store.get(sim.keys.events)).map((e) => `${e.node}:${e.kind}`);

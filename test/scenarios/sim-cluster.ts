@@ -186,3 +186,16 @@ export class SimCluster {
     return lines.join('\n');
   }
 }
+
+/** Timings of the fake world used by the scenario suites (ms of fake clock). */
+export const WORLD = { startupMs: 300, initializeMs: 1_000, cloneMs: 800 };
+
+/** Three nodes over the default world, run until node1 leads and both others stream from it. */
+export async function bootstrappedSim(): Promise<SimCluster> {
+  const sim = new SimCluster({ world: WORLD });
+  sim.startAll();
+  await sim.until('node1 leads and both others stream from it', () =>
+    sim.leader() === 'node1' && sim.isStreamingFrom('node2', 'node1') && sim.isStreamingFrom('node3', 'node1'),
+  );
+  return sim;
+}
