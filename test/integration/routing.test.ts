@@ -27,7 +27,7 @@ interface LoopResult {
 }
 
 /** New connection + INSERT every 50 ms through `port`, until `stop()` resolves the result. */
-function writerLoop(port: number, password: string): { stop: () => Promise<LoopResult> } {
+function writerLoop(port: number, password: string): { okSoFar: () => number; stop: () => Promise<LoopResult> } {
   const result: LoopResult = { ok: 0, failed: 0, errors: [], maxGapMs: 0 };
   let running = true;
   let lastOkMs = clock.nowMs();
@@ -53,6 +53,7 @@ function writerLoop(port: number, password: string): { stop: () => Promise<LoopR
     }
   })();
   return {
+    okSoFar: () => result.ok,
     stop: async () => {
       running = false;
       await done;
@@ -109,11 +110,11 @@ void describe('built-in proxy: stable endpoint through switchover and failover',
     const via = status.members.find((m) => m.name !== status.leader);
     assert.ok(via);
     const loop = writerLoop(via.proxyPort ?? 0, passwordOf(status));
-    await waitUntil('the writer loop to get going', () => Promise.resolve(true), 1_000);
-    await clock.sleep(500);
+    await waitUntil('10 writes before the switchover', () => Promise.resolve(loop.okSoFar() >= 10), 15_000, 50);
     const switched = await runCli(['switchover', NAME], { home });
     assert.equal(switched.code, 0, switched.stderr);
-    await clock.sleep(1_000);
+    const mark = loop.okSoFar();
+    await waitUntil('10 more writes after the switchover', () => Promise.resolve(loop.okSoFar() >= mark + 10), 15_000, 50);
     const result = await loop.stop();
     console.log(`switchover through the proxy: ${result.ok} writes, ${result.failed} failed, longest pause ${result.maxGapMs} ms`);
     assert.equal(result.failed, 0, `failed connections: ${result.errors.join(' | ')}`);
@@ -128,7 +129,7 @@ void describe('built-in proxy: stable endpoint through switchover and failover',
     const via = status.members.find((m) => m.name !== status.leader);
     assert.ok(leader && via);
     const loop = writerLoop(via.proxyPort ?? 0, passwordOf(status));
-    await clock.sleep(500);
+    await waitUntil('10 writes before the kill', () => Promise.resolve(loop.okSoFar() >= 10), 15_000, 50);
     process.kill(leader.pid ?? -1, 'SIGKILL');
     await waitUntil('the old postmaster to die', () => Promise.resolve(!isPidAlive(leader.postgresPid ?? -1)), 10_000);
     const okBefore = (await loop.stop()).ok;
@@ -142,7 +143,7 @@ void describe('built-in proxy: stable endpoint through switchover and failover',
       60_000,
       250,
     ).then(async () => {
-      await clock.sleep(1_000);
+      await waitUntil('10 writes through the new leader', () => Promise.resolve(again.okSoFar() >= 10), 30_000, 50);
       return again.stop();
     });
     console.log(`failover through the proxy: ${okBefore} writes before, ${result.ok} after, ${result.failed} failed, longest pause ${result.maxGapMs} ms`);
