@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian 12 machine: installs what is missing (PostgreSQL 15, etcd,
-# util-linux's setpriv, HAProxy for the optional external load balancer) with apt, then the Node
+# util-linux's setpriv, HAProxy (the proxy ports' data plane), Patroni (only for the side-by-side
+# benchmark, npm run bench; pgpilot never uses it)) with apt, then the Node
 # dependencies (npm ci) and the build. Prints what it did. Safe to run again: it skips what is
 # already there.
 set -euo pipefail
@@ -10,7 +11,7 @@ say() { printf 'setup: %s\n' "$*"; }
 
 need_packages=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for pkg in postgresql-15 postgresql-contrib etcd-server etcd-client util-linux iproute2 haproxy; do
+for pkg in postgresql-15 postgresql-contrib etcd-server etcd-client util-linux iproute2 haproxy patroni; do
   if have_pkg "$pkg"; then say "$pkg already installed"; else need_packages+=("$pkg"); fi
 done
 
@@ -34,8 +35,9 @@ if [ "${#need_packages[@]}" -gt 0 ]; then
   say "installed: ${need_packages[*]}"
   # pgpilot runs its own haproxy processes from generated configs (pgpilot haproxy-config); the
   # distribution's service (default config, no listeners) is not used, so do not leave it running.
-  # The same holds for etcd-server, whose service would otherwise listen on 2379.
-  for service in haproxy etcd; do
+  # The same holds for etcd-server, whose service would otherwise listen on 2379, and for patroni
+  # (the benchmark starts its own Patroni processes).
+  for service in haproxy etcd patroni; do
     pkg=$service; [ "$service" = etcd ] && pkg=etcd-server
     if [[ " ${need_packages[*]} " == *" $pkg "* ]] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
       $SUDO systemctl disable --now "$service.service" >/dev/null 2>&1 || true

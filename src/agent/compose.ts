@@ -10,7 +10,12 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import path from 'node:path';
 import { WatchdogClient } from './watchdog.js';
 import { TcpRouter } from '../proxy/tcp-router.js';
-import { leaderRoute, replicaRoute } from '../proxy/routes.js';
+import { changesRouting, desiredRoutes, knownTargets, leaderRoute, replicaRoute } from '../proxy/routes.js';
+import { DATA_PLANE_SLOTS, HaproxyDataPlane, dataPlaneSocketPath } from '../proxy/haproxy-data-plane.js';
+import { memberNameFromKey } from '../dcs/keys.js';
+import { parseMemberRecord } from '../ha/member-record.js';
+import { findFreePorts } from '../shared/ports.js';
+import os from 'node:os';
 import { pino } from 'pino';
 import { buildApi } from '../api/build-api.js';
 import type { AgentConfig } from '../config/schema.js';
@@ -66,14 +71,44 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     loopDelay.reset();
     loopDelayReportedMs = clock.nowMs();
   };
-  // The built-in proxy (leader port and replica port) routes on the loop's latest view of etcd.
+  // The data plane of the leader and replica ports. With HAProxy installed (scripts/setup.sh
+  // installs it), HAProxy serves both ports and the built-in routers only take the connections it
+  // cannot place (hold during a hand-over; src/proxy/haproxy-data-plane.ts). Without HAProxy the
+  // built-in routers serve the ports themselves.
   let loopRef: HaLoop | null = null;
   let replicaTurn = 0;
   const proxyLog = log.child({ component: 'proxy' });
+  let dataPlane: HaproxyDataPlane | null = null;
+  try {
+    const binary = HaproxyDataPlane.findBinary();
+    const [leaderHoldPort, replicaHoldPort] = await findFreePorts(2);
+    dataPlane = new HaproxyDataPlane({
+      layout: {
+        listenHost: config.listenAddress,
+        leaderPort: config.proxyPort,
+        replicaPort: config.replicaProxyPort,
+        leaderHoldPort: leaderHoldPort ?? 0,
+        replicaHoldPort: replicaHoldPort ?? 0,
+        socketPath: dataPlaneSocketPath(config.nodeDir, os.tmpdir(), `${config.cluster}-${config.node}-${process.pid}`),
+        slotCount: DATA_PLANE_SLOTS,
+      },
+      configFile: path.join(config.nodeDir, 'haproxy-data-plane.cfg'),
+      logFile: path.join(config.nodeDir, 'haproxy.log'),
+      binary,
+      clock,
+      log: proxyLog,
+    });
+    await dataPlane.start();
+  } catch (error) {
+    await dataPlane?.stop().catch(() => undefined);
+    dataPlane = null;
+    proxyLog.error({ err: errorMessage(error) }, 'haproxy cannot serve the proxy ports: the built-in router serves them (slower; run scripts/setup.sh)');
+  }
+  const routerHost = dataPlane === null ? config.listenAddress : '127.0.0.1';
   const leaderRouter = new TcpRouter({
     name: 'leader',
-    listenHost: config.listenAddress,
-    port: config.proxyPort,
+    listenHost: routerHost,
+    port: dataPlane?.options.layout.leaderHoldPort ?? config.proxyPort,
     resolve: () => leaderRoute(loopRef?.clusterView() ?? null, clock.nowMs()),
     holdTimeoutMs: config.proxyHoldTimeoutMs,
     clock,
@@ -81,13 +116,19 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
   });
   const replicaRouter = new TcpRouter({
     name: 'replica',
-    listenHost: config.listenAddress,
-    port: config.replicaProxyPort,
+    listenHost: routerHost,
+    port: dataPlane?.options.layout.replicaHoldPort ?? config.replicaProxyPort,
     resolve: () => replicaRoute(loopRef?.clusterView() ?? null, clock.nowMs(), loopRef?.currentConfig().maximumLagOnFailoverBytes ?? 0, replicaTurn++),
     holdTimeoutMs: config.proxyHoldTimeoutMs,
     clock,
     log: proxyLog,
   });
+  const applyRoutes = (): void => {
+    const view = loopRef?.clusterView() ?? null;
+    if (dataPlane === null || view === null) return;
+    const routes = desiredRoutes(view, clock.nowMs(), loopRef?.currentConfig().maximumLagOnFailoverBytes ?? 0);
+    void dataPlane.apply(knownTargets(view), routes).then(() => dataPlane?.refreshStats());
+  };
   const loop = new HaLoop({
     node: config.node,
     host: config.host,
@@ -98,11 +139,14 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     proxyStats: () => {
       const a = leaderRouter.snapshot();
       const b = replicaRouter.snapshot();
-      return { open: a.open + b.open, held: a.held + b.held, total: a.total + b.total, failed: a.failed + b.failed };
+      // Through HAProxy, held connections reach the routers too: they count in HAProxy's totals.
+      const h = dataPlane?.snapshot() ?? { open: a.open + b.open, total: a.total + b.total };
+      return { open: h.open, held: a.held + b.held, total: h.total, failed: a.failed + b.failed };
     },
     onTick: () => {
       leaderRouter.notify();
       replicaRouter.notify();
+      applyRoutes();
       reportEventLoopStalls();
     },
     tags: config.tags,
@@ -137,7 +181,16 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
   // (a free leader key, a switchover target). Best effort: the loop polls anyway.
   const watch = await dcs
     .watchPrefix(keys.root, (event) => {
-      if (event.key === keys.leader || event.key === keys.failover) loop.wake();
+      if (event.key === keys.leader || event.key === keys.failover) {
+        loop.wake();
+        return;
+      }
+      // A member that changes role or state (a promotion finished, a replica started streaming)
+      // changes routing: re-read the view now rather than at the next loop tick.
+      const member = memberNameFromKey(keys, event.key);
+      if (member === null) return;
+      const before = loop.clusterView()?.members.find((m) => m.name === member);
+      if (changesRouting(before, event.kind === 'put' ? parseMemberRecord(event.value) : null)) loop.wake();
     })
     .catch((error: unknown) => {
       log.warn({ err: errorMessage(error) }, 'could not watch etcd; relying on the loop interval');
@@ -162,6 +215,7 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
       await watchdog.stop().catch(() => undefined);
       await loop.releaseAll();
       await api.close().catch(() => undefined);
+      await dataPlane?.stop();
       await leaderRouter.stop();
       await replicaRouter.stop();
       await pg.close();

@@ -49,3 +49,34 @@ export function replicaRoute(view: Reachable | null, nowMs: number, maxLagBytes:
   const pick = replicas[turn % Math.max(1, replicas.length)];
   return pick === undefined ? leaderRoute(view, nowMs) : routeTo(pick);
 }
+
+/** Every member the view knows, as a server address (what the data plane's slots point at). */
+export function knownTargets(view: Reachable | null): Array<{ name: string; host: string; port: number }> {
+  if (view === null) return [];
+  return view.members.map((m) => ({ name: m.name, host: m.host, port: m.port })).sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+/**
+ * The same rules as `leaderRoute` / `replicaRoute`, as sets for a load balancer: the members that
+ * may take new connections on each port now. An empty set means hold.
+ */
+export function desiredRoutes(
+  view: Reachable | null,
+  nowMs: number,
+  maxLagBytes: number,
+): { leader: Array<{ name: string; host: string; port: number }>; replica: Array<{ name: string; host: string; port: number }> } {
+  const leader = leaderRoute(view, nowMs);
+  const leaderSet = leader.kind === 'route' ? [{ name: leader.name, host: leader.host, port: leader.port }] : [];
+  if (view === null) return { leader: leaderSet, replica: leaderSet };
+  const replicas = readableReplicas(view, maxLagBytes).map((m) => ({ name: m.name, host: m.host, port: m.port }));
+  return { leader: leaderSet, replica: replicas.length > 0 ? replicas : leaderSet };
+}
+
+/**
+ * True when a member record written to etcd changes what routing would decide (role, state,
+ * streaming, upstream), as opposed to the per-tick LSN refresh: worth re-reading the view at once.
+ */
+export function changesRouting(before: MemberRecord | undefined, after: MemberRecord | null): boolean {
+  if (after === null || before === undefined) return true;
+  return before.role !== after.role || before.state !== after.state || before.streaming !== after.streaming || before.following !== after.following;
+}

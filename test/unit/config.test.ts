@@ -46,7 +46,7 @@ function configError(check: (error: PgpilotError) => void): (error: unknown) => 
 void describe('dynamicConfigSchema', () => {
   void it('has documented defaults', () => {
     assert.deepEqual(dynamicConfigSchema.parse({}), {
-      ttlSeconds: 6,
+      ttlSeconds: 4,
       loopWaitMs: 1000,
       maximumLagOnFailoverBytes: 16 * 1024 * 1024,
       synchronous: 'off',
