@@ -10,44 +10,18 @@
  * `--connect` adds pgbench -C (a new connection per transaction), where backend fork and SCRAM
  * dominate. The cluster is created in a temporary home and destroyed at the end, even on failure.
  */
-import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ClusterStatus } from '../src/providers/local/cluster-status.js';
-import { run as haproxyConfig } from '../src/cli/commands/haproxy-config.js';
-import { findHaproxyBinary, startHaproxy, stopHaproxy } from '../src/proxy/haproxy-process.js';
 import { makeTempHome, removeTempHome, runCli, REPO_ROOT } from '../test/helpers/cli.js';
+import { exec } from './lib/exec.js';
+import { haproxyInstalled, PG_BIN, pgbenchRun, startClusterHaproxy, tpsOf, type RunningHaproxy } from './lib/pgbench.js';
+import { median as medianOf } from './lib/stats.js';
 
-const PG_BIN = '/usr/lib/postgresql/15/bin';
-
-function exec(file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { env, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) =>
-      error === null ? resolve(`${stdout}\n${stderr}`) : reject(new Error(`${path.basename(file)} failed: ${stderr.trim() || error.message}`)),
-    );
-  });
-}
-
-export function parseTps(output: string): number {
-  const match = /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(output) ?? /tps = ([\d.]+)/.exec(output);
-  if (match === null) throw new Error(`no tps in pgbench output: ${output.slice(-300)}`);
-  return Number(match[1]);
-}
-
-function haproxyInstalled(): boolean {
-  try {
-    findHaproxyBinary();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
+/** The median, 0 when every run of a target failed (as this script has always reported it). */
 function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+  return values.length === 0 ? 0 : medianOf(values);
 }
 
 async function main(): Promise<void> {
@@ -64,7 +38,7 @@ async function main(): Promise<void> {
   const clients = Number(values.clients);
   const rounds = Number(values.rounds);
   const home = makeTempHome('bench-proxy');
-  let haproxyPid: number | null = null;
+  let haproxy: RunningHaproxy | null = null;
   try {
     process.stderr.write(`creating a ${values.nodes}-node cluster...\n`);
     const created = await runCli(['create', 'bench', '--nodes', values.nodes, '--json'], { home });
@@ -79,13 +53,8 @@ async function main(): Promise<void> {
       { label: 'pgpilot proxy', port: leader.proxyPort },
     ];
     if (haproxyInstalled()) {
-      const file = path.join(home, 'haproxy.cfg');
-      await haproxyConfig({ home, name: 'bench', output: file }, { out: () => undefined, err: () => undefined });
-      const { pid } = await startHaproxy({ configFile: file, pidFile: path.join(home, 'haproxy.pid'), logFile: path.join(home, 'haproxy.log') });
-      haproxyPid = pid;
-      // The first `bind` of the generated file is the write (primary) section's.
-      const port = Number(/^\s*bind\s+\S*:(\d+)/m.exec(readFileSync(file, 'utf8'))?.[1] ?? 0);
-      targets.push({ label: 'haproxy', port });
+      haproxy = await startClusterHaproxy(home, 'bench', home);
+      targets.push({ label: 'haproxy', port: haproxy.port });
     }
     process.stderr.write('pgbench -i -s 10...\n');
     await exec(`${PG_BIN}/pgbench`, ['-i', '-q', '-s', '10', '-h', '127.0.0.1', '-p', String(leader.port), '-U', 'postgres', 'postgres'], env, 300_000);
@@ -93,10 +62,9 @@ async function main(): Promise<void> {
     const failures = new Map<string, string[]>(targets.map((t) => [t.label, []]));
     for (let round = 0; round < rounds; round += 1) {
       for (const target of targets) {
-        const args = ['-S', '-c', String(clients), '-j', '2', '-T', String(seconds), '-h', '127.0.0.1', '-p', String(target.port), '-U', 'postgres'];
-        if (values.connect) args.push('-C');
+        const pg = { host: '127.0.0.1', port: target.port, user: 'postgres', password, database: 'postgres' };
         try {
-          const tps = parseTps(await exec(`${PG_BIN}/pgbench`, [...args, 'postgres'], env, (seconds + 60) * 1000));
+          const tps = tpsOf(await pgbenchRun(pg, { seconds, clients, jobs: 2, selectOnly: true, connect: values.connect }));
           samples.get(target.label)?.push(tps);
           process.stderr.write(`round ${round + 1}/${rounds} ${target.label}: ${tps.toFixed(0)} tps\n`);
         } catch (error) {
@@ -137,7 +105,7 @@ async function main(): Promise<void> {
     writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
     console.log(`written: ${path.relative(REPO_ROOT, file)}`);
   } finally {
-    if (haproxyPid !== null) await stopHaproxy(haproxyPid).catch(() => undefined);
+    if (haproxy !== null) await haproxy.stop().catch(() => undefined);
     if (process.env['PGPILOT_BENCH_KEEP'] === '1') {
       process.stderr.write(`kept for inspection: ${home} (destroy with: PGPILOT_HOME=${home} bin/pgpilot destroy bench --yes)\n`);
     } else {

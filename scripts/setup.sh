@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian 12 machine: installs what is missing (PostgreSQL 15, etcd,
-# util-linux's setpriv, HAProxy (the proxy ports' data plane), Patroni (only for the side-by-side
+# util-linux's setpriv, HAProxy (the proxy ports' data plane), Prometheus with promtool (pgpilot
+# monitoring --serve, and the tests of the shipped alert rules), Patroni (only for the side-by-side
 # benchmark, npm run bench; pgpilot never uses it)) with apt, then the Node
 # dependencies (npm ci) and the build. Prints what it did. Safe to run again: it skips what is
 # already there.
@@ -11,7 +12,7 @@ say() { printf 'setup: %s\n' "$*"; }
 
 need_packages=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for pkg in postgresql-15 postgresql-contrib etcd-server etcd-client util-linux iproute2 haproxy patroni; do
+for pkg in postgresql-15 postgresql-contrib etcd-server etcd-client util-linux iproute2 haproxy prometheus patroni; do
   if have_pkg "$pkg"; then say "$pkg already installed"; else need_packages+=("$pkg"); fi
 done
 
@@ -31,14 +32,27 @@ if [ "${#need_packages[@]}" -gt 0 ]; then
     $SUDO mkdir -p /etc/postgresql-common
     echo 'create_main_cluster = false' | $SUDO tee -a /etc/postgresql-common/createcluster.conf >/dev/null
   fi
+  # Keep the distribution's services (etcd on 2379, haproxy, patroni, ...) from being started by
+  # the packages' install scripts: pgpilot starts its own processes on loopback ports it picks.
+  # policy-rc.d is the Debian mechanism for that; ours exists only for the duration of the install.
+  policy_added=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# temporary, from pgpilot scripts/setup.sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    policy_added=1
+    trap '[ "$policy_added" = 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${need_packages[@]}"
+  if [ "$policy_added" = 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; policy_added=0; fi
   say "installed: ${need_packages[*]}"
   # pgpilot runs its own haproxy processes from generated configs (pgpilot haproxy-config); the
   # distribution's service (default config, no listeners) is not used, so do not leave it running.
-  # The same holds for etcd-server, whose service would otherwise listen on 2379, and for patroni
-  # (the benchmark starts its own Patroni processes).
-  for service in haproxy etcd patroni; do
-    pkg=$service; [ "$service" = etcd ] && pkg=etcd-server
+  # The same holds for etcd-server, whose service would otherwise listen on 2379, for patroni
+  # (the benchmark starts its own Patroni processes), and for prometheus (9090) and the
+  # node exporter it recommends (9100): `pgpilot monitoring NAME --serve` runs its own Prometheus
+  # on a free loopback port.
+  for service in haproxy etcd patroni prometheus prometheus-node-exporter; do
+    pkg=$service; [ "$service" = etcd ] && pkg=etcd-server; [ "$service" = prometheus-node-exporter ] && pkg=prometheus
     if [[ " ${need_packages[*]} " == *" $pkg "* ]] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
       $SUDO systemctl disable --now "$service.service" >/dev/null 2>&1 || true
       say "disabled the distribution's $service service (pgpilot starts its own)"

@@ -15,6 +15,7 @@ import { DATA_PLANE_SLOTS, HaproxyDataPlane, dataPlaneSocketPath } from '../prox
 import { memberNameFromKey } from '../dcs/keys.js';
 import { parseMemberRecord } from '../ha/member-record.js';
 import { findFreePorts } from '../shared/ports.js';
+import { boostControlPlane } from '../shared/priority.js';
 import os from 'node:os';
 import { pino } from 'pino';
 import { buildApi } from '../api/build-api.js';
@@ -30,6 +31,9 @@ import { SystemClock } from '../shared/clock.js';
 import { errorMessage } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { PGPILOT_VERSION } from '../shared/version.js';
+import { AgentMetrics } from '../metrics/agent-metrics.js';
+import { PostgresSampler } from '../metrics/postgres-sampler.js';
+import { connectLocal } from '../postgres/queries.js';
 
 /** How often event-loop stalls are checked, and from which longest delay one is logged. */
 const EVENT_LOOP_REPORT_EVERY_MS = 10_000;
@@ -45,6 +49,10 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     cluster: config.cluster,
     node: config.node,
   });
+  // Control plane first: raised CPU priority for this process (and its session) before anything
+  // is spawned, so that database load cannot starve lease renewals (src/shared/priority.ts).
+  const boost = boostControlPlane();
+  log.info({ nice: boost.nice, sessionBoosted: boost.autogroup }, 'control-plane priority');
   const secrets = parseConfig(clusterSecretsSchema, JSON.parse(readFileSync(config.secretsFile, 'utf8')), config.secretsFile);
   const clock = new SystemClock();
   const dcs = new EtcdDcs({ endpoints: [...config.etcdEndpoints], operationTimeoutMs: 2_000 });
@@ -53,7 +61,8 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
   const pg = new LocalPostgresNode({ config, secrets, clock, log: log.child({ component: 'postgres' }) });
   const apiUrl = `http://${config.host}:${config.apiPort}`;
   const watchdog = await WatchdogClient.start({
-    cliEntry: options.cliEntry,
+    // The lean entry next to the CLI's (dist/src/bin/watchdog.js), not the whole CLI.
+    cliEntry: path.join(path.dirname(options.cliEntry), 'watchdog.js'),
     logFile: path.join(config.nodeDir, 'watchdog.log'),
     onError: (message) => log.error({ err: message }, 'the fencing watchdog is gone; a frozen leader could not be fenced'),
   });
@@ -76,6 +85,30 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
   // cannot place (hold during a hand-over; src/proxy/haproxy-data-plane.ts). Without HAProxy the
   // built-in routers serve the ports themselves.
   let loopRef: HaLoop | null = null;
+  // GET /metrics: its own postgres connection (never the loop's), reads bounded per scrape.
+  const sampler = new PostgresSampler(() =>
+    connectLocal({
+      host: config.host,
+      port: config.pgPort,
+      user: secrets.superuser.name,
+      password: secrets.superuser.password,
+      connectTimeoutMs: 1_000,
+      statementTimeoutMs: 2_000,
+      applicationName: `pgpilot-metrics-${config.node}`,
+    }),
+  );
+  const metricsLog = log.child({ component: 'metrics' });
+  const metrics = new AgentMetrics({
+    cluster: config.cluster,
+    node: config.node,
+    version: PGPILOT_VERSION,
+    snapshot: () => loopRef?.snapshot() ?? null,
+    holdsLeader: () => memory.holdsLeader,
+    postgresStats: (timeoutMs) => sampler.sample(timeoutMs),
+    dataDirectory: config.dataDir,
+    processMetrics: true,
+    onCollectError: (what, message) => metricsLog.warn({ err: message }, `metrics: could not read ${what}`),
+  });
   let replicaTurn = 0;
   const proxyLog = log.child({ component: 'proxy' });
   let dataPlane: HaproxyDataPlane | null = null;
@@ -158,6 +191,7 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     clock,
     log: log.child({ component: 'ha' }),
     memory,
+    metrics,
     fenceGuard: {
       arm: (pid, deadlineEpochMs) => watchdog.arm(pid, deadlineEpochMs, config.dataDir),
       disarm: () => watchdog.disarm(),
@@ -175,6 +209,7 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
       memory.restartRequested = true;
       loop.wake();
     },
+    metrics,
   });
   await api.listen({ host: config.listenAddress, port: config.apiPort });
   // React to a leader change or an operator intent at once instead of at the next loop tick
@@ -219,6 +254,7 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
       await leaderRouter.stop();
       await replicaRouter.stop();
       await pg.close();
+      await sampler.close();
       await dcs.close().catch(() => undefined);
       log.info('agent stopped');
       log.flush();

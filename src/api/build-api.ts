@@ -5,6 +5,8 @@
  *   GET /primary  200 only on the writable leader (holds the key, not in recovery), else 503
  *   GET /replica  200 only on a streaming replica within the failover lag limit, else 503
  *   GET /status   this member's record and the loop's last decision
+ *   GET /metrics  Prometheus text format (src/metrics/agent-metrics.ts), collected at scrape time
+ *                 within a time bound; read-only and without secrets, so it needs no token
  *   POST /restart restart postgres in its current role (202; the agent does it on its next tick)
  * Mutating routes require `Authorization: Bearer <cluster token>` (auth.ts): 401 without it.
  */
@@ -21,6 +23,14 @@ export interface ApiDeps {
   apiToken: string;
   /** Records a restart request and wakes the HA loop; the agent, not the API, acts on it. */
   requestRestart(): void;
+  /** GET /metrics; absent: 404. */
+  metrics?: MetricsEndpoint;
+}
+
+export interface MetricsEndpoint {
+  readonly contentType: string;
+  /** The whole exposition, collected now (bounded in time by the implementation). */
+  render(): Promise<string>;
 }
 
 export function memberHealth(snapshot: LoopSnapshot, holdsLeader: boolean, maxLagBytes: number) {
@@ -64,6 +74,13 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       lastError: snapshot.lastError,
       ticks: snapshot.ticks,
     };
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    const metrics = deps.metrics;
+    if (metrics === undefined) return reply.code(404).send({ error: 'metrics are not enabled on this agent' });
+    const text = await metrics.render();
+    return reply.code(200).header('content-type', metrics.contentType).send(text);
   });
 
   app.post('/restart', async (request, reply) => {

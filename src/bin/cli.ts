@@ -21,6 +21,7 @@ import * as eventsCommand from '../cli/commands/events.js';
 import * as watchdogCommand from '../cli/commands/watchdog.js';
 import * as restartCommand from '../cli/commands/restart.js';
 import * as haproxyConfigCommand from '../cli/commands/haproxy-config.js';
+import * as monitoringCommand from '../cli/commands/monitoring.js';
 import { runStart, runStop } from '../cli/commands/start-stop.js';
 
 const output = processOutput;
@@ -246,6 +247,48 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     .action(
       wrap(async (name: string, opts: HomeOption & { port?: number; replicaPort?: number; output?: string }) =>
         haproxyConfigCommand.run({ home: resolveHome(opts.home), name, port: opts.port, replicaPort: opts.replicaPort, output: opts.output }, output),
+      ),
+    );
+
+  program
+    .command('monitoring')
+    .description("Prometheus for a cluster: print a scrape config (alert rules included), or run Debian's prometheus with it")
+    .argument('<name>', 'cluster name')
+    .option('--serve', 'start prometheus for this cluster (detached, 127.0.0.1, data in the cluster directory); prints its URL')
+    .option('--stop', 'stop the prometheus started with --serve (stop and destroy also stop it)')
+    .option('--port <port>', 'with --serve: the port prometheus listens on (default: a free loopback port)', parseInteger('--port'))
+    .option('--file-sd', 'print the targets as a file_sd JSON list instead of a whole prometheus.yml')
+    .option('-o, --output <file>', 'write the prometheus.yml to this file instead of stdout')
+    .option('--timeout <seconds>', 'with --serve: how long to wait for prometheus to be ready', parseInteger('--timeout'), 30)
+    .option('--json', 'print targets, files and the running prometheus (or what --serve/--stop did) as JSON')
+    .addOption(homeOption())
+    .addHelpText(
+      'after',
+      examples(
+        'pgpilot monitoring demo > prometheus.yml',
+        'pgpilot monitoring demo --file-sd > /etc/prometheus/pgpilot-demo.json',
+        'pgpilot monitoring demo --serve',
+        "curl -s 'http://127.0.0.1:PORT/api/v1/query?query=pgpilot_is_leader'",
+        'pgpilot monitoring demo --stop',
+      ) + '\nDashboard: monitoring/grafana-dashboard.json; alert rules: monitoring/alerts.yml (docs/monitoring.md).\n',
+    )
+    .action(
+      wrap(async (name: string, opts: HomeOption & { serve?: boolean; stop?: boolean; port?: number; fileSd?: boolean; output?: string; timeout: number; json?: boolean }) =>
+        monitoringCommand.run(
+          {
+            home: resolveHome(opts.home),
+            name,
+            serve: opts.serve === true,
+            stop: opts.stop === true,
+            fileSd: opts.fileSd === true,
+            json: opts.json === true,
+            port: opts.port,
+            output: opts.output,
+            timeoutSeconds: opts.timeout,
+          },
+          providerDeps(),
+          output,
+        ),
       ),
     );
 

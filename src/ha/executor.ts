@@ -21,6 +21,7 @@ import { recordEvent, type EventKind } from './events.js';
 import { CATCH_UP_TIMEOUT_MS, type FailoverIntent } from './intent.js';
 import { parseMemberRecord, type MemberRecord } from './member-record.js';
 import { rankCandidates } from './election.js';
+import type { HaMetrics } from './ha-metrics.js';
 
 export interface ExecutorDeps {
   node: string;
@@ -32,6 +33,8 @@ export interface ExecutorDeps {
   memory: AgentMemory;
   /** Runs `task` in the long-task slot (the loop keeps ticking meanwhile). */
   startLongTask(kind: LongTaskState['kind'], task: () => Promise<void>): void;
+  /** Counters of HA events (src/ha/ha-metrics.ts); absent: not counted. */
+  metrics?: HaMetrics;
 }
 
 export type ActionOutcome = { kind: 'done' } | { kind: 'skip-rest'; reason: string } | { kind: 'failed'; error: string };
@@ -144,6 +147,7 @@ export class Executor {
         const before = obs.pg.kind === 'running' ? obs.pg : null;
         await pg.promote();
         memory.configuredUpstream = null;
+        this.deps.metrics?.promoted(obs.dcs.kind === 'reachable' && obs.dcs.intent?.kind === 'switchover' ? 'switchover' : 'failover');
         // Slots for the other members right away, so they can stream from us at their next retry.
         if (obs.dcs.kind === 'reachable') {
           await pg.syncSlots(obs.dcs.members.map((m) => m.name).filter((name) => name !== node)).catch(() => undefined);

@@ -14,6 +14,7 @@ import { parseJsonOrNull } from '../shared/json.js';
 import { decide, leaseDeadlineMs } from './decide.js';
 import type { Action, Decision } from './actions.js';
 import { Executor, type ExecutorDeps } from './executor.js';
+import { noopHaMetrics, type HaMetrics } from './ha-metrics.js';
 import type { DcsView, LocalPostgres, LongTaskState, Observation } from './observation.js';
 import { parseIntent } from './intent.js';
 import { parseMemberRecord, type MemberRecord, type ReplicationEntry } from './member-record.js';
@@ -66,9 +67,13 @@ export class HaLoop {
   private lastSummary = '';
   private lastSummaryLoggedMs = 0;
   private snapshotValue: LoopSnapshot = { observation: null, decision: null, member: null, lastError: null, ticks: 0 };
+  /** The last non-null leader this agent saw (leader-change counting only). */
+  private lastSeenLeader: string | null = null;
+  private readonly metrics: HaMetrics;
 
   constructor(private readonly deps: HaLoopDeps) {
     this.agentStartedMs = deps.clock.nowMs();
+    this.metrics = deps.metrics ?? noopHaMetrics;
     this.executor = new Executor({ ...deps, startLongTask: (kind, task) => this.startLongTask(kind, task) });
     deps.pg.onUnexpectedExit(() => {
       deps.log.warn('postmaster exited unexpectedly');
@@ -99,12 +104,14 @@ export class HaLoop {
   async run(): Promise<void> {
     while (!this.stopping) {
       let quick = false;
+      const tickStartedMs = this.deps.clock.nowMs();
       try {
         quick = await this.tick();
       } catch (error) {
         this.snapshotValue = { ...this.snapshotValue, lastError: errorMessage(error) };
         this.deps.log.error({ err: errorMessage(error) }, 'tick failed');
       }
+      this.metrics.tickFinished((this.deps.clock.nowMs() - tickStartedMs) / 1000);
       if (this.stopping) break;
       if (this.wakeController.signal.aborted) this.wakeController = new AbortController();
       await this.deps.clock.sleep(quick ? QUICK_RETICK_MS : this.config.loopWaitMs, this.wakeController.signal);
@@ -241,7 +248,7 @@ export class HaLoop {
     const { dcs, keys, memory, clock } = this.deps;
     try {
       const sentMs = clock.nowMs();
-      if (memory.leaseId !== null && (await dcs.keepAlive(memory.leaseId))) {
+      if (memory.leaseId !== null && (await this.keepAlive(memory.leaseId))) {
         memory.lastRenewedMs = sentMs;
       } else {
         if (memory.leaseId !== null) this.deps.log.warn('lease lost; granting a new one');
@@ -254,6 +261,8 @@ export class HaLoop {
       const all = await dcs.getPrefix(keys.root);
       const leader = all.get(keys.leader) ?? null;
       if (leader !== this.deps.node) memory.holdsLeader = false;
+      if (leader !== null && this.lastSeenLeader !== null && leader !== this.lastSeenLeader) this.metrics.leaderChanged();
+      if (leader !== null) this.lastSeenLeader = leader;
       this.config = parseDynamicConfig(all.get(keys.config) ?? null, this.config);
       // A keep-alive never changes a lease's TTL. When the configured TTL differs from our lease's,
       // a node that does not lead takes a new lease now (its member key moves with the next
@@ -282,6 +291,19 @@ export class HaLoop {
       };
     } catch (error) {
       return { kind: 'unreachable', error: errorMessage(error) };
+    }
+  }
+
+  /** One keep-alive of our lease, counted for the metrics (a throw is a failed renewal too). */
+  private async keepAlive(leaseId: string): Promise<boolean> {
+    try {
+      const renewed = await this.deps.dcs.keepAlive(leaseId);
+      if (renewed) this.metrics.leaseRenewed();
+      else this.metrics.leaseRenewalFailed();
+      return renewed;
+    } catch (error) {
+      this.metrics.leaseRenewalFailed();
+      throw error;
     }
   }
 

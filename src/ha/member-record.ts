@@ -20,6 +20,8 @@ export const replicationEntrySchema = z.object({
   state: z.string(),
   replayLsn: lsnSchema.nullable(),
   lagBytes: z.number().nullable(),
+  /** pg_stat_replication.replay_lag in seconds (0 when caught up); absent from older agents. */
+  lagSeconds: z.number().nullable().optional(),
   syncState: z.string().nullable(),
 });
 export type ReplicationEntry = z.infer<typeof replicationEntrySchema>;

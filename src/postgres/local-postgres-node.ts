@@ -265,13 +265,18 @@ export class LocalPostgresNode implements PostgresNode {
     const current = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
     const currentLsn = current.rows[0]?.lsn ?? null;
     const rows = await replicationStatus(client);
-    return rows.map((row) => ({
-      applicationName: row.applicationName,
-      state: row.state ?? 'unknown',
-      replayLsn: row.replayLsn,
-      lagBytes: currentLsn !== null && row.replayLsn !== null ? lsnDiffBytes(currentLsn, row.replayLsn) : null,
-      syncState: row.syncState,
-    }));
+    return rows.map((row) => {
+      const lagBytes = currentLsn !== null && row.replayLsn !== null ? lsnDiffBytes(currentLsn, row.replayLsn) : null;
+      return {
+        applicationName: row.applicationName,
+        state: row.state ?? 'unknown',
+        replayLsn: row.replayLsn,
+        lagBytes,
+        // replay_lag is NULL once a caught-up standby has had nothing to replay for a while.
+        lagSeconds: row.replayLagMs !== null ? row.replayLagMs / 1000 : lagBytes === 0 ? 0 : null,
+        syncState: row.syncState,
+      };
+    });
   }
 
   async close(): Promise<void> {

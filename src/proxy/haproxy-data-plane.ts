@@ -34,6 +34,7 @@ import type { Clock } from '../shared/clock.js';
 import { errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { isOwnedProcessAlive, stopOwnedProcess } from '../shared/pid.js';
+import { atNormalPriority } from '../shared/priority.js';
 import { bindPortsOf, checkHaproxyConfig, findHaproxyBinary } from './haproxy-process.js';
 
 /** Server slots per port: more than the largest cluster the CLI creates (9 nodes) plus scaling room. */
@@ -366,7 +367,7 @@ export class HaproxyDataPlane {
     const commands: string[] = [];
     for (const port of ['leader', 'replica'] as const) {
       let applied = this.applied.get(port);
-      if (applied === undefined) this.applied.set(port, (applied = new Map()));
+      if (applied === undefined) this.applied.set(port, (applied = new Map<number, SlotState>()));
       commands.push(...planPortCommands(port, this.slots, known, desired[port], applied));
     }
     if (commands.length === 0) return;
@@ -393,7 +394,10 @@ export class HaproxyDataPlane {
     const logFd = openSync(logFile, 'a', 0o600);
     const state: { exited: boolean } = { exited: false };
     try {
-      const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', binary, '-f', configFile, '-db'], { stdio: ['ignore', logFd, logFd] });
+      // Data plane: normal CPU priority and a session of its own (src/shared/priority.ts); still
+      // killed with the agent by the parent-death signal.
+      const wrapped = atNormalPriority('setpriv', ['--pdeathsig', 'KILL', '--', binary, '-f', configFile, '-db']);
+      const child = spawn(wrapped.command, wrapped.args, { stdio: ['ignore', logFd, logFd], detached: true });
       child.once('exit', (code, signal) => {
         state.exited = true;
         this.exited = true;

@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { PgpilotError } from './errors.js';
 import { redactSecrets } from './logger.js';
+import { atNormalPriority } from './priority.js';
 
 export interface CommandResult {
   exitCode: number | null;
@@ -87,11 +88,12 @@ export const POSTGRES_OS_USER = 'postgres';
 
 /**
  * The argv that runs `command args` as the postgres OS user when we are root, with a parent-death
- * SIGKILL either way (setpriv from util-linux; available on every Debian).
+ * SIGKILL either way (setpriv from util-linux; available on every Debian), at normal CPU priority.
  */
 export function asPostgresUser(command: string, args: readonly string[]): { command: string; args: string[] } {
   const privileges = isRoot()
     ? ['--reuid', POSTGRES_OS_USER, '--regid', POSTGRES_OS_USER, '--init-groups']
     : [];
-  return { command: 'setpriv', args: [...privileges, '--pdeathsig', 'KILL', '--', command, ...args] };
+  // Back at normal priority when the caller (the agent) runs boosted: see src/shared/priority.ts.
+  return atNormalPriority('setpriv', [...privileges, '--pdeathsig', 'KILL', '--', command, ...args]);
 }

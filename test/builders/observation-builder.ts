@@ -123,7 +123,7 @@ export interface ObservationOverrides {
   nowMs?: number;
   node?: string;
   agentStartedMs?: number;
-  /** Merged over the default dynamic config. */
+  /** Merged over the default dynamic config, with the TTL pinned to 6 s (the decide tables are written in its numbers). */
   config?: Partial<DynamicConfig>;
   tags?: Tags;
   dcs?: DcsView;
@@ -142,7 +142,7 @@ export interface ObservationOverrides {
 
 export function observation(overrides: ObservationOverrides = {}): Observation {
   const nowMs = overrides.nowMs ?? DEFAULT_NOW_MS;
-  const config = { ...defaultDynamicConfig(), ...overrides.config };
+  const config = { ...defaultDynamicConfig(), ttlSeconds: 6, ...overrides.config };
   return {
     nowMs,
     node: overrides.node ?? DEFAULT_NODE,

@@ -12,6 +12,7 @@ import { clusterKeys, type ClusterKeys } from '../../src/dcs/keys.js';
 import type { Dcs } from '../../src/dcs/dcs.js';
 import { freshAgentMemory, type AgentMemory } from '../../src/ha/agent-memory.js';
 import { HaLoop } from '../../src/ha/loop.js';
+import type { HaMetrics } from '../../src/ha/ha-metrics.js';
 import { parseMemberRecord, type MemberRecord } from '../../src/ha/member-record.js';
 import { parseHistory, type HistoryEntry } from '../../src/ha/history.js';
 import type { Tags } from '../../src/config/schema.js';
@@ -44,6 +45,8 @@ export interface SimClusterOptions {
   watchdog?: boolean;
   /** Wraps each agent's DCS client (e.g. to simulate a slow network). */
   wrapDcs?: (name: string, client: MemoryDcs, clock: FakeClock) => Dcs;
+  /** The HA metrics hook of each agent (default: none, the loop's no-op). */
+  metrics?: (name: string) => HaMetrics;
 }
 
 /** Lets every queued promise continuation run (the fakes never wait on real I/O). */
@@ -99,6 +102,7 @@ export class SimCluster {
       log: silentLogger(),
       memory,
       ...(guard === null ? {} : { fenceGuard: guard }),
+      ...(this.options.metrics === undefined ? {} : { metrics: this.options.metrics(name) }),
     });
     const agent: SimAgent = { name, client, dcs, pg, memory, loop, guard };
     this.agents.push(agent);

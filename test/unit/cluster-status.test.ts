@@ -3,12 +3,14 @@
  * come from the leader's own replication entries (with the LSN difference as fallback), members
  * whose agent is not alive show as stopped, a self-declared primary that does not hold the leader
  * key is never shown as primary, and the connection strings cover every node and never leak the
- * password unencoded (and can be masked for display).
+ * password unencoded (and can be masked for display). Each member gets the leader-measured replay
+ * lag in seconds and a one-line health verdict (ok / warning / critical), shown by `status`.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MemberRecord } from '../../src/ha/member-record.js';
-import { buildClusterStatus, connectionStrings, maskPassword, type StatusInputs } from '../../src/providers/local/cluster-status.js';
+import { buildClusterStatus, connectionStrings, formatBytes, maskPassword, type StatusInputs } from '../../src/providers/local/cluster-status.js';
+import { renderStatus } from '../../src/cli/commands/status.js';
 import { memberRecord, primaryRecord } from '../builders/observation-builder.js';
 import { clusterManifest, clusterSecrets } from '../builders/manifest-builder.js';
 
@@ -188,5 +190,65 @@ void describe('connectionStrings and maskPassword', () => {
     assert.equal(masked, 'postgresql://postgres:****@127.0.0.1:16432,127.0.0.1:16433,127.0.0.1:16434/postgres?target_session_attrs=read-write');
     assert.ok(!maskPassword(replicaConnectionString).includes(encodeURIComponent('p@ss')));
     assert.equal(maskPassword('postgresql://host:5432/db'), 'postgresql://host:5432/db', 'nothing to mask');
+  });
+});
+
+void describe('lag seconds and health verdicts', () => {
+  const health = (status: ReturnType<typeof buildClusterStatus>, name: string): string => {
+    const h = member(status, name).health;
+    return `${h.status}: ${h.summary}`;
+  };
+
+  void it('takes lag seconds from the leader entry (0 for the leader, null when unknown)', () => {
+    const members = healthyMembers().map((m) =>
+      m.name === 'node1' ? { ...m, replication: m.replication.map((r) => (r.applicationName === 'node2' ? { ...r, lagSeconds: 0.75 } : r)) } : m,
+    );
+    const status = buildClusterStatus(inputs({ members }));
+    assert.equal(member(status, 'node1').lagSeconds, 0);
+    assert.equal(member(status, 'node2').lagSeconds, 0.75);
+    assert.equal(member(status, 'node3').lagSeconds, null, 'no lagSeconds in the entry (older agent)');
+    assert.equal(member(buildClusterStatus(inputs({ leader: null })), 'node2').lagSeconds, null);
+  });
+
+  void it('says ok for a writable leader and for streaming replicas within the failover lag limit', () => {
+    const status = buildClusterStatus(inputs());
+    assert.equal(health(status, 'node1'), 'ok: leader, accepting writes');
+    assert.equal(health(status, 'node2'), 'ok: streaming, 256 B behind');
+    assert.equal(health(status, 'node3'), 'ok: streaming, 16.0 MiB behind', 'exactly at the limit is still eligible');
+  });
+
+  void it('warns about lag over the limit, a replica not streaming, and transitions', () => {
+    const lagging = buildClusterStatus(inputs({ maxLagBytes: 1024 * 1024 }));
+    assert.equal(health(lagging, 'node3'), 'warning: lagging: 16.0 MiB behind (over the failover limit 1.0 MiB)');
+    const members = healthyMembers().map((m) => (m.name === 'node2' ? { ...m, streaming: false } : m.name === 'node3' ? { ...m, role: 'stopped' as const, state: 'cloning' } : m));
+    const status = buildClusterStatus(inputs({ members }));
+    assert.equal(health(status, 'node2'), 'warning: replica not streaming');
+    assert.equal(health(status, 'node3'), 'warning: in transition: cloning');
+  });
+
+  void it('is critical for a stopped agent, a silent agent, a stopped postgres and a primary without the key', () => {
+    assert.equal(health(buildClusterStatus(inputs({ aliveAgents: new Map([['node1', 1001], ['node3', 1003]]) })), 'node2'), 'critical: down: agent not running');
+    assert.equal(health(buildClusterStatus(inputs({ members: healthyMembers().filter((m) => m.name !== 'node3') })), 'node3'), 'critical: agent running but not reporting to etcd');
+    const crashed = healthyMembers().map((m) => (m.name === 'node2' ? { ...m, role: 'stopped' as const, state: 'crashed', postgresPid: null } : m));
+    assert.equal(health(buildClusterStatus(inputs({ members: crashed })), 'node2'), 'critical: postgres crashed');
+    const twoPrimaries = [...healthyMembers().filter((m) => m.name !== 'node3'), primaryRecord({ name: 'node3', lsn: '0/4000000' })];
+    assert.equal(health(buildClusterStatus(inputs({ members: twoPrimaries })), 'node3'), 'critical: runs as primary without the leader key');
+  });
+
+  void it('formats bytes for people', () => {
+    assert.deepEqual([0, 512, 1024, 1536, 16 * 1024 * 1024, 3 * 1024 ** 3].map(formatBytes), ['0 B', '512 B', '1.0 KiB', '1.5 KiB', '16.0 MiB', '3.0 GiB']);
+  });
+
+  void it('status shows LAG(S) and a HEALTH column, one line per member', () => {
+    const members = healthyMembers().map((m) =>
+      m.name === 'node1' ? { ...m, replication: m.replication.map((r) => (r.applicationName === 'node2' ? { ...r, lagSeconds: 0.25 } : r)) } : m,
+    );
+    const lines = renderStatus(buildClusterStatus(inputs({ members })), { showPasswords: false }).split('\n');
+    const header = lines.find((l) => l.startsWith('NODE'));
+    assert.ok(header?.includes('LAG(S)') && header.includes('HEALTH'), header);
+    const node2 = lines.find((l) => l.startsWith('node2')) ?? '';
+    assert.match(node2, /\s0\.3\s/, 'lag seconds, one decimal');
+    assert.match(node2, /ok: streaming, 256 B behind, 0\.3 s$/);
+    assert.match(lines.find((l) => l.startsWith('node1')) ?? '', /ok: leader, accepting writes$/);
   });
 });

@@ -158,7 +158,7 @@ void describe('parseConfig', () => {
 
   void it('returns the parsed value deep-frozen', () => {
     const parsed = parseConfig(dynamicConfigSchema, { postgresql: { parameters: { work_mem: '4MB' } } }, 'test');
-    assert.equal(parsed.ttlSeconds, 6);
+    assert.equal(parsed.ttlSeconds, 4);
     assert.ok(Object.isFrozen(parsed));
     assert.ok(Object.isFrozen(parsed.postgresql));
     assert.ok(Object.isFrozen(parsed.postgresql.parameters));

@@ -30,8 +30,10 @@ function member(overrides: Partial<MemberStatus> & { name: string }): MemberStat
     timeline: 1,
     lsn: '0/3000000',
     lagBytes: 0,
+    lagSeconds: 0,
     streaming: true,
     tags: {},
+    health: { status: 'ok', summary: 'streaming, 0 B behind' },
     ...overrides,
   };
 }

@@ -1,4 +1,4 @@
-/** `pgpilot status NAME [--json]`: roles, lag and connection strings of a cluster. */
+/** `pgpilot status NAME [--json]`: roles, lag (bytes and seconds), a health verdict per member and connection strings. */
 import { clusterStatus } from '../../providers/local/local-provider.js';
 import { maskPassword, type ClusterStatus } from '../../providers/local/cluster-status.js';
 import { printJson, renderTable, type Output } from '../output.js';
@@ -18,13 +18,15 @@ export function renderStatus(status: ClusterStatus, options: { showPasswords: bo
     m.timeline === null ? '-' : String(m.timeline),
     m.lsn ?? '-',
     m.lagBytes === null ? '-' : String(m.lagBytes),
+    m.lagSeconds === null ? '-' : m.lagSeconds.toFixed(1),
     m.pid === null ? '-' : String(m.pid),
+    `${m.health.status}: ${m.health.summary}`,
   ]);
   const show = (url: string) => (options.showPasswords ? url : maskPassword(url));
   return [
     `cluster ${status.cluster}: leader ${status.leader ?? 'none'}, timeline ${status.timeline ?? '-'}, sync ${status.syncMode}, etcd ${status.etcd}`,
     '',
-    renderTable(['NODE', 'ROLE', 'STATE', 'ADDRESS', 'TL', 'LSN', 'LAG(B)', 'AGENT PID'], rows),
+    renderTable(['NODE', 'ROLE', 'STATE', 'ADDRESS', 'TL', 'LSN', 'LAG(B)', 'LAG(S)', 'AGENT PID', 'HEALTH'], rows),
     '',
     `connection string (writes):  ${show(status.connectionString)}`,
     `connection string (reads):   ${show(status.replicaConnectionString)}`,

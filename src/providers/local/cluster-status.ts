@@ -3,7 +3,8 @@
  * recorded processes are alive. Pure: the caller gathers the inputs. Lag comes from the leader's
  * own pg_stat_replication read (current LSN and each standby's replay LSN in one query), so the
  * numbers are consistent; when a replica is not in that list, lag falls back to the difference
- * between the leader's and the replica's published positions.
+ * between the leader's and the replica's published positions. Each member also gets a one-line
+ * health verdict (`memberHealth`): ok, warning or critical, and why.
  */
 import type { ClusterManifest, ClusterSecrets, Tags } from '../../config/schema.js';
 import type { MemberRecord } from '../../ha/member-record.js';
@@ -25,9 +26,23 @@ export interface MemberStatus {
   timeline: number | null;
   lsn: string | null;
   lagBytes: number | null;
+  /** Replay lag in seconds as the leader measures it (0 when caught up); null when unknown. */
+  lagSeconds: number | null;
   streaming: boolean;
   tags: Tags;
+  health: MemberHealth;
 }
+
+/** One line about a member: `ok` (doing its job), `warning` (in transition or behind), `critical` (down). */
+export interface MemberHealth {
+  status: 'ok' | 'warning' | 'critical';
+  summary: string;
+}
+
+/** States of a member in a planned or automatic transition (not a failure by themselves). */
+const TRANSITION_STATES = new Set(['starting', 'initializing', 'cloning', 'no data', 'clone-from', 'rejoin', 'restart', 'step-down', 'initialize-cluster']);
+
+export const DEFAULT_MAX_LAG_BYTES = 16 * 1024 * 1024;
 
 export interface ClusterStatus {
   cluster: string;
@@ -49,11 +64,15 @@ export interface StatusInputs {
   syncMode: 'off' | 'quorum';
   /** Agent PIDs that are alive (by recorded PID and command line), by node name. */
   aliveAgents: ReadonlyMap<string, number>;
+  /** The failover lag limit of the dynamic config (health verdicts); default 16 MiB. */
+  maxLagBytes?: number;
 }
 
 export function buildClusterStatus(input: StatusInputs): ClusterStatus {
   const records = new Map(input.members.map((m) => [m.name, m]));
   const leaderRecord = input.leader === null ? undefined : records.get(input.leader);
+  const maxLagBytes = input.maxLagBytes ?? DEFAULT_MAX_LAG_BYTES;
+  const withHealth = (m: Omit<MemberStatus, 'health'>): MemberStatus => ({ ...m, health: memberHealth(m, input.leader, maxLagBytes) });
   const members = input.manifest.nodes.map((node): MemberStatus => {
     const record = records.get(node.name);
     const agentPid = input.aliveAgents.get(node.name) ?? null;
@@ -71,7 +90,7 @@ export function buildClusterStatus(input: StatusInputs): ClusterStatus {
     // A record written by an earlier agent process (etcd restores leases when it restarts, so
     // records from before a crash can linger for a TTL) says nothing about the current one.
     if (record === undefined || agentPid === null || record.pid !== agentPid) {
-      return {
+      return withHealth({
         ...base,
         role: agentPid === null ? 'stopped' : 'unknown',
         state: agentPid === null ? 'stopped' : 'agent running, not reporting',
@@ -79,11 +98,12 @@ export function buildClusterStatus(input: StatusInputs): ClusterStatus {
         timeline: null,
         lsn: null,
         lagBytes: null,
+        lagSeconds: null,
         streaming: false,
-      };
+      });
     }
     const role = record.role === 'primary' && input.leader !== record.name ? 'unknown' : record.role;
-    return {
+    return withHealth({
       ...base,
       proxy: record.proxy,
       tags: record.tags,
@@ -93,8 +113,9 @@ export function buildClusterStatus(input: StatusInputs): ClusterStatus {
       timeline: record.timeline,
       lsn: record.lsn,
       lagBytes: lagOf(record, leaderRecord, input.leader),
+      lagSeconds: lagSecondsOf(record, leaderRecord, input.leader),
       streaming: record.streaming,
-    };
+    });
   });
   const leaderStatus = members.find((m) => m.name === input.leader && m.role === 'primary');
   return {
@@ -115,6 +136,50 @@ function lagOf(record: MemberRecord, leader: MemberRecord | undefined, leaderNam
   if (entry !== undefined && entry.lagBytes !== null) return entry.lagBytes;
   if (leader.lsn !== null && record.lsn !== null) return lsnDiffBytes(leader.lsn, record.lsn);
   return null;
+}
+
+function lagSecondsOf(record: MemberRecord, leader: MemberRecord | undefined, leaderName: string | null): number | null {
+  if (record.name === leaderName) return record.role === 'primary' ? 0 : null;
+  if (record.role !== 'replica' || leader === undefined || leader.role !== 'primary') return null;
+  return leader.replication.find((r) => r.applicationName === record.name)?.lagSeconds ?? null;
+}
+
+/** `1.5 MiB`, `512 B`: lag for people. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** The health verdict of one member (pure): what an operator should think at a glance. */
+export function memberHealth(m: Omit<MemberStatus, 'health'>, leader: string | null, maxLagBytes: number): MemberHealth {
+  const ok = (summary: string): MemberHealth => ({ status: 'ok', summary });
+  const warning = (summary: string): MemberHealth => ({ status: 'warning', summary });
+  const critical = (summary: string): MemberHealth => ({ status: 'critical', summary });
+  if (m.pid === null) return critical('down: agent not running');
+  if (m.state === 'agent running, not reporting') return critical('agent running but not reporting to etcd');
+  if (TRANSITION_STATES.has(m.state)) return warning(`in transition: ${m.state}`);
+  switch (m.role) {
+    case 'stopped':
+      return critical(`postgres ${m.state === 'stopped' ? 'stopped' : m.state}`);
+    case 'unknown':
+      return m.postgresPid !== null && m.state === 'running' ? critical('runs as primary without the leader key') : warning(`state unknown: ${m.state}`);
+    case 'primary':
+      if (m.name !== leader) return critical('runs as primary without the leader key');
+      return m.state === 'running' ? ok('leader, accepting writes') : warning(`leader, ${m.state}`);
+    case 'replica': {
+      if (!m.streaming) return warning(`replica not streaming${leader === null ? ' (no leader)' : ''}`);
+      if (m.lagBytes === null) return warning('streaming, lag unknown');
+      const seconds = m.lagSeconds === null ? '' : `, ${m.lagSeconds.toFixed(1)} s`;
+      if (m.lagBytes > maxLagBytes) return warning(`lagging: ${formatBytes(m.lagBytes)} behind${seconds} (over the failover limit ${formatBytes(maxLagBytes)})`);
+      return ok(`streaming, ${formatBytes(m.lagBytes)} behind${seconds}`);
+    }
+  }
 }
 
 /**

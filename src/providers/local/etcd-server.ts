@@ -13,6 +13,7 @@ import path from 'node:path';
 import type { Clock } from '../../shared/clock.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
 import { LOOPBACK_HOST, isPortFree } from '../../shared/ports.js';
+import { atControlPlanePriority, boostSessionOf } from '../../shared/priority.js';
 
 export interface EtcdArgsOptions {
   name: string;
@@ -143,8 +144,12 @@ export async function startEtcd(options: StartEtcdOptions): Promise<{ pid: numbe
   // Attached (test) etcd: setpriv execs etcd in place (same PID) with a parent-death SIGTERM, so
   // a crashed or killed caller cannot leave it running.
   const useDeathSignal = !options.detached && (await isExecutable(SETPRIV_PATH));
-  const command = useDeathSignal ? SETPRIV_PATH : binary;
-  const argv = useDeathSignal ? ['--pdeathsig', 'TERM', '--', binary, ...args] : args;
+  // etcd is control plane: it starts at raised CPU priority when we are root (src/shared/priority.ts).
+  const prioritized = useDeathSignal
+    ? atControlPlanePriority(SETPRIV_PATH, ['--pdeathsig', 'TERM', '--', binary, ...args])
+    : atControlPlanePriority(binary, args);
+  const command = prioritized.command;
+  const argv = prioritized.args;
 
   const logFd = openSync(options.logFile, 'a');
   try {
@@ -169,7 +174,11 @@ export async function startEtcd(options: StartEtcdOptions): Promise<{ pid: numbe
         else resolve(child.pid);
       });
     });
-    if (options.detached) child.unref();
+    if (options.detached) {
+      child.unref();
+      // Its own session: give that session the control plane's weight too.
+      boostSessionOf(pid);
+    }
     return { pid };
   } finally {
     // The child holds its own copy of the descriptor.

@@ -12,6 +12,7 @@
  * - `stop` stops replicas before the leader, so the leader's clean shutdown checkpoint is the
  *   newest WAL anywhere and it takes the lead again on `start` (same roles, same timeline).
  */
+import { atControlPlanePriority } from '../../shared/priority.js';
 import { spawn } from 'node:child_process';
 import { constants as fsConstants, existsSync, openSync, closeSync } from 'node:fs';
 import { access, chmod, cp, rm } from 'node:fs/promises';
@@ -43,7 +44,8 @@ import {
   writeSecrets,
 } from './cluster-store.js';
 import { clientUrl, findEtcdBinary, startEtcd, waitForEtcd } from './etcd-server.js';
-import { clusterPaths, nodeName, nodePaths } from './paths.js';
+import { clusterPaths, monitoringPaths, nodeName, nodePaths } from './paths.js';
+import { stopPrometheus } from './prometheus-server.js';
 
 export interface ProviderDeps {
   clock: Clock;
@@ -306,7 +308,10 @@ async function assertPortFree(port: number, what: string): Promise<void> {
 function spawnAgent(cliEntry: string, configFile: string, outFile: string): number {
   const fd = openSync(outFile, 'a', 0o600);
   try {
-    const child = spawn(process.execPath, [cliEntry, 'agent', '--config', configFile], {
+    // Control plane: every thread of the agent starts at raised priority when we are root (the
+    // agent starts postgres and HAProxy back at normal priority; src/shared/priority.ts).
+    const prioritized = atControlPlanePriority(process.execPath, [cliEntry, 'agent', '--config', configFile]);
+    const child = spawn(prioritized.command, prioritized.args, {
       detached: true,
       stdio: ['ignore', fd, fd],
       cwd: path.dirname(configFile),
@@ -326,6 +331,8 @@ export interface ClusterSnapshot {
   members: MemberRecord[];
   syncMode: 'off' | 'quorum';
   aliveAgents: Map<string, number>;
+  /** The failover lag limit of the dynamic config (for health verdicts); absent when etcd could not be read. */
+  maxLagBytes?: number;
 }
 
 /** Reads etcd (when our etcd runs) and checks every recorded PID. Never throws for a down cluster. */
@@ -347,8 +354,8 @@ export async function snapshotCluster(manifest: ClusterManifest): Promise<Cluste
       const record = parseMemberRecord(value);
       if (record !== null) members.push(record);
     }
-    const syncMode = parseJsonOrNull(dynamicConfigSchema, all.get(keys.config))?.synchronous ?? 'off';
-    return { etcd: 'running', leader: all.get(keys.leader) ?? null, members, syncMode, aliveAgents };
+    const config = parseJsonOrNull(dynamicConfigSchema, all.get(keys.config)) ?? defaultDynamicConfig();
+    return { etcd: 'running', leader: all.get(keys.leader) ?? null, members, syncMode: config.synchronous, aliveAgents, maxLagBytes: config.maximumLagOnFailoverBytes };
   } catch {
     return { etcd: 'unreachable', leader: null, members: [], syncMode: 'off', aliveAgents };
   } finally {
@@ -436,8 +443,9 @@ export async function startCluster(home: string, name: string, deps: ProviderDep
   return { status: await waitUntilReady(manifest, deps, timeoutMs), alreadyRunning };
 }
 
-/** Stops agents (replicas first, then the leader) and then etcd. Idempotent. */
+/** Stops the cluster's Prometheus (monitoring --serve), agents (replicas first, then the leader), then etcd. Idempotent. */
 export async function stopAll(manifest: ClusterManifest, deps: ProviderDeps, options: { graceMs?: number } = {}): Promise<number> {
+  if ((await stopPrometheus(monitoringPaths(manifest.clusterDir), deps.clock)) !== 'not-running') deps.progress('prometheus stopped');
   const snapshot = await snapshotCluster(manifest);
   const graceMs = options.graceMs ?? AGENT_STOP_GRACE_MS;
   const stopNode = async (nodeName: string): Promise<boolean> => {

@@ -76,3 +76,26 @@ export function nodePaths(clusterDir: string, node: string): NodePaths {
 export function nodeName(index: number): string {
   return `node${index + 1}`;
 }
+
+/** `pgpilot monitoring NAME --serve`: the cluster's own Prometheus, under `monitoring/`. */
+export interface MonitoringPaths {
+  dir: string;
+  configFile: string;
+  dataDir: string;
+  logFile: string;
+  pidFile: string;
+  /** JSON: pid, port, url of the running Prometheus. */
+  stateFile: string;
+}
+
+export function monitoringPaths(clusterDir: string): MonitoringPaths {
+  const dir = path.join(clusterDir, 'monitoring');
+  return {
+    dir,
+    configFile: path.join(dir, 'prometheus.yml'),
+    dataDir: path.join(dir, 'data'),
+    logFile: path.join(dir, 'prometheus.log'),
+    pidFile: path.join(dir, 'prometheus.pid'),
+    stateFile: path.join(dir, 'prometheus.json'),
+  };
+}

@@ -1,0 +1,136 @@
+/**
+ * The benchmark end to end, as a smoke test: `node dist/bench/run.js --quick` (pgpilot and Patroni
+ * tuned, one failover / crash / switchover each, short pgbench, idle and saturation windows) in a
+ * child process, then its JSON report: every pgpilot number is there and plausible, Patroni tuned
+ * bootstrapped and failed over, and nothing the run started is still running (the footprint PIDs
+ * recorded in the report are gone). Patroni is required: scripts/setup.sh installs it.
+ *
+ * The child is bounded: SIGINT at 8 minutes (the bench destroys its clusters on SIGINT), SIGKILL
+ * if it has not exited 60 s later.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { REPO_ROOT } from '../helpers/cli.js';
+import { isPidAlive, waitUntil } from '../helpers/wait.js';
+
+const RUN_TIMEOUT_MS = 8 * 60_000;
+const KILL_GRACE_MS = 60_000;
+
+interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+function runBench(args: string[]): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'bench', 'run.js'), ...args], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PGPILOT_BENCH_KEEP: '' },
+    });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    let killTimer: NodeJS.Timeout | undefined;
+    const interruptTimer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGINT');
+      killTimer = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
+    }, RUN_TIMEOUT_MS);
+    child.once('error', (error) => {
+      clearTimeout(interruptTimer);
+      clearTimeout(killTimer);
+      reject(error);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(interruptTimer);
+      clearTimeout(killTimer);
+      resolve({ code, signal, stdout, stderr, timedOut });
+    });
+  });
+}
+
+interface FootprintProcess {
+  node: string;
+  label: string;
+  pid: number;
+}
+
+interface SystemReport {
+  system: string;
+  profile: string;
+  bootstrapMs: number | null;
+  failover: { samplesMs: number[] };
+  switchover: { failedAttempts: unknown };
+  pgbench?: { targets: Record<string, { medianTps: number | null }> } | null;
+  footprint: { processes: FootprintProcess[] } | null;
+  saturation?: { leaderChanges: unknown } | null;
+  errors: Array<{ measurement: string; message: string }>;
+}
+
+interface BenchReport {
+  kind: string;
+  quick: boolean;
+  systems: SystemReport[];
+}
+
+void describe('npm run bench -- --quick', { timeout: RUN_TIMEOUT_MS + KILL_GRACE_MS + 120_000 }, () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pgpilot-bench-test-'));
+  const out = path.join(dir, 'bench.json');
+
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  void it('measures pgpilot and Patroni tuned, and leaves nothing running', async () => {
+    const run = await runBench(['--quick', '--out', out]);
+    const tail = `${run.stderr.split('\n').slice(-40).join('\n')}\n${run.stdout}`;
+    assert.equal(run.timedOut, false, `the quick bench did not finish within ${RUN_TIMEOUT_MS / 60_000} min:\n${tail}`);
+    assert.equal(run.code, 0, `bench exited ${run.code ?? run.signal}:\n${tail}`);
+
+    const report = JSON.parse(await readFile(out, 'utf8')) as BenchReport;
+    assert.equal(report.kind, 'bench');
+    assert.equal(report.quick, true);
+
+    const pgpilot = report.systems.find((s) => s.system === 'pgpilot' && s.profile === 'default');
+    assert.ok(pgpilot, 'no pgpilot entry in the report');
+    assert.deepEqual(pgpilot.errors, [], 'pgpilot measurements failed');
+    const failover = pgpilot.failover.samplesMs[0];
+    assert.ok(typeof failover === 'number' && Number.isFinite(failover) && failover > 0 && failover < 60_000, `pgpilot failover sample: ${String(failover)}`);
+    assert.equal(typeof pgpilot.switchover.failedAttempts, 'number', 'pgpilot switchover failedAttempts');
+    for (const target of ['direct', 'proxy', 'haproxy']) {
+      const tps = pgpilot.pgbench?.targets[target]?.medianTps;
+      assert.ok(typeof tps === 'number' && tps > 0, `pgpilot pgbench ${target}: ${String(tps)}`);
+    }
+    assert.ok(pgpilot.footprint?.processes.some((p) => p.label === 'agent'), 'pgpilot footprint has no agent');
+    assert.equal(typeof pgpilot.saturation?.leaderChanges, 'number', 'pgpilot saturation leaderChanges');
+
+    const tuned = report.systems.find((s) => s.system === 'patroni' && s.profile === 'tuned');
+    assert.ok(tuned, 'no Patroni tuned entry in the report');
+    assert.ok(typeof tuned.bootstrapMs === 'number' && tuned.bootstrapMs > 0, `Patroni tuned bootstrapMs: ${String(tuned.bootstrapMs)} (errors: ${JSON.stringify(tuned.errors)})`);
+    const patroniFailover = tuned.failover.samplesMs[0];
+    assert.ok(
+      typeof patroniFailover === 'number' && Number.isFinite(patroniFailover) && patroniFailover > 0,
+      `Patroni tuned failover sample: ${String(patroniFailover)} (errors: ${JSON.stringify(tuned.errors)})`,
+    );
+
+    const pids = report.systems.flatMap((s) => (s.footprint?.processes ?? []).map((p) => ({ ...p, system: `${s.system} ${s.profile}` })));
+    assert.ok(pids.length > 0, 'no footprint PIDs recorded');
+    await waitUntil(
+      () => `the footprint processes to be gone: ${pids.filter((p) => isPidAlive(p.pid)).map((p) => `${p.system} ${p.node}/${p.label} ${p.pid}`).join(', ')}`,
+      () => Promise.resolve(pids.every((p) => !isPidAlive(p.pid))),
+      10_000,
+      200,
+    );
+  });
+});
