@@ -17,6 +17,7 @@ import { run } from '../../src/cli/commands/haproxy-config.js';
 import type { Output } from '../../src/cli/output.js';
 import { PgpilotError } from '../../src/shared/errors.js';
 import { clusterManifest } from '../builders/manifest-builder.js';
+import { section, servers } from '../helpers/haproxy-sections.js';
 
 function nodes(count: number): HaproxyNode[] {
   return Array.from({ length: count }, (_, i) => ({ name: `node${i + 1}`, host: '127.0.0.1', pgPort: 25432 + i, apiPort: 28008 + i }));
@@ -24,19 +25,6 @@ function nodes(count: number): HaproxyNode[] {
 
 function input(overrides: Partial<HaproxyConfigInput> = {}): HaproxyConfigInput {
   return { cluster: 'demo', bindHost: '127.0.0.1', primaryPort: 25000, replicaPort: 25001, nodes: nodes(3), ...overrides };
-}
-
-/** The lines of one `listen NAME` section (up to the next blank line). */
-function section(config: string, name: string): string[] {
-  const lines = config.split('\n');
-  const start = lines.indexOf(`listen ${name}`);
-  assert.notEqual(start, -1, `section ${name} missing in:\n${config}`);
-  const end = lines.indexOf('', start);
-  return lines.slice(start + 1, end === -1 ? undefined : end).map((l) => l.trim());
-}
-
-function servers(lines: string[]): string[] {
-  return lines.filter((l) => l.startsWith('server '));
 }
 
 function assertInputInvalid(fn: () => unknown, message: RegExp): void {

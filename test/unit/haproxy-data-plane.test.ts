@@ -28,6 +28,7 @@ import {
 import { bindPortsOf, checkHaproxyConfig } from '../../src/proxy/haproxy-process.js';
 import { desiredRoutes, knownTargets } from '../../src/proxy/routes.js';
 import { DEFAULT_NOW_MS, memberRecord, primaryRecord, reachable } from '../builders/observation-builder.js';
+import { section, servers } from '../helpers/haproxy-sections.js';
 
 type Applied = Parameters<typeof planPortCommands>[4];
 
@@ -44,19 +45,6 @@ function layout(overrides: Partial<DataPlaneLayout> = {}): DataPlaneLayout {
     slotCount: 3,
     ...overrides,
   };
-}
-
-/** The lines of one `listen NAME` section (up to the next blank line), trimmed. */
-function section(config: string, name: string): string[] {
-  const lines = config.split('\n');
-  const start = lines.indexOf(`listen ${name}`);
-  assert.notEqual(start, -1, `section ${name} missing in:\n${config}`);
-  const end = lines.indexOf('', start);
-  return lines.slice(start + 1, end === -1 ? undefined : end).map((l) => l.trim());
-}
-
-function servers(lines: string[]): string[] {
-  return lines.filter((l) => l.startsWith('server '));
 }
 
 const a: ServerTarget = { name: 'a', host: '127.0.0.1', port: 5001 };
