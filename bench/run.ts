@@ -7,7 +7,9 @@
  *
  * Sequentially, in one process: pgpilot (default timing), Patroni (default), Patroni (tuned to
  * pgpilot's lease/loop). Each: create (bootstrap time), N unplanned failovers (leader agent +
- * postmaster SIGKILLed), 3 postgres crashes, 3 planned switchovers, idle footprint, destroy;
+ * postmaster SIGKILLed), for systems with node-local sidecars (pgpilot's fencing watchdog) 3 host
+ * losses (every HA process of the node + postmaster SIGKILLed: only the lease TTL ends the lead),
+ * 3 postgres crashes, 3 planned switchovers, idle footprint, destroy;
  * pgpilot also pgbench -S (direct / proxy / HAProxy) and a saturation run (pgbench TPC-B at the
  * leader while roles are polled). `--quick` is a smoke run (1 of each, short windows, Patroni
  * tuned only) that writes its JSON to the temp directory.
@@ -59,6 +61,7 @@ interface Options {
   quick: boolean;
   systems: System[];
   reps: number;
+  hostLosses: number;
   crashes: number;
   switchovers: number;
   pgbenchSeconds: number;
@@ -74,6 +77,12 @@ interface SystemReport {
   settings: Record<string, unknown>;
   bootstrapMs: number | null;
   failover: { samplesMs: number[]; medianMs: number | null; maxMs: number | null; failedAttempts: number | null; samples: FailoverSample[] };
+  /**
+   * Whole-host loss: every HA process of the leader's node and its postmaster SIGKILLed at once
+   * (pgpilot: agent + fencing watchdog). Only for systems with node-local sidecars; for Patroni the
+   * unplanned failover above is already that case.
+   */
+  hostLoss?: { samplesMs: number[]; medianMs: number | null; maxMs: number | null; failedAttempts: number | null; samples: FailoverSample[] } | null;
   postgresCrash: { samplesMs: number[]; medianMs: number | null; maxMs: number | null; failedAttempts: number | null; sameLeader: boolean[]; samples: CrashSample[] };
   switchover: {
     unavailableMs: number | null;
@@ -130,6 +139,7 @@ function parseOptions(): Options {
     quick,
     systems: [...new Set(systems)] as System[],
     reps: positiveInt('reps', values.reps, quick ? 1 : 5),
+    hostLosses: quick ? 1 : 3,
     crashes: quick ? 1 : 3,
     switchovers: quick ? 1 : 3,
     pgbenchSeconds: quick ? 5 : 15,
@@ -301,6 +311,18 @@ async function runSystem(plan: Plan, options: Options): Promise<SystemReport> {
     Object.assign(report.failover, summarize(report.failover.samplesMs));
     report.failover.failedAttempts = failovers.length === 0 ? null : sum(failovers.map((s) => s.failedAttempts));
 
+    if (cluster.sidecarPids !== undefined) {
+      const hostLoss = { samplesMs: [] as number[], medianMs: null, maxMs: null, failedAttempts: null as number | null, samples: [] as FailoverSample[] };
+      for (let i = 1; i <= options.hostLosses; i += 1) {
+        const sample = await step(`host loss ${i}/${options.hostLosses}`, () => measureUnplannedFailover(cluster, log, 120_000, 'host'));
+        if (sample !== null) hostLoss.samples.push(sample);
+      }
+      hostLoss.samplesMs = hostLoss.samples.map((s) => s.ms);
+      Object.assign(hostLoss, summarize(hostLoss.samplesMs));
+      hostLoss.failedAttempts = hostLoss.samples.length === 0 ? null : sum(hostLoss.samples.map((s) => s.failedAttempts));
+      report.hostLoss = hostLoss;
+    }
+
     for (let i = 1; i <= options.crashes; i += 1) {
       const sample = await step(`postgres crash ${i}/${options.crashes}`, () => measurePostgresCrash(cluster, log));
       if (sample !== null) report.postgresCrash.samples.push(sample);
@@ -389,6 +411,16 @@ function renderTable(reports: SystemReport[]): string {
         }),
     ],
     ['  failed conns during failovers', (p) => cell(p, (r) => (r.failover.failedAttempts === null ? '-' : String(r.failover.failedAttempts)))],
+    [
+      'host loss median / max (n)',
+      (p) =>
+        cell(p, (r) => {
+          const h = r.hostLoss;
+          if (h === undefined || h === null) return '= failover';
+          const failed = failedWhen(r, 'host loss') ? ' +errors' : '';
+          return h.samplesMs.length === 0 ? `FAILED${failed}` : `${secs(h.medianMs)} / ${secs(h.maxMs)} (${h.samplesMs.length})${failed}`;
+        }),
+    ],
     [
       'postgres crash (same leader)',
       (p) =>

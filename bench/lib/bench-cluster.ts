@@ -46,6 +46,11 @@ export interface BenchCluster {
   waitHealthy(timeoutMs: number): Promise<BenchNode[]>;
   /** Planned switchover from the current leader to any healthy replica; resolves when the system reports it done. */
   switchover(): Promise<void>;
+  /**
+   * Node-local processes of the HA system besides the agent and postgres, which a whole-host loss
+   * kills too (pgpilot: the fencing watchdog). Absent or empty: the agent is all there is (Patroni).
+   */
+  sidecarPids?(node: BenchNode): number[];
   /** Starts again a node whose agent and postgres were killed (the node rejoins as a replica). */
   restartNode(name: string): Promise<void>;
   /** The system's own processes per node, for footprint: agent (and helper processes, labelled). */

@@ -279,15 +279,24 @@ function nodeByPort(nodes: readonly BenchNode[], port: number | null): string | 
 }
 
 /** The leader's agent and postmaster PIDs, each checked to be alive (and the postmaster to be postgres) before any signal. */
-function killablePids(leader: BenchNode, withAgent: boolean): { agentPid: number | null; postmasterPid: number } {
+/**
+ * What a kill takes down: 'postgres' the postmaster alone; 'agent' the HA agent process with its
+ * postmaster (an agent crash: node-local helpers such as pgpilot's watchdog survive and may act);
+ * 'host' everything of the HA system on the node at once (agent, its sidecars, postmaster), as a
+ * machine that dies would: only the lease TTL can end the old lead then.
+ */
+export type KillScope = 'postgres' | 'agent' | 'host';
+
+function killablePids(cluster: BenchCluster, leader: BenchNode, scope: KillScope): { agentPid: number | null; sidecarPids: number[]; postmasterPid: number } {
   const postmasterPid = leader.postmasterPid;
   if (postmasterPid === null || !isAlive(postmasterPid) || readStat(postmasterPid)?.comm !== 'postgres') {
     throw new Error(`${leader.name}: no live postmaster PID to kill (reported ${postmasterPid ?? 'none'})`);
   }
-  if (!withAgent) return { agentPid: null, postmasterPid };
+  if (scope === 'postgres') return { agentPid: null, sidecarPids: [], postmasterPid };
   const agentPid = leader.agentPid;
   if (agentPid === null || !isAlive(agentPid)) throw new Error(`${leader.name}: no live agent PID to kill (reported ${agentPid ?? 'none'})`);
-  return { agentPid, postmasterPid };
+  const sidecarPids = scope === 'host' ? (cluster.sidecarPids?.(leader) ?? []) : [];
+  return { agentPid, sidecarPids, postmasterPid };
 }
 
 export interface OutageSample {
@@ -318,7 +327,7 @@ function outageOf(probe: WriteProbe, t0: number, recovered: Attempt, nodes: read
 const HEALTHY_TIMEOUT_MS = 180_000;
 const REJOIN_TIMEOUT_MS = 300_000;
 
-async function killAndMeasure(cluster: BenchCluster, withAgent: boolean, deadlineMs: number, log: Log, onKilled: (node: string) => void): Promise<OutageSample> {
+async function killAndMeasure(cluster: BenchCluster, scope: KillScope, deadlineMs: number, log: Log, onKilled: (node: string) => void): Promise<OutageSample> {
   await abortable(cluster.waitHealthy(HEALTHY_TIMEOUT_MS));
   const probe = new WriteProbe(cluster);
   await probe.start();
@@ -326,15 +335,18 @@ async function killAndMeasure(cluster: BenchCluster, withAgent: boolean, deadlin
     await probe.waitForCommits(5, 30_000);
     const nodes = await cluster.nodes();
     const leader = leaderOf(nodes);
-    const { agentPid, postmasterPid } = killablePids(leader, withAgent);
+    const { agentPid, sidecarPids, postmasterPid } = killablePids(cluster, leader, scope);
     throwIfAborted();
+    // Sidecars first, so none of them sees the agent die and acts on it (a host loss leaves no one).
+    for (const pid of sidecarPids) process.kill(pid, 'SIGKILL');
     if (agentPid !== null) process.kill(agentPid, 'SIGKILL');
     process.kill(postmasterPid, 'SIGKILL');
     const t0 = now();
     onKilled(leader.name);
-    log(`  killed ${leader.name}: ${agentPid === null ? '' : `agent ${agentPid} + `}postmaster ${postmasterPid}`);
+    const sidecars = sidecarPids.length === 0 ? '' : `sidecars ${sidecarPids.join(',')} + `;
+    log(`  killed ${leader.name}: ${sidecars}${agentPid === null ? '' : `agent ${agentPid} + `}postmaster ${postmasterPid}`);
     const recovered = await waitFor(
-      () => `a successful write after killing ${leader.name}'s ${withAgent ? 'agent and postgres' : 'postgres'} (last error: ${probe.attempts.at(-1)?.error ?? '-'})`,
+      () => `a successful write after killing ${leader.name}'s ${scope === 'postgres' ? 'postgres' : scope === 'agent' ? 'agent and postgres' : 'HA processes and postgres'} (last error: ${probe.attempts.at(-1)?.error ?? '-'})`,
       () => probe.firstSuccessSince(t0),
       deadlineMs,
     );
@@ -358,12 +370,17 @@ export interface FailoverSample extends OutageSample {
  * A failover that was measured but whose node did not rejoin returns the sample with rejoinError
  * set (the caller records that as a failure of its own); no failover at all throws.
  */
-export async function measureUnplannedFailover(cluster: BenchCluster, log: Log, deadlineMs = 120_000): Promise<FailoverSample> {
+export async function measureUnplannedFailover(
+  cluster: BenchCluster,
+  log: Log,
+  deadlineMs = 120_000,
+  scope: Exclude<KillScope, 'postgres'> = 'agent',
+): Promise<FailoverSample> {
   let killed: string | null = null;
   let sample: OutageSample | null = null;
   let failure: unknown = null;
   try {
-    sample = await killAndMeasure(cluster, true, deadlineMs, log, (node) => {
+    sample = await killAndMeasure(cluster, scope, deadlineMs, log, (node) => {
       killed = node;
     });
   } catch (error) {
@@ -402,7 +419,7 @@ export async function measurePostgresCrash(cluster: BenchCluster, log: Log, dead
   let sample: OutageSample | null = null;
   let failure: unknown = null;
   try {
-    sample = await killAndMeasure(cluster, false, deadlineMs, log, () => undefined);
+    sample = await killAndMeasure(cluster, 'postgres', deadlineMs, log, () => undefined);
   } catch (error) {
     failure = error;
   }

@@ -63,7 +63,7 @@ function describe(nodes: readonly BenchNode[]): string {
 /** Label of an agent helper process: the watchdog is `node .../cli.js watchdog`. */
 function labelOf(stat: ProcStat): string {
   const argv = readCmdline(stat.pid);
-  if (/\bcli\.js watchdog\b/.test(argv)) return 'watchdog';
+  if (/\b(cli|watchdog)\.js watchdog\b/.test(argv)) return 'watchdog';
   if (stat.comm === 'haproxy' || /\bhaproxy\b/.test(argv)) return 'haproxy';
   return stat.comm;
 }
@@ -131,6 +131,14 @@ export class PgpilotBenchCluster implements BenchCluster {
     this.log(`pgpilot: starting ${name} again (pgpilot start)`);
     const result = await runCli(['start', this.name, '--json', '--timeout', '300'], { home: this.home, timeoutMs: 330_000 });
     if (result.code !== 0) throw cliFailure(`start (to restart ${name})`, result);
+  }
+
+  /** The fencing watchdog of the node's agent (it outlives an agent killed alone, see src/agent/watchdog.ts). */
+  sidecarPids(node: BenchNode): number[] {
+    if (node.agentPid === null) return [];
+    return descendants(node.agentPid, (s) => s.comm === 'postgres')
+      .filter((child) => labelOf(child) === 'watchdog')
+      .map((child) => child.pid);
   }
 
   async footprintPids(): Promise<Array<{ node: string; label: string; pid: number }>> {

@@ -19,6 +19,8 @@ import { boostControlPlane } from '../shared/priority.js';
 import os from 'node:os';
 import { pino } from 'pino';
 import { buildApi } from '../api/build-api.js';
+import { HttpPeerProbe } from './http-peer-probe.js';
+import { HttpPeerPositions } from './http-peer-positions.js';
 import type { AgentConfig } from '../config/schema.js';
 import { clusterSecretsSchema } from '../config/schema.js';
 import { parseConfig } from '../config/load.js';
@@ -64,6 +66,7 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     // The lean entry next to the CLI's (dist/src/bin/watchdog.js), not the whole CLI.
     cliEntry: path.join(path.dirname(options.cliEntry), 'watchdog.js'),
     logFile: path.join(config.nodeDir, 'watchdog.log'),
+    etcdEndpoints: config.etcdEndpoints,
     onError: (message) => log.error({ err: message }, 'the fencing watchdog is gone; a frozen leader could not be fenced'),
   });
   // Event-loop stalls delay lease renewals, health answers and proxied bytes alike: log them, so
@@ -192,8 +195,11 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     log: log.child({ component: 'ha' }),
     memory,
     metrics,
+    peerProbe: new HttpPeerProbe(secrets.apiToken),
+    peerPositions: new HttpPeerPositions(),
     fenceGuard: {
-      arm: (pid, deadlineEpochMs) => watchdog.arm(pid, deadlineEpochMs, config.dataDir),
+      // The lease travels with the heartbeat: a watchdog that outlives this agent releases it.
+      arm: (pid, deadlineEpochMs) => watchdog.arm(pid, deadlineEpochMs, config.dataDir, memory.leaseId),
       disarm: () => watchdog.disarm(),
     },
   });
@@ -209,6 +215,8 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
       memory.restartRequested = true;
       loop.wake();
     },
+    answerFailsafe: (request) => loop.answerFailsafe(request),
+    walPosition: () => loop.walPosition(),
     metrics,
   });
   await api.listen({ host: config.listenAddress, port: config.apiPort });

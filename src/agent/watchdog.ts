@@ -11,28 +11,40 @@
  * - It never kills a PID whose command line does not contain the data directory it was armed with
  *   (PIDs get reused): ownership is checked right before the SIGKILL, and an arm whose marker is not
  *   an absolute path is rejected, so a marker can never match "anything".
- * - Closing its input without a `disarm` does not drop the fence: an armed watchdog whose input ends
- *   keeps waiting until the deadline and fires then; it exits once disarmed-and-closed or
+ * - Its input ending without a `disarm` means the agent is gone (killed, crashed: the kernel closes
+ *   the pipe; a planned stop always disarms first). An armed watchdog then fences at once instead of
+ *   waiting for the deadline: the agent that fed it is not coming back in this process, and a
+ *   leader's postgres must not outlive its agent. It exits once disarmed-and-closed or
  *   fired-and-closed.
- * - It is a direct child of the agent with a parent-death SIGKILL (setpriv), like the postmaster,
- *   so an agent killed with -9 takes both with it; it runs in its own session so signals aimed at the
- *   agent's terminal or process group (Ctrl-C, `kill -STOP -<pgid>`) do not reach it.
+ * - Lease release (agent crash fast path): after it has fenced (postmaster and every backend
+ *   SIGKILLed and *proven gone*), it revokes the agent's lease through etcd's HTTP gateway, so the
+ *   leader key disappears now rather than when the lease would run out and a replica takes over in
+ *   about a second. Safe because nothing of the old primary can accept a write any more; when the
+ *   kill cannot be proven, nothing is released and the lease simply expires. Releasing is best
+ *   effort (etcd unreachable: the lease expires as before). A whole-host loss kills the watchdog
+ *   too: then only the lease TTL ends the old lead.
+ * - It is a child of the agent but NOT tied to it by a parent-death signal (it must outlive an agent
+ *   killed with -9 to do the above); its input closing is its parent-death signal, and it always
+ *   exits after that in bounded time. It runs in its own session so signals aimed at the agent's
+ *   terminal or process group (Ctrl-C, `kill -STOP -<pgid>`) do not reach it.
  *
  * Protocol (one command per line on the watchdog's stdin):
  *   `arm <postmasterPid> <deadlineEpochMs> <dataDir>`   (dataDir is the rest of the line)
  *   `disarm`
+ *   `lease <leaseId>`   (decimal etcd lease ID of the agent; released after a fence)
  * Both processes read the same host wall clock, so the epoch deadline means the same instant to both.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { open } from 'node:fs/promises';
+import { open, readdir, readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { SystemClock, type Clock } from '../shared/clock.js';
 import { errorMessage, PgpilotError } from '../shared/errors.js';
-import { isOwnedProcessAlive } from '../shared/pid.js';
+import { isOwnedProcessAlive, isPidRunning } from '../shared/pid.js';
 
 export type WatchdogCommand =
   | { kind: 'arm'; postmasterPid: number; deadlineEpochMs: number; dataDir: string }
-  | { kind: 'disarm' };
+  | { kind: 'disarm' }
+  | { kind: 'lease'; leaseId: string };
 
 export type WatchdogState =
   | { kind: 'disarmed' }
@@ -66,12 +78,24 @@ export function formatDisarm(): string {
   return 'disarm\n';
 }
 
+/** etcd lease IDs are positive int64 values, written in decimal. */
+const LEASE_ID = /^[1-9][0-9]{0,18}$/;
+
+/** The `lease` line (with its newline). Throws on an ID etcd could not have granted. */
+export function formatLease(leaseId: string): string {
+  if (!LEASE_ID.test(leaseId)) throw new RangeError(`watchdog: invalid lease id ${JSON.stringify(leaseId)}`);
+  return `lease ${leaseId}\n`;
+}
+
 const ARM_LINE = /^arm[ \t]+(\d+)[ \t]+(\d+)[ \t]+(\/.*)$/;
+const LEASE_LINE = /^lease[ \t]+(\d+)$/;
 
 /** One protocol line (with or without its line ending) to a command; null for anything else. */
 export function parseWatchdogCommand(line: string): WatchdogCommand | null {
   const text = line.trim();
   if (text === 'disarm') return { kind: 'disarm' };
+  const lease = LEASE_LINE.exec(text);
+  if (lease !== null) return LEASE_ID.test(lease[1] ?? '') ? { kind: 'lease', leaseId: lease[1] ?? '' } : null;
   const match = ARM_LINE.exec(text);
   if (match === null) return null;
   const postmasterPid = Number(match[1]);
@@ -91,21 +115,63 @@ export interface RunWatchdogOptions {
   input: Readable;
   clock: Clock;
   log: (line: string) => void;
-  /** Sends SIGKILL to the postmaster; default `process.kill(pid, 'SIGKILL')` (a vanished PID is fine). */
-  kill?: (pid: number) => void;
+  /**
+   * SIGKILLs the postmaster and returns every PID it signalled (default `killPostmasterTree`: the
+   * postmaster and its backends); a returned void means just `[pid]`. A vanished PID is fine.
+   */
+  kill?: (pid: number) => Promise<readonly number[]> | readonly number[] | void;
+  /** True once every PID is gone (exited or a zombie); default polls /proc. */
+  allGone?: (pids: readonly number[]) => Promise<boolean>;
+  /** How long to wait for the killed processes to disappear before giving up on releasing. */
+  goneTimeoutMs?: number;
+  /** Revokes the agent's etcd lease (best effort, bounded); absent: leases are never released. */
+  releaseLease?: (leaseId: string) => Promise<void>;
   /** Whether `pid` still runs with `marker` in its command line; default src/shared/pid.ts. */
   isOwned?: (pid: number, marker: string) => Promise<boolean>;
   /** Longest pause between deadline checks; default 100 ms. */
   pollMs?: number;
 }
 
-function defaultKill(pid: number): void {
+function signal(pid: number, name: NodeJS.Signals): void {
   try {
-    process.kill(pid, 'SIGKILL');
+    process.kill(pid, name);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
   }
 }
+
+/** The PIDs whose parent is `pid` (from /proc/<n>/stat, field 4). */
+async function childrenOf(pid: number): Promise<number[]> {
+  const children: number[] = [];
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => null);
+    if (stat === null) continue;
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid === pid) children.push(Number(entry));
+  }
+  return children;
+}
+
+/**
+ * SIGKILLs a postmaster and its children. Backends run in sessions of their own, so they are found
+ * by parent PID; the postmaster is stopped first so that it cannot fork a new one (or die and have
+ * its children re-parented) between the listing and the kill.
+ */
+export async function killPostmasterTree(pid: number): Promise<number[]> {
+  signal(pid, 'SIGSTOP');
+  const children = await childrenOf(pid);
+  signal(pid, 'SIGKILL');
+  for (const child of children) signal(child, 'SIGKILL');
+  return [pid, ...children];
+}
+
+async function defaultAllGone(pids: readonly number[]): Promise<boolean> {
+  for (const pid of pids) if (await isPidRunning(pid)) return false;
+  return true;
+}
+
+const DEFAULT_GONE_TIMEOUT_MS = 5_000;
 
 function defaultIsOwned(pid: number, marker: string): Promise<boolean> {
   return isOwnedProcessAlive({ pid, marker });
@@ -121,8 +187,11 @@ function isoTime(epochMs: number): string {
  */
 export async function runWatchdog(options: RunWatchdogOptions): Promise<void> {
   const { input, clock, log } = options;
-  const kill = options.kill ?? defaultKill;
+  const kill = options.kill ?? killPostmasterTree;
+  const allGone = options.allGone ?? defaultAllGone;
+  const goneTimeoutMs = options.goneTimeoutMs ?? DEFAULT_GONE_TIMEOUT_MS;
   const isOwned = options.isOwned ?? defaultIsOwned;
+  let leaseId: string | null = null;
   const pollMs = Math.max(1, options.pollMs ?? DEFAULT_POLL_MS);
 
   let state: WatchdogState = { kind: 'disarmed' };
@@ -134,6 +203,11 @@ export async function runWatchdog(options: RunWatchdogOptions): Promise<void> {
   let wake = new AbortController();
 
   const apply = (command: WatchdogCommand): void => {
+    if (command.kind === 'lease') {
+      if (command.leaseId !== leaseId) log(`lease ${command.leaseId}`);
+      leaseId = command.leaseId;
+      return;
+    }
     if (command.kind === 'disarm') {
       if (state.kind === 'armed') log(`disarmed (postmaster ${state.postmasterPid})`);
       state = { kind: 'disarmed' };
@@ -176,9 +250,7 @@ export async function runWatchdog(options: RunWatchdogOptions): Promise<void> {
     closed = true;
     // A final line without its newline still counts.
     if (pending.trim() !== '') onData('\n');
-    if (state.kind === 'armed') {
-      log(`input closed while armed: still fencing postmaster ${state.postmasterPid} at ${isoTime(state.deadlineEpochMs)}`);
-    }
+    if (state.kind === 'armed') log(`input closed while armed: the agent is gone; fencing postmaster ${state.postmasterPid} now`);
     wake.abort();
   };
   const onError = (error: Error): void => {
@@ -197,9 +269,10 @@ export async function runWatchdog(options: RunWatchdogOptions): Promise<void> {
     for (;;) {
       const current = currentState();
       const verdict = watchdogVerdict(current, clock.nowMs());
-      if (verdict === 'fire' && current.kind === 'armed') {
+      // The agent is gone (input closed while armed): nobody will renew the lease, fence now.
+      if ((verdict === 'fire' || (closed && verdict === 'waiting')) && current.kind === 'armed') {
         // Always changes the state (or a command did meanwhile), so this cannot spin.
-        await fire(current);
+        await fire(current, verdict === 'fire' ? 'deadline' : 'agent-gone');
         continue;
       }
       if (verdict === 'idle' && closed) {
@@ -218,29 +291,54 @@ export async function runWatchdog(options: RunWatchdogOptions): Promise<void> {
     input.off('error', onError);
   }
 
-  async function fire(armed: Extract<WatchdogState, { kind: 'armed' }>): Promise<void> {
+  async function fire(armed: Extract<WatchdogState, { kind: 'armed' }>, why: 'deadline' | 'agent-gone'): Promise<void> {
     const owned = await isOwned(armed.postmasterPid, armed.dataDir);
     // A command that arrived during the check wins and the loop judges it afresh: a fresh arm comes
     // from a lease renewal the agent just made (if its deadline has passed too, it fires next turn),
     // and a disarm means the agent fenced or stopped postgres itself.
     if (currentState() !== armed) return;
     state = { kind: 'disarmed' };
-    const deadline = isoTime(armed.deadlineEpochMs);
+    const because =
+      why === 'deadline'
+        ? `lease deadline ${isoTime(armed.deadlineEpochMs)} passed ${clock.nowMs() - armed.deadlineEpochMs} ms ago without a heartbeat`
+        : 'the agent is gone';
     if (!owned) {
-      log(
-        `lease deadline ${deadline} passed without a heartbeat, but pid ${armed.postmasterPid} no longer runs ` +
-          `with ${armed.dataDir} in its command line: nothing to kill; disarmed`,
-      );
+      log(`${because}, but pid ${armed.postmasterPid} no longer runs with ${armed.dataDir} in its command line: nothing to kill; disarmed`);
+      // Already gone (an agent killed with -9 takes its postmaster with it): as fenced as can be.
+      if (why === 'agent-gone') await release(armed, []);
       return;
     }
+    let killed: readonly number[];
     try {
-      kill(armed.postmasterPid);
-      log(
-        `lease deadline ${deadline} passed ${clock.nowMs() - armed.deadlineEpochMs} ms ago without a heartbeat: ` +
-          `SIGKILLed postmaster ${armed.postmasterPid} (${armed.dataDir}); disarmed`,
-      );
+      killed = (await kill(armed.postmasterPid)) ?? [armed.postmasterPid];
+      log(`${because}: SIGKILLed postmaster ${armed.postmasterPid} (${armed.dataDir}) and ${killed.length - 1} other postgres processes; disarmed`);
     } catch (error) {
-      log(`lease deadline ${deadline} passed but SIGKILL of postmaster ${armed.postmasterPid} failed: ${errorMessage(error)}; disarmed`);
+      log(`${because} but SIGKILL of postmaster ${armed.postmasterPid} failed: ${errorMessage(error)}; disarmed`);
+      return;
+    }
+    await release(armed, killed);
+  }
+
+  /** Revokes the lease once every killed process is proven gone; otherwise leaves it to expire. */
+  async function release(armed: Extract<WatchdogState, { kind: 'armed' }>, killed: readonly number[]): Promise<void> {
+    if (options.releaseLease === undefined || leaseId === null) return;
+    const pids = [...new Set([armed.postmasterPid, ...killed])];
+    const deadlineMs = clock.nowMs() + goneTimeoutMs;
+    let gone = await allGone(pids);
+    while (!gone && clock.nowMs() < deadlineMs) {
+      await clock.sleep(Math.min(pollMs, 20));
+      gone = await allGone(pids);
+    }
+    if (!gone) {
+      log(`postgres processes ${pids.join(', ')} still exist after ${goneTimeoutMs} ms: not releasing lease ${leaseId}; it expires by itself`);
+      return;
+    }
+    const id = leaseId;
+    try {
+      await options.releaseLease(id);
+      log(`postgres is gone: released lease ${id} so that another member can take over now`);
+    } catch (error) {
+      log(`could not release lease ${id} (${errorMessage(error)}); it expires by itself`);
     }
   }
 }
@@ -250,6 +348,8 @@ export interface WatchdogStartOptions {
   cliEntry: string;
   /** The watchdog's stdout and stderr are appended here. */
   logFile: string;
+  /** etcd client URLs: the watchdog releases the agent's lease there after fencing a gone agent. */
+  etcdEndpoints?: readonly string[];
   /** Called once when the watchdog is found dead or unwritable (the fence is gone until restarted). */
   onError?: (message: string) => void;
   clock?: Clock;
@@ -269,6 +369,7 @@ export class WatchdogClient {
   private exited = false;
   private stopping = false;
   private reported = false;
+  private lastLeaseId: string | null = null;
   private readonly exitWaiters = new Set<() => void>();
 
   private constructor(child: ChildProcess, clock: Clock, onError: (message: string) => void) {
@@ -284,12 +385,18 @@ export class WatchdogClient {
     child.stdin?.on('error', (error) => this.report(`watchdog input failed: ${error.message}`));
   }
 
-  /** Spawns `setpriv --pdeathsig KILL -- node <cliEntry> watchdog` and resolves once it runs. */
+  /**
+   * Spawns `node <cliEntry> watchdog [--etcd-endpoints a,b]` and resolves once it runs. No
+   * parent-death signal on purpose: it must outlive an agent killed with -9 to fence and release
+   * (see the invariants at the top); it exits by itself once its input closes.
+   */
   static async start(options: WatchdogStartOptions): Promise<WatchdogClient> {
     const log = await open(options.logFile, 'a', 0o640);
+    const args = [options.cliEntry, 'watchdog'];
+    if (options.etcdEndpoints !== undefined && options.etcdEndpoints.length > 0) args.push('--etcd-endpoints', options.etcdEndpoints.join(','));
     let child: ChildProcess;
     try {
-      child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', process.execPath, options.cliEntry, 'watchdog'], {
+      child = spawn(process.execPath, args, {
         stdio: ['pipe', log.fd, log.fd],
         // Own session: Ctrl-C or a group stop aimed at the agent must not reach the fence.
         detached: true,
@@ -298,11 +405,7 @@ export class WatchdogClient {
       await new Promise<void>((resolve, reject) => {
         child.once('spawn', resolve);
         child.once('error', (error: NodeJS.ErrnoException) => {
-          reject(
-            error.code === 'ENOENT'
-              ? new PgpilotError('BINARY_MISSING', 'setpriv was not found', { hint: 'install util-linux (setpriv) with scripts/setup.sh' })
-              : new PgpilotError('INTERNAL', `could not start the watchdog: ${error.message}`, { cause: error }),
-          );
+          reject(new PgpilotError('INTERNAL', `could not start the watchdog: ${error.message}`, { cause: error }));
         });
       });
     } finally {
@@ -313,7 +416,7 @@ export class WatchdogClient {
     return new WatchdogClient(child, options.clock ?? new SystemClock(), options.onError ?? (() => {}));
   }
 
-  /** The watchdog's PID (setpriv execs node, so this is the watchdog itself). */
+  /** The watchdog's PID. */
   get pid(): number {
     return this.child.pid ?? -1;
   }
@@ -323,8 +426,15 @@ export class WatchdogClient {
     return !this.exited && stdin !== null && stdin.writable && !stdin.destroyed;
   }
 
-  /** Heartbeat: (re)arms with a fresh deadline. False when the line could not be handed over. */
-  arm(postmasterPid: number, deadlineEpochMs: number, dataDir: string): boolean {
+  /**
+   * Heartbeat: (re)arms with a fresh deadline, telling the watchdog the agent's current lease first
+   * when it changed. False when a line could not be handed over.
+   */
+  arm(postmasterPid: number, deadlineEpochMs: number, dataDir: string, leaseId: string | null = null): boolean {
+    if (leaseId !== null && leaseId !== this.lastLeaseId) {
+      if (!this.send(formatLease(leaseId))) return false;
+      this.lastLeaseId = leaseId;
+    }
     return this.send(formatArm(postmasterPid, deadlineEpochMs, dataDir));
   }
 

@@ -15,6 +15,11 @@ import type { LoopSnapshot } from '../ha/loop.js';
 import type { DynamicConfig } from '../config/schema.js';
 import { lsnDiffBytes } from '../shared/lsn.js';
 import { isAuthorized } from './auth.js';
+import { z } from 'zod';
+import type { FailsafeAnswer, FailsafeRequest } from '../ha/failsafe.js';
+import type { PeerPosition } from '../ha/sync-set.js';
+
+const failsafeRequestSchema = z.object({ leader: z.string().min(1), holdMs: z.number().int().min(1).max(600_000) }).strict();
 
 export interface ApiDeps {
   snapshot(): LoopSnapshot;
@@ -23,8 +28,12 @@ export interface ApiDeps {
   apiToken: string;
   /** Records a restart request and wakes the HA loop; the agent, not the API, acts on it. */
   requestRestart(): void;
+  /** POST /failsafe (failsafe mode): the HA loop's answer to a failsafe leader; absent: 404. */
+  answerFailsafe?: (request: FailsafeRequest) => FailsafeAnswer;
   /** GET /metrics; absent: 404. */
   metrics?: MetricsEndpoint;
+  /** GET /wal-position (sync mode elections): this node's live position, null when postgres does not run; absent: 404. */
+  walPosition?: () => Promise<PeerPosition | null>;
 }
 
 export interface MetricsEndpoint {
@@ -76,11 +85,34 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     };
   });
 
+  // Sync mode (src/ha/sync-set.ts): a candidate asks every member of the synchronous set for its
+  // position after the leader key went free. Read live from postgres (never the loop's snapshot),
+  // so the answer is newer than the question. Read-only, no secrets: no token.
+  app.get('/wal-position', async (_request, reply) => {
+    if (deps.walPosition === undefined) return reply.code(404).send({ error: 'wal positions are not served by this agent' });
+    const position = await deps.walPosition().catch(() => null);
+    if (position === null) return reply.code(503).send({ error: 'postgres is not running' });
+    return reply.code(200).send(position);
+  });
+
   app.get('/metrics', async (_request, reply) => {
     const metrics = deps.metrics;
     if (metrics === undefined) return reply.code(404).send({ error: 'metrics are not enabled on this agent' });
     const text = await metrics.render();
     return reply.code(200).header('content-type', metrics.contentType).send(text);
+  });
+
+  // Failsafe mode (src/ha/failsafe.ts): a leader that lost etcd asks this member to accept it; an
+  // accepted request is a promise not to race for the leader key, so it needs the token.
+  app.post('/failsafe', async (request, reply) => {
+    if (!isAuthorized(request.headers.authorization, deps.apiToken)) {
+      return reply.code(401).send({ error: 'missing or wrong API token', hint: 'send Authorization: Bearer <apiToken from secrets.json>' });
+    }
+    if (deps.answerFailsafe === undefined) return reply.code(404).send({ error: 'failsafe answers are not enabled on this agent' });
+    const parsed = failsafeRequestSchema.safeParse(request.body);
+    if (!parsed.success) return reply.code(400).send({ error: 'expected {leader, holdMs}' });
+    const answer = deps.answerFailsafe(parsed.data);
+    return reply.code(answer.accepted ? 200 : 409).send(answer);
   });
 
   app.post('/restart', async (request, reply) => {

@@ -18,6 +18,7 @@ import * as connectCommand from '../cli/commands/connect.js';
 import * as agentCommand from '../cli/commands/agent.js';
 import * as switchoverCommand from '../cli/commands/switchover.js';
 import * as eventsCommand from '../cli/commands/events.js';
+import * as configCommand from '../cli/commands/config.js';
 import * as watchdogCommand from '../cli/commands/watchdog.js';
 import * as restartCommand from '../cli/commands/restart.js';
 import * as haproxyConfigCommand from '../cli/commands/haproxy-config.js';
@@ -214,6 +215,79 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
       ),
     );
 
+  const configGroup = program
+    .command('config')
+    .description('show or change the dynamic cluster config in etcd (sync mode, timing, failover lag limit, failsafe)')
+    .addHelpText('after', examples('pgpilot config show demo', 'pgpilot config update demo --synchronous quorum'));
+  configGroup
+    .command('show')
+    .description('print the dynamic cluster config')
+    .argument('<name>', 'cluster name')
+    .option('--json', 'print JSON')
+    .addOption(homeOption())
+    .addHelpText('after', examples('pgpilot config show demo', 'pgpilot config show demo --json | jq .synchronous'))
+    .action(
+      wrap(async (name: string, opts: HomeOption & { json?: boolean }) => configCommand.runShow({ home: resolveHome(opts.home), name, json: opts.json === true }, output)),
+    );
+  configGroup
+    .command('update')
+    .description('change settings of the dynamic cluster config (validated as a whole; prints what changed)')
+    .argument('<name>', 'cluster name')
+    .addOption(new Option('--synchronous <mode>', 'synchronous replication: off, or quorum (ANY k of the healthy replicas confirm each commit)').choices(['off', 'quorum']))
+    .option('--synchronous-strict', 'sync mode: when no synchronous replica is left, writes block (no silent fall-back to async)')
+    .option('--no-synchronous-strict', 'sync mode: when no synchronous replica is left, commit asynchronously (default)')
+    .option('--synchronous-node-count <k>', 'sync mode: replicas that must confirm each commit (k in ANY k)', parseInteger('--synchronous-node-count'))
+    .option('--ttl-seconds <n>', 'leader lease TTL', parseInteger('--ttl-seconds'))
+    .option('--loop-wait-ms <n>', 'HA loop interval (less than half the TTL)', parseInteger('--loop-wait-ms'))
+    .option('--maximum-lag-on-failover-bytes <n>', 'a replica further behind may not be promoted', parseInteger('--maximum-lag-on-failover-bytes'))
+    .option('--failsafe', 'a leader that loses etcd keeps running while it reaches every member')
+    .option('--no-failsafe', 'a leader that loses etcd fences at its lease deadline (default)')
+    .option('--json', 'print the changes and the resulting config as JSON')
+    .addOption(homeOption())
+    .addHelpText(
+      'after',
+      examples(
+        'pgpilot config update demo --synchronous quorum',
+        'pgpilot config update demo --synchronous quorum --synchronous-node-count 2 --synchronous-strict',
+        'pgpilot config update demo --synchronous off',
+        'pgpilot config update demo --ttl-seconds 10 --loop-wait-ms 2000 --json',
+      ),
+    )
+    .action(
+      wrap(
+        async (
+          name: string,
+          opts: HomeOption & {
+            synchronous?: string;
+            synchronousStrict?: boolean;
+            synchronousNodeCount?: number;
+            ttlSeconds?: number;
+            loopWaitMs?: number;
+            maximumLagOnFailoverBytes?: number;
+            failsafe?: boolean;
+            json?: boolean;
+          },
+        ) =>
+          configCommand.runUpdate(
+            {
+              home: resolveHome(opts.home),
+              name,
+              json: opts.json === true,
+              updates: {
+                synchronous: opts.synchronous,
+                synchronousStrict: opts.synchronousStrict,
+                synchronousNodeCount: opts.synchronousNodeCount,
+                ttlSeconds: opts.ttlSeconds,
+                loopWaitMs: opts.loopWaitMs,
+                maximumLagOnFailoverBytes: opts.maximumLagOnFailoverBytes,
+                failsafe: opts.failsafe,
+              },
+            },
+            output,
+          ),
+      ),
+    );
+
   program
     .command('events')
     .description('show the cluster event log: role changes, switchovers, failovers, fencing, rejoins')
@@ -302,6 +376,7 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
   program
     .command('watchdog', { hidden: true })
     .description('fencing watchdog fed by the agent over stdin (started by the agent, not by hand)')
+    .option('--etcd-endpoints <urls>', 'comma-separated etcd client URLs: release the agent lease there after fencing')
     .action(wrap(async () => watchdogCommand.run()));
 
   return program;

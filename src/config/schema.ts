@@ -118,7 +118,16 @@ export const dynamicConfigSchema = z
     loopWaitMs: z.number().int().min(100).max(60_000).default(1000),
     /** A replica further behind than this (bytes) is not eligible for promotion. */
     maximumLagOnFailoverBytes: z.number().int().min(0).default(16 * 1024 * 1024),
+    /**
+     * `quorum`: the leader keeps `synchronous_standby_names = ANY k (...)` over its healthy
+     * replicas and publishes the set under /sync; only members of that set may be promoted
+     * (src/ha/sync-set.ts, docs/ha-loop.md "Synchronous mode").
+     */
     synchronous: z.enum(['off', 'quorum']).default('off'),
+    /** Sync mode: when no synchronous replica is left, keep the set (writes block) instead of degrading to async. */
+    synchronousStrict: z.boolean().default(false),
+    /** Sync mode: k in `ANY k (...)`, the number of replicas that must confirm each commit. */
+    synchronousNodeCount: z.number().int().min(1).max(16).default(1),
     failsafe: z.boolean().default(false),
     postgresql: z
       .object({

@@ -7,7 +7,9 @@
  *   config            JSON dynamic cluster config
  *   initialize        system identifier of the bootstrapped cluster (create-if-absent); while a
  *                     node runs initdb it holds `pending:<node>` on that node's lease
- *   sync, failover, history, status/lastLsn: see architecture.md
+ *   sync              JSON { leader, members, quorum }: the published synchronous set (sync mode),
+ *                     written only by the leader, compare-and-set (src/ha/sync-set.ts); no lease
+ *   failover, history, status/lastLsn: see architecture.md
  *   events            JSON list of cluster events (role changes, switchovers, fencing, rejoins)
  */
 

@@ -41,7 +41,17 @@ export type Action =
   /** Leader only: a physical replication slot for every other member. */
   | { kind: 'sync-slots' }
   /** Leader only: record our WAL position under /status/lastLsn. */
-  | { kind: 'publish-leader-lsn' };
+  | { kind: 'publish-leader-lsn' }
+  /**
+   * Leader only (sync mode): `synchronous_standby_names = ANY quorum (names)` ('' when names is
+   * empty) with ALTER SYSTEM + reload. decide orders it against `publish-sync-set` (src/ha/sync-set.ts).
+   */
+  | { kind: 'set-sync-standbys'; names: string[]; quorum: number }
+  /**
+   * Leader only (sync mode): write /sync = { leader: self, members, quorum }, compare-and-set on the
+   * value this tick observed (`expected`, null: absent), so a stale leader cannot overwrite a newer set.
+   */
+  | { kind: 'publish-sync-set'; members: string[]; quorum: number; expected: string | null };
 
 export type ActionKind = Action['kind'];
 

@@ -2,7 +2,10 @@
  * What an agent remembers between ticks and nothing else does: its lease, whether it holds the
  * leader key on that lease, when it last renewed, which upstream its postgres was configured for,
  * and whether its postmaster last exited without being asked to (a crash).
+ * For failsafe mode it also keeps the latest all-members check (leader side) and the promise
+ * not to race that it gave a failsafe leader (member side); see src/ha/failsafe.ts.
  */
+import type { FailsafeAck, FailsafeCheck } from './failsafe.js';
 
 export interface AgentMemory {
   leaseId: string | null;
@@ -23,8 +26,16 @@ export interface AgentMemory {
   notStreamingSinceMs: number | null;
   /** An operator asked (REST POST /restart) for a restart of postgres in its current role. */
   restartRequested: boolean;
+  /** Last time etcd showed a leader key (any node), for the `not-streaming` eligibility measure. */
+  lastLeaderSeenMs: number | null;
+  /** Highest timeline this running standby reported, per postmaster (a standby whose stream dropped reports its last restartpoint's). */
+  standbyTimeline: { pid: number; timeline: number } | null;
+  /** Failsafe (leader side): the latest check of every member's REST API while etcd was unreachable. */
+  failsafe: FailsafeCheck | null;
+  /** Failsafe (member side): this node promised a failsafe leader not to race for the key until `untilMs`. */
+  failsafeAck: FailsafeAck | null;
 }
 
 export function freshAgentMemory(): AgentMemory {
-  return { leaseId: null, leaseTtlSeconds: null, leaseGrantedMs: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false, consecutiveCrashes: 0, lastHealthyMs: null, notStreamingSinceMs: null, restartRequested: false };
+  return { leaseId: null, leaseTtlSeconds: null, leaseGrantedMs: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false, consecutiveCrashes: 0, lastHealthyMs: null, notStreamingSinceMs: null, restartRequested: false, lastLeaderSeenMs: null, standbyTimeline: null, failsafe: null, failsafeAck: null };
 }

@@ -9,16 +9,24 @@
  * 2. A primary that cannot prove it holds the key stops accepting writes: when etcd is
  *    unreachable it fences itself once its own lease deadline (last renewal + TTL - margin)
  *    passes, before any other node can take the key; when another node leads, it demotes.
+ *    Failsafe mode (opt-in) replaces the lease by an all-members check (src/ha/failsafe.ts): every
+ *    member promised not to race for longer than the permission that check grants.
  * 3. Only the best-ranked eligible candidate takes a free leader key, unless a live operator
  *    intent names the node (switchover target, or a forced failover).
+ * 4. Sync mode (src/ha/sync-set.ts): every acknowledged commit is on `quorum` members of the
+ *    published set; only a member of it that knows fresh positions of enough members (and is not
+ *    behind any) takes a free key, and it publishes an empty set of its own before promoting.
  */
 import type { Action, Decision } from './actions.js';
 import type { Candidate } from './election.js';
-import { ineligibility, rankCandidates } from './election.js';
+import { candidateOfRecord, highestKnownTimeline, ineligibility, notStreamingLimitMs, notStreamingMsOf, rankCandidates, type ClusterFacts } from './election.js';
+import { failsafeAckActive, type FailsafeCheck } from './failsafe.js';
 import type { Observation } from './observation.js';
 import type { MemberRecord } from './member-record.js';
 import { isIntentLive, liveIntent, type FailoverIntent } from './intent.js';
 import { INITIALIZE_PENDING_PREFIX } from '../dcs/keys.js';
+import { nextSyncStep, parseStandbyNames, syncPromotionCheck } from './sync-set.js';
+import { maxLsn } from '../shared/lsn.js';
 
 /** A leader fences this long before its lease would expire, to absorb clock-rate and I/O delays. */
 export function fenceMarginMs(ttlSeconds: number): number {
@@ -65,15 +73,51 @@ export function decide(obs: Observation): Decision {
   }
 }
 
-/** Rule A: etcd cannot be reached. Nobody changes roles; a primary fences before its lease ends. */
+/**
+ * Failsafe mode: until when an all-members check lets this primary keep running (the lease
+ * arithmetic from the check's start); null when some member did not answer or refused.
+ */
+export function failsafeDeadlineMs(check: FailsafeCheck): number | null {
+  if (check.unreachable.length > 0) return null;
+  return check.checkedAtMs + check.holdMs - fenceMarginMs(check.holdMs / 1000);
+}
+
+/** The failsafe permission in force now (failsafe on, a check where every member accepted, not past its deadline). */
+function failsafeHolds(obs: Observation): { deadlineMs: number; members: number } | null {
+  if (!obs.config.failsafe || obs.failsafe === undefined || obs.failsafe === null) return null;
+  const deadlineMs = failsafeDeadlineMs(obs.failsafe);
+  if (deadlineMs === null || obs.nowMs >= deadlineMs) return null;
+  return { deadlineMs, members: obs.failsafe.reachable.length };
+}
+
+/**
+ * Rule A: etcd cannot be reached. Nobody changes roles; a primary fences before its lease ends,
+ * unless failsafe mode is on and every member it last saw in etcd answered the loop's last check
+ * (src/ha/failsafe.ts: each of them promised not to race while that check's permission lasts).
+ */
 function decideWithoutDcs(obs: Observation, error: string): Decision {
   const isWritablePrimary = obs.pg.kind === 'running' && !obs.pg.inRecovery;
   if (!isWritablePrimary) return decision(`etcd unreachable (${error}); keeping current role`);
+  const failsafe = failsafeHolds(obs);
+  const keepOnFailsafe = (why: string) =>
+    decision(`etcd unreachable ${why}; failsafe: all ${failsafe?.members ?? 0} other members answered: keeping the primary for ${(failsafe?.deadlineMs ?? 0) - obs.nowMs} ms`);
   if (!obs.lease.holdsLeader || obs.lease.lastRenewedMs === null) {
+    // The lease is gone (etcd came back, the key could not be re-taken, etcd went away again).
+    if (failsafe !== null) return keepOnFailsafe('without a leader lease');
     return decision('etcd unreachable and no leader lease: fencing', { kind: 'fence', reason: 'primary without a leader lease' });
   }
   const deadlineMs = leaseDeadlineMs(obs.lease.lastRenewedMs, obs.lease.ttlSeconds);
   if (obs.nowMs >= deadlineMs) {
+    if (failsafe !== null) return keepOnFailsafe('past the lease deadline');
+    if (obs.config.failsafe) {
+      const check = obs.failsafe ?? null;
+      const why =
+        check === null ? 'no check of the members' : check.unreachable.length > 0 ? `not confirmed by ${check.unreachable.join(', ')}` : 'the last check of the members is too old';
+      return decision(`etcd unreachable past the lease deadline; failsafe: ${why}: fencing`, {
+        kind: 'fence',
+        reason: `leader lease could not be renewed before its deadline (failsafe: ${why})`,
+      });
+    }
     return decision('etcd unreachable past the lease deadline: fencing', {
       kind: 'fence',
       reason: 'leader lease could not be renewed before its deadline',
@@ -159,7 +203,8 @@ function decideStopped(obs: Observation, dcs: Reachable, pg: Stopped): Decision 
   // checkpoint: no member on the same timeline can have WAL it lacks, so it may reclaim the lead
   // without a promotion (same timeline, same roles after `stop` + `start`).
   // Only for a fresh agent: a primary this agent demoted competes like any other member.
-  if (pg.cleanShutdownPrimary && obs.lastHealthyMs === null && obs.tags.nofailover !== true) {
+  // A promise to a failsafe leader (src/ha/failsafe.ts) keeps this node out of the race, C8 included.
+  if (pg.cleanShutdownPrimary && obs.lastHealthyMs === null && obs.tags.nofailover !== true && !failsafeAckActive(obs.failsafeAck, obs.nowMs)) {
     const higher = dcs.members.find((m) => m.name !== obs.node && m.timeline !== null && pg.timeline !== null && m.timeline > pg.timeline);
     if (higher === undefined) {
       return decision('no leader; this node shut down cleanly as primary: taking the lead', { kind: 'acquire-leader' }, {
@@ -183,7 +228,14 @@ function decideRunning(obs: Observation, dcs: Reachable, pg: Running): Decision 
     if (!obs.lease.holdsLeader) {
       return decision('leader key left by a previous run of this node: releasing it', { kind: 'release-stale-leader' });
     }
-    if (pg.inRecovery) return decision('holding the leader key: promoting', { kind: 'promote' });
+    if (pg.inRecovery) {
+      // Sync mode: the set published for an earlier term must not outlive this promotion (see decideElection).
+      const set = dcs.sync?.set ?? null;
+      if (obs.config.synchronous === 'quorum' && (set === null || set.leader !== obs.node || set.members.length > 0)) {
+        return decision('holding the leader key: emptying the synchronous set, then promoting', { kind: 'publish-sync-set', members: [], quorum: 0, expected: dcs.sync?.raw ?? null }, { kind: 'promote' });
+      }
+      return decision('holding the leader key: promoting', { kind: 'promote' });
+    }
     return decideLeading(obs, dcs);
   }
   if (dcs.leader !== null) {
@@ -207,9 +259,10 @@ function decideRunning(obs: Observation, dcs: Reachable, pg: Running): Decision 
 
 /** Rule D3: this node leads. Carry out an intent addressed to it, clear finished or stale ones. */
 function decideLeading(obs: Observation, dcs: Reachable): Decision {
-  const routine: Action[] = [{ kind: 'sync-slots' }, { kind: 'publish-leader-lsn' }];
+  const sync = decideSyncSet(obs, dcs);
+  const routine: Action[] = [...sync.actions, { kind: 'sync-slots' }, { kind: 'publish-leader-lsn' }];
   const intent = dcs.intent;
-  if (intent === null) return decision('leading', ...routine);
+  if (intent === null) return decision(sync.summary === '' ? 'leading' : `leading; ${sync.summary}`, ...routine);
   if (!isIntentLive(intent, obs.nowMs)) {
     return decision(`leading; clearing a stale ${intent.kind} intent`, { kind: 'clear-intent', intent, completed: false }, ...routine);
   }
@@ -219,28 +272,126 @@ function decideLeading(obs: Observation, dcs: Reachable): Decision {
   return decision(`leading after a ${intent.kind}; clearing the intent`, { kind: 'clear-intent', intent, completed: true }, ...routine);
 }
 
+/**
+ * Rule D3s (sync mode, src/ha/sync-set.ts): one step per tick towards the synchronous set, in the
+ * order that keeps "every acknowledged commit is on q members of the published set". With sync
+ * mode off, a set this leader managed is retired: /sync emptied first, then
+ * synchronous_standby_names cleared (only a value in pgpilot's own format).
+ */
+function decideSyncSet(obs: Observation, dcs: Reachable): { actions: Action[]; summary: string } {
+  const published = dcs.sync ?? null;
+  const state = obs.leaderSync ?? null;
+  const expected = published?.raw ?? null;
+  if (obs.config.synchronous !== 'quorum') {
+    if (published === null) return { actions: [], summary: '' };
+    const set = published.set;
+    if (set === null || set.leader !== obs.node || set.members.length > 0) {
+      return { actions: [{ kind: 'publish-sync-set', members: [], quorum: 0, expected }], summary: 'sync mode off: emptying the published synchronous set' };
+    }
+    const own = state === null ? null : parseStandbyNames(state.standbyNames);
+    if (own !== null && own.names.length > 0) {
+      return { actions: [{ kind: 'set-sync-standbys', names: [], quorum: 0 }], summary: 'sync mode off: clearing synchronous_standby_names' };
+    }
+    return { actions: [], summary: '' };
+  }
+  if (state === null) return { actions: [], summary: 'sync: replication state not read this tick' };
+  const step = nextSyncStep({
+    self: obs.node,
+    strict: obs.config.synchronousStrict,
+    nodeCount: obs.config.synchronousNodeCount,
+    published: published?.set ?? null,
+    standbys: parseStandbyNames(state.standbyNames),
+    replication: state.replication,
+    members: dcs.members,
+    appliedLsn: state.appliedLsn,
+  });
+  switch (step.kind) {
+    case 'set-standbys':
+      return { actions: [{ kind: 'set-sync-standbys', names: step.names, quorum: step.quorum }], summary: step.summary };
+    case 'publish':
+      return { actions: [{ kind: 'publish-sync-set', members: step.members, quorum: step.quorum, expected }], summary: step.summary };
+    case 'wait':
+    case 'steady':
+      return { actions: [], summary: step.summary };
+  }
+}
+
 /** Rule E: running, no leader. Only the best eligible candidate (or the intent's target) takes the key. */
 function decideElection(obs: Observation, dcs: Reachable, pg: Running): Decision {
   const stayPut: Action[] = pg.inRecovery ? [] : [{ kind: 'demote' }];
-  const take: Action[] = pg.inRecovery ? [{ kind: 'acquire-leader' }, { kind: 'promote' }] : [{ kind: 'acquire-leader' }];
+  const syncMode = obs.config.synchronous === 'quorum';
+  // Sync mode: the new leader publishes an empty set (its own) after taking the key and before it
+  // can acknowledge a commit, so no member of the old set may promote on the old set's strength
+  // while this node's commits are not on them (sync-set.ts).
+  const emptySync: Action[] = syncMode ? [{ kind: 'publish-sync-set', members: [], quorum: 0, expected: dcs.sync?.raw ?? null }] : [];
+  const take: Action[] = pg.inRecovery
+    ? [{ kind: 'acquire-leader' }, ...emptySync, { kind: 'promote' }]
+    : [{ kind: 'acquire-leader' }, ...emptySync];
+  // E0: etcd is back and this primary kept running on failsafe: its lease (and key) expired
+  // meanwhile, and every member promised not to race while its permission lasts: take the key
+  // back now, before any other rule (ranking ties, intents) could hand it to another node.
+  if (!pg.inRecovery && failsafeHolds(obs) !== null) {
+    return decision('no leader; etcd is back and this primary kept running on failsafe: taking the leader key back', { kind: 'acquire-leader' });
+  }
+  // E0b: this node promised a failsafe leader to stay out of the race (it answered its check).
+  if (failsafeAckActive(obs.failsafeAck, obs.nowMs)) {
+    return decision(`no leader; failsafe: promised ${obs.failsafeAck.leader} to stay out of the race for ${obs.failsafeAck.untilMs - obs.nowMs} ms`, ...stayPut);
+  }
   const intent = liveIntent(dcs.intent, obs.nowMs);
+  // Intents keep their behaviour: the named target takes the key whatever its eligibility (the
+  // CLI refuses a `nofailover` target up front; a forced failover may knowingly override lag).
   if (intent !== null && intent.to === obs.node) {
+    // Sync mode: only a member of the published set may be made leader, even on request (the CLI
+    // refuses such a target up front; this covers an intent written by hand or a set that changed).
+    const set = dcs.sync?.set ?? null;
+    if (syncMode && (set === null || !set.members.includes(obs.node))) {
+      return decision(`no leader; ${intent.kind} target, but not in the synchronous set (${set?.members.join(', ') || 'empty'}): refusing to lead`, ...stayPut);
+    }
     return decision(`no leader; this node is the ${intent.kind} target: taking the lead`, ...take);
   }
   const other = intentForOther(obs, dcs);
   if (other !== null) return decision(`no leader; ${other.kind} to ${other.to ?? 'another node'} in progress: waiting`, ...stayPut);
-  const self: Candidate = { name: obs.node, timeline: pg.timeline, lsn: pg.lsn, tags: obs.tags };
-  const reason = ineligibility(self, dcs.lastLeaderLsn, obs.config.maximumLagOnFailoverBytes);
+  // Self-check and ranking use the same rules and facts every other node (and `status`) applies to
+  // this node's published record: election.ts `ineligibility`.
+  const facts: ClusterFacts = {
+    highestTimeline: highestKnownTimeline(dcs.members, dcs.historyTimeline),
+    notStreamingLimitMs: notStreamingLimitMs(obs.config.ttlSeconds),
+  };
+  const notStreamingMs = notStreamingMsOf({
+    nowMs: obs.nowMs,
+    isStandby: pg.inRecovery,
+    notStreamingSinceMs: obs.notStreamingSinceMs,
+    lastLeaderSeenMs: obs.lastLeaderSeenMs ?? null,
+    leaderInSight: false,
+  });
+  const self: Candidate = { name: obs.node, timeline: pg.timeline, lsn: pg.lsn, tags: obs.tags, notStreamingMs };
+  const reason = ineligibility(self, dcs.lastLeaderLsn, obs.config.maximumLagOnFailoverBytes, facts);
   if (reason !== null) return decision(`no leader; not eligible (${reason})`, ...stayPut);
   // A fresh agent, or one whose lease had expired (an etcd outage longer than the TTL: every member
   // record expired with it), waits one TTL before racing, so that the others have re-published
   // their positions and a cleanly shut-down former primary can reclaim the lead first.
   const graceEndsMs = Math.max(obs.agentStartedMs, obs.lease.grantedMs ?? 0) + obs.config.ttlSeconds * 1000;
   if (intent === null && pg.inRecovery && obs.nowMs < graceEndsMs) return decision(`no leader; start-up grace for ${graceEndsMs - obs.nowMs} ms`);
+  if (syncMode) {
+    // Sync mode replaces the ranking: only members of the published set compete, and only one that
+    // has fresh positions of enough of them to be sure it holds every acknowledged commit.
+    const tags = new Map(dcs.members.map((m) => [m.name, m.tags] as const));
+    tags.set(obs.node, obs.tags);
+    const tieBreak = (a: string, b: string): number => {
+      const priority = (tags.get(b)?.priority ?? 0) - (tags.get(a)?.priority ?? 0);
+      return priority !== 0 ? priority : a < b ? -1 : a > b ? 1 : 0;
+    };
+    const own = { name: obs.node, timeline: pg.timeline, lsn: maxLsn(pg.lsn, pg.receiveLsn) };
+    const verdict = syncPromotionCheck(own, dcs.sync?.set ?? null, obs.peerPositions ?? [], tieBreak);
+    if (verdict.kind === 'refused') return decision(`no leader; sync mode: not promoting (${verdict.reason})`, ...stayPut);
+    return pg.inRecovery
+      ? decision('no leader; sync mode: holds every acknowledged commit: taking the lead and promoting', ...take)
+      : decision('no leader; sync mode: holds every acknowledged commit, already primary: taking the lead', ...take);
+  }
   const others: Candidate[] = dcs.members
     .filter((m) => m.name !== obs.node && m.role !== 'stopped' && m.state === 'running')
     .map(candidateOf);
-  const ranked = rankCandidates([self, ...others], dcs.lastLeaderLsn, obs.config.maximumLagOnFailoverBytes);
+  const ranked = rankCandidates([self, ...others], dcs.lastLeaderLsn, obs.config.maximumLagOnFailoverBytes, facts);
   const best = ranked[0];
   if (best === undefined || best.name !== obs.node) {
     return decision(`no leader; ${best?.name ?? 'another node'} is the better candidate`, ...stayPut);
@@ -259,7 +410,7 @@ export function divergedAfterMs(obs: Observation): number {
 }
 
 function candidateOf(member: MemberRecord): Candidate {
-  return { name: member.name, timeline: member.timeline, lsn: member.lsn, tags: member.tags };
+  return candidateOfRecord(member);
 }
 
 function leaderMember(dcs: Reachable): MemberRecord | null {

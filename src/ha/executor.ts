@@ -22,6 +22,7 @@ import { CATCH_UP_TIMEOUT_MS, type FailoverIntent } from './intent.js';
 import { parseMemberRecord, type MemberRecord } from './member-record.js';
 import { rankCandidates } from './election.js';
 import type { HaMetrics } from './ha-metrics.js';
+import { formatStandbyNames, formatSyncSet } from './sync-set.js';
 
 export interface ExecutorDeps {
   node: string;
@@ -219,6 +220,26 @@ export class Executor {
       case 'publish-leader-lsn':
         if (obs.pg.kind === 'running' && obs.pg.lsn !== null) await dcs.put(keys.lastLsn, obs.pg.lsn);
         return { kind: 'done' };
+      case 'set-sync-standbys': {
+        if (!memory.holdsLeader) return { kind: 'skip-rest', reason: 'only the leader sets synchronous_standby_names' };
+        const value = formatStandbyNames({ names: action.names, quorum: action.quorum });
+        await pg.setSynchronousStandbyNames(value);
+        this.deps.log.info({ synchronousStandbyNames: value }, 'synchronous_standby_names changed');
+        return { kind: 'done' };
+      }
+      case 'publish-sync-set': {
+        // Only the key holder writes /sync, and only over the value it decided on: a leader that
+        // lost the key (or raced a newer leader) fails the compare-and-set and changes nothing.
+        if (!memory.holdsLeader) return { kind: 'skip-rest', reason: 'only the leader publishes the synchronous set' };
+        const value = formatSyncSet({ leader: node, members: action.members, quorum: action.quorum });
+        const written =
+          action.expected === null
+            ? await dcs.createIfAbsent(keys.sync, value)
+            : action.expected === value || (await dcs.replaceIfEquals(keys.sync, action.expected, value));
+        if (!written) return { kind: 'skip-rest', reason: 'the synchronous set changed since it was read' };
+        this.deps.log.info({ members: action.members, quorum: action.quorum }, 'synchronous set published');
+        return { kind: 'done' };
+      }
     }
   }
 
@@ -231,7 +252,10 @@ export class Executor {
   private async stepDown(intent: FailoverIntent, obs: Observation): Promise<void> {
     const { dcs, keys, pg, memory, node, clock, log } = this.deps;
     const members = obs.dcs.kind === 'reachable' ? obs.dcs.members : [];
-    const target = intent.to ?? bestReplica(members, node, obs.dcs.kind === 'reachable' ? obs.dcs.lastLeaderLsn : null);
+    // Sync mode: only a member of the published set may take over (it alone may be promoted).
+    const syncSet = obs.config.synchronous === 'quorum' && obs.dcs.kind === 'reachable' ? (obs.dcs.sync?.set ?? null) : null;
+    const eligible = obs.config.synchronous === 'quorum' ? members.filter((m) => syncSet?.members.includes(m.name) === true) : members;
+    const target = intent.to ?? bestReplica(eligible, node, obs.dcs.kind === 'reachable' ? obs.dcs.lastLeaderLsn : null);
     const abort = async (why: string, restart: boolean): Promise<void> => {
       log.warn({ why }, `${intent.kind} aborted`);
       if (restart) await pg.start('primary', null);

@@ -9,7 +9,7 @@ import { LeaseNotFoundError } from '../dcs/dcs.js';
 import { memberNameFromKey } from '../dcs/keys.js';
 import { defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig, type Tags } from '../config/schema.js';
 import { errorMessage } from '../shared/errors.js';
-import { isLsn } from '../shared/lsn.js';
+import { isLsn, maxLsn } from '../shared/lsn.js';
 import { parseJsonOrNull } from '../shared/json.js';
 import { decide, leaseDeadlineMs } from './decide.js';
 import type { Action, Decision } from './actions.js';
@@ -18,6 +18,13 @@ import { noopHaMetrics, type HaMetrics } from './ha-metrics.js';
 import type { DcsView, LocalPostgres, LongTaskState, Observation } from './observation.js';
 import { parseIntent } from './intent.js';
 import { parseMemberRecord, type MemberRecord, type ReplicationEntry } from './member-record.js';
+import { parseHistory } from './history.js';
+import { notStreamingMsOf } from './election.js';
+import { failsafeDeadlineMs, fenceMarginMs } from './decide.js';
+import { answerFailsafe, failsafeProbeTimeoutMs, type FailsafeAnswer, type FailsafeRequest, type PeerProbe } from './failsafe.js';
+import type { LeaderSyncState, PublishedSync } from './observation.js';
+import type { SynchronousState } from './postgres-node.js';
+import { parseStandbyNames, parseSyncSet, standbysInForce, type PeerPosition, type PeerPositionSource } from './sync-set.js';
 
 /** The out-of-process fence (src/agent/watchdog.ts): kills the postmaster if we stop re-arming it. */
 export interface FenceGuard {
@@ -28,6 +35,10 @@ export interface FenceGuard {
 export interface HaLoopDeps extends Omit<ExecutorDeps, 'startLongTask'> {
   /** Armed while this node leads, with the lease deadline; absent in simulations. */
   fenceGuard?: FenceGuard;
+  /** Failsafe mode: asks the other members' REST APIs while etcd is unreachable; absent: failsafe cannot hold. */
+  peerProbe?: PeerProbe;
+  /** Sync mode: asks members of the published set for their live WAL position; absent: no sync-mode promotion possible. */
+  peerPositions?: PeerPositionSource;
   host: string;
   pgPort: number;
   apiUrl: string;
@@ -54,6 +65,28 @@ const QUICK_RETICK_MS = 100;
 /** Actions a steady leader takes every tick: they do not call for a quick re-tick. */
 const ROUTINE_ACTIONS: ReadonlySet<Action['kind']> = new Set(['sync-slots', 'publish-leader-lsn']);
 const SUMMARY_REPEAT_MS = 60_000;
+/** Sync mode: time after synchronous_standby_names changed before the leader trusts it is in force everywhere. */
+const SYNC_SETTLE_MS = 100;
+
+/** The lease renewer's interval: a loop wait, at most a third of the TTL. */
+export function renewEveryMs(config: DynamicConfig): number {
+  return Math.min(config.loopWaitMs, Math.floor((config.ttlSeconds * 1000) / 3));
+}
+
+/**
+ * A tick running longer than this is taken for stuck, not slow: the renewer stops and the leader
+ * loses the lead through the usual deadline (at most this + TTL - fence margin after the tick began).
+ */
+export function maxTickForRenewalMs(config: DynamicConfig): number {
+  return Math.floor((config.ttlSeconds * 1000) / 2);
+}
+
+/** A tick this long is logged with where its time went. */
+export function slowTickMs(config: DynamicConfig): number {
+  return Math.floor((config.ttlSeconds * 1000) / 4);
+}
+/** Sync mode: how long a candidate waits for a peer's position (the election waits at most this per tick). */
+const PEER_POSITION_TIMEOUT_MS = 500;
 
 export class HaLoop {
   private readonly executor: Executor;
@@ -69,6 +102,14 @@ export class HaLoop {
   private snapshotValue: LoopSnapshot = { observation: null, decision: null, member: null, lastError: null, ticks: 0 };
   /** The last non-null leader this agent saw (leader-change counting only). */
   private lastSeenLeader: string | null = null;
+  /** Where the last tick spent its time (ms per phase), logged with a slow tick. */
+  private lastTickPhasesMs: Record<string, number> = {};
+  /** Aborted by `stop()`: ends the lease renewer's sleep. */
+  private readonly stopController = new AbortController();
+  /** When the running tick started (null between ticks): the lease renewer's liveness test. */
+  private tickStartedMs: number | null = null;
+  /** Sync mode, leader: when the current synchronous_standby_names was first seen, and the LSN once it was in force. */
+  private syncApplied: { standbyNames: string; sinceMs: number; lsn: string | null } | null = null;
   private readonly metrics: HaMetrics;
 
   constructor(private readonly deps: HaLoopDeps) {
@@ -102,6 +143,7 @@ export class HaLoop {
 
   /** Runs ticks until `stop()`; never throws (a failed tick is logged and retried next loop). */
   async run(): Promise<void> {
+    const renewer = this.runLeaseRenewer();
     while (!this.stopping) {
       let quick = false;
       const tickStartedMs = this.deps.clock.nowMs();
@@ -111,16 +153,60 @@ export class HaLoop {
         this.snapshotValue = { ...this.snapshotValue, lastError: errorMessage(error) };
         this.deps.log.error({ err: errorMessage(error) }, 'tick failed');
       }
-      this.metrics.tickFinished((this.deps.clock.nowMs() - tickStartedMs) / 1000);
+      const tickMs = this.deps.clock.nowMs() - tickStartedMs;
+      this.metrics.tickFinished(tickMs / 1000);
+      if (tickMs >= slowTickMs(this.config)) {
+        this.deps.log.warn({ tickMs, phasesMs: this.lastTickPhasesMs }, 'slow HA loop tick');
+      }
       if (this.stopping) break;
       if (this.wakeController.signal.aborted) this.wakeController = new AbortController();
       await this.deps.clock.sleep(quick ? QUICK_RETICK_MS : this.config.loopWaitMs, this.wakeController.signal);
     }
+    await renewer;
+  }
+
+  /**
+   * Keeps the lease alive while a tick runs long (a slow postgres or etcd answer under load), so a
+   * busy but working leader is not fenced for it. Invariants: it renews only while the current
+   * tick is younger than `maxTickForRenewalMs` (a loop that is stuck, not slow, stops renewing and
+   * loses the lead through the usual deadline); every renewal re-arms the fences with the deadline
+   * measured from when it was *sent*, exactly like the tick's own renewal; it never grants a lease
+   * or takes a key (lease loss is left to the tick).
+   */
+  private async runLeaseRenewer(): Promise<void> {
+    while (!this.stopping) {
+      await this.deps.clock.sleep(renewEveryMs(this.config), this.stopController.signal).catch(() => undefined);
+      if (this.stopping) break;
+      await this.renewIfTickIsSlow().catch(() => false);
+    }
+  }
+
+  /**
+   * One renewal by the lease renewer, when due: a tick is running, has run for at least one renewal
+   * interval but less than `maxTickForRenewalMs`, and the last renewal is one interval old. True when
+   * it renewed. Public so that simulations can drive it on their fake clock.
+   */
+  async renewIfTickIsSlow(): Promise<boolean> {
+    const { memory, clock } = this.deps;
+    const nowMs = clock.nowMs();
+    const everyMs = renewEveryMs(this.config);
+    const leaseId = memory.leaseId;
+    if (this.tickStartedMs === null || leaseId === null) return false;
+    const tickAgeMs = nowMs - this.tickStartedMs;
+    if (tickAgeMs < everyMs || tickAgeMs >= maxTickForRenewalMs(this.config)) return false;
+    if (memory.lastRenewedMs !== null && nowMs - memory.lastRenewedMs < everyMs) return false;
+    const sentMs = nowMs;
+    const renewed = await this.keepAlive(leaseId).catch(() => false);
+    if (!renewed || memory.leaseId !== leaseId) return false;
+    memory.lastRenewedMs = Math.max(memory.lastRenewedMs ?? 0, sentMs);
+    if (memory.holdsLeader) this.armFences(memory.lastRenewedMs, memory.leaseTtlSeconds ?? this.config.ttlSeconds, this.config.failsafe);
+    return true;
   }
 
   /** Asks `run` to return after the current tick and waits for any long task to finish. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.stopController.abort();
     this.armLocalFence(null);
     this.wake();
     if (this.longTask !== null) await this.longTask.promise.catch(() => undefined);
@@ -128,12 +214,25 @@ export class HaLoop {
 
   /** One observe -> decide -> execute -> publish pass. True when the next tick should come soon. */
   async tick(): Promise<boolean> {
+    this.tickStartedMs = this.deps.clock.nowMs();
+    try {
+      return await this.tickOnce();
+    } finally {
+      this.tickStartedMs = null;
+    }
+  }
+
+  private async tickOnce(): Promise<boolean> {
+    this.lastTickPhasesMs = {};
     const observation = await this.observe();
     this.updateFenceGuard(observation);
     const decision = decide(observation);
     this.logSummary(decision.summary, observation.nowMs);
+    const lap = this.phaseTimer();
     const outcome = decision.actions.length > 0 ? await this.executor.run(decision.actions, observation) : { kind: 'done' as const };
+    lap('execute');
     const member = await this.publish(observation);
+    lap('publish');
     if (observation.dcs.kind === 'reachable') this.lastReachable = observation.dcs;
     this.snapshotValue = {
       observation,
@@ -146,6 +245,16 @@ export class HaLoop {
     return outcome.kind === 'done' && decision.actions.some((a) => !ROUTINE_ACTIONS.has(a.kind));
   }
 
+  /** Records, under `name`, the time since the previous lap (or since the timer was made). */
+  private phaseTimer(): (name: string) => void {
+    let markMs = this.deps.clock.nowMs();
+    return (name) => {
+      const nowMs = this.deps.clock.nowMs();
+      this.lastTickPhasesMs[name] = nowMs - markMs;
+      markMs = nowMs;
+    };
+  }
+
   /**
    * While this node holds the leader key, the watchdog is armed with the same deadline decide()
    * fences at (last renewal + TTL - margin): if this process freezes and stops re-arming it, the
@@ -153,7 +262,16 @@ export class HaLoop {
    */
   private updateFenceGuard(obs: Observation): void {
     const leading = this.deps.memory.holdsLeader && obs.lease.lastRenewedMs !== null;
-    const deadlineMs = leading && obs.lease.lastRenewedMs !== null ? leaseDeadlineMs(obs.lease.lastRenewedMs, obs.lease.ttlSeconds) : null;
+    this.armFences(leading ? obs.lease.lastRenewedMs : null, obs.lease.ttlSeconds, obs.config.failsafe);
+  }
+
+  /** Arms the in-process fence and the watchdog for a leader renewed at `lastRenewedMs` (null: not leading). */
+  private armFences(lastRenewedMs: number | null, ttlSeconds: number, failsafe: boolean): void {
+    const leaseDeadline = lastRenewedMs !== null ? leaseDeadlineMs(lastRenewedMs, ttlSeconds) : null;
+    // Failsafe mode: a check in which every member promised not to race extends the deadline
+    // (decide keeps the primary running until then), so the fences must wait for it too.
+    const failsafeDeadline = failsafe && this.deps.memory.failsafe !== null ? failsafeDeadlineMs(this.deps.memory.failsafe) : null;
+    const deadlineMs = leaseDeadline === null ? failsafeDeadline : failsafeDeadline === null ? leaseDeadline : Math.max(leaseDeadline, failsafeDeadline);
     this.armLocalFence(deadlineMs);
     const guard = this.deps.fenceGuard;
     if (guard === undefined) return;
@@ -177,9 +295,10 @@ export class HaLoop {
     this.localFence = controller;
     const { clock, memory, pg, log } = this.deps;
     void clock.sleep(Math.max(0, deadlineMs - clock.nowMs()), controller.signal).then(async () => {
-      if (controller.signal.aborted || !memory.holdsLeader) return;
+      if (controller.signal.aborted || (!memory.holdsLeader && memory.failsafe === null)) return;
       log.warn({ deadlineMs }, 'lease deadline passed without a renewal: fencing now');
       memory.holdsLeader = false;
+      memory.failsafe = null;
       await pg.stop('immediate').catch((error: unknown) => log.error({ err: errorMessage(error) }, 'fencing stop failed'));
     });
   }
@@ -208,8 +327,15 @@ export class HaLoop {
   }
 
   private async observe(): Promise<Observation> {
+    const lap = this.phaseTimer();
     const dcs = await this.observeDcs();
+    lap('etcd');
     const pg = await this.observePostgres();
+    lap('postgres');
+    await this.failsafeCheck(dcs, pg);
+    const leaderSync = await this.observeLeaderSync(dcs, pg);
+    const peerPositions = await this.observePeerPositions(dcs, pg);
+    lap('peers');
     const { memory } = this.deps;
     return {
       nowMs: this.deps.clock.nowMs(),
@@ -226,12 +352,149 @@ export class HaLoop {
       notStreamingSinceMs: memory.notStreamingSinceMs,
       restartRequested: memory.restartRequested,
       consecutiveCrashes: memory.consecutiveCrashes,
+      lastLeaderSeenMs: memory.lastLeaderSeenMs,
+      failsafe: memory.failsafe,
+      failsafeAck: memory.failsafeAck,
+      leaderSync,
+      ...(peerPositions === null ? {} : { peerPositions }),
     };
   }
 
-  private async observePostgres(): Promise<LocalPostgres> {
+  /** GET /wal-position: this node's live timeline and max(receive, replay) position (null: postgres not running). */
+  async walPosition(): Promise<PeerPosition | null> {
     const pg = await this.deps.pg.observe();
+    if (pg.kind !== 'running') return null;
+    return { name: this.deps.node, timeline: pg.timeline, lsn: maxLsn(pg.lsn, pg.receiveLsn) };
+  }
+
+  /**
+   * Sync mode, on the leader's running primary: synchronous_standby_names and the walsenders, and
+   * `appliedLsn`: the leader's WAL position read at the first tick where the walsenders show the
+   * current value in force (sync_state) and at least SYNC_SETTLE_MS after it was first seen (the
+   * reload reaches every process within that). Every commit acknowledged before the new value was in
+   * force has an LSN at or below it (src/ha/sync-set.ts C2). Also read with sync mode off while a
+   * /sync key exists, so the leader can retire a set it managed.
+   */
+  private async observeLeaderSync(dcs: DcsView, pg: LocalPostgres): Promise<LeaderSyncState | null> {
+    const wanted = dcs.kind === 'reachable' && (this.config.synchronous === 'quorum' || (dcs.sync ?? null) !== null);
+    if (!wanted || !this.deps.memory.holdsLeader || pg.kind !== 'running' || pg.inRecovery) {
+      this.syncApplied = null;
+      return null;
+    }
+    let state: SynchronousState;
+    try {
+      state = await this.deps.pg.synchronousState();
+    } catch (error) {
+      this.deps.log.warn({ err: errorMessage(error) }, 'could not read the synchronous replication state');
+      return null;
+    }
+    const nowMs = this.deps.clock.nowMs();
+    if (this.syncApplied?.standbyNames !== state.standbyNames) this.syncApplied = { standbyNames: state.standbyNames, sinceMs: nowMs, lsn: null };
+    const parsed = parseStandbyNames(state.standbyNames);
+    if (this.syncApplied.lsn === null && parsed !== null && nowMs - this.syncApplied.sinceMs >= SYNC_SETTLE_MS && standbysInForce(parsed, state.standbys)) {
+      this.syncApplied.lsn = state.currentLsn;
+    }
+    return {
+      standbyNames: state.standbyNames,
+      replication: state.standbys.map((r) => ({ name: r.name, state: r.state, flushLsn: r.flushLsn })),
+      appliedLsn: this.syncApplied.lsn,
+    };
+  }
+
+  /**
+   * Sync mode, no leader, this node a running standby in the published set: ask every other member
+   * of the set for its live position, in parallel, each within PEER_POSITION_TIMEOUT_MS. Read after
+   * the leader key was seen free, so every answer is taken after the old leader stopped writing (it
+   * fences before its key can expire): fresh, as the promotion rule requires.
+   */
+  private async observePeerPositions(dcs: DcsView, pg: LocalPostgres): Promise<PeerPosition[] | null> {
+    if (this.config.synchronous !== 'quorum' || dcs.kind !== 'reachable' || dcs.leader !== null) return null;
+    if (pg.kind !== 'running' || !pg.inRecovery) return null;
+    const set = dcs.sync?.set ?? null;
+    const source = this.deps.peerPositions;
+    if (set === null || source === undefined || !set.members.includes(this.deps.node)) return null;
+    const peers = set.members
+      .filter((name) => name !== this.deps.node)
+      .map((name) => dcs.members.find((m) => m.name === name))
+      .filter((m): m is MemberRecord => m !== undefined);
+    const answers = await Promise.all(peers.map((m) => source.position({ name: m.name, apiUrl: m.apiUrl }, PEER_POSITION_TIMEOUT_MS).catch(() => null)));
+    return answers.filter((a): a is PeerPosition => a !== null && a.name !== this.deps.node);
+  }
+
+  /**
+   * Failsafe mode, leader side (src/ha/failsafe.ts): while etcd is unreachable and this node runs
+   * the primary, ask every member it last saw in etcd to accept it, in parallel, each within half
+   * the fence margin. Only a permission still in force (the lease deadline, or the last all-members
+   * check) is extended, so the members' promises never leave a gap. Cleared once the key is held
+   * again or postgres is no longer a primary.
+   */
+  private async failsafeCheck(dcs: DcsView, pg: LocalPostgres): Promise<void> {
+    const { memory, clock, node } = this.deps;
+    if (pg.kind !== 'running' || pg.inRecovery) {
+      memory.failsafe = null;
+      return;
+    }
+    if (dcs.kind === 'reachable') {
+      if (memory.holdsLeader) memory.failsafe = null;
+      return;
+    }
+    const probe = this.deps.peerProbe;
+    if (!this.config.failsafe || probe === undefined || this.lastReachable === null) return;
+    const startedMs = clock.nowMs();
+    const ttlSeconds = memory.leaseTtlSeconds ?? this.config.ttlSeconds;
+    const leaseValid = memory.holdsLeader && memory.lastRenewedMs !== null && startedMs < leaseDeadlineMs(memory.lastRenewedMs, ttlSeconds);
+    const previous = memory.failsafe === null ? null : failsafeDeadlineMs(memory.failsafe);
+    if (!leaseValid && (previous === null || startedMs >= previous)) return;
+    const request: FailsafeRequest = { leader: node, holdMs: ttlSeconds * 1000 };
+    const timeoutMs = failsafeProbeTimeoutMs(ttlSeconds);
+    const peers = this.lastReachable.members.filter((m) => m.name !== node).map((m) => ({ name: m.name, apiUrl: m.apiUrl }));
+    const answers = await Promise.all(
+      peers.map(async (peer) => {
+        try {
+          const answer = await probe.check(peer, request, timeoutMs);
+          return { name: peer.name, accepted: answer.accepted && answer.node === peer.name, reason: answer.reason };
+        } catch (error) {
+          return { name: peer.name, accepted: false, reason: errorMessage(error) };
+        }
+      }),
+    );
+    // A promise given later than the fence margin after the check started could begin after the
+    // member's previous one ended: such a check counts for nothing.
+    const tooSlow = clock.nowMs() - startedMs >= fenceMarginMs(ttlSeconds);
+    const refused = answers.filter((a) => !a.accepted || tooSlow);
+    if (refused.length > 0) this.deps.log.warn({ refused: refused.map((a) => `${a.name}: ${a.reason ?? (tooSlow ? 'check too slow' : 'refused')}`) }, 'failsafe check failed');
+    memory.failsafe = {
+      checkedAtMs: startedMs,
+      holdMs: request.holdMs,
+      reachable: answers.filter((a) => a.accepted && !tooSlow).map((a) => a.name),
+      unreachable: refused.map((a) => a.name),
+    };
+  }
+
+  /**
+   * Failsafe mode, member side: the answer to a failsafe leader's check (REST `POST /failsafe`).
+   * The promise not to race is stored before the answer leaves (src/ha/failsafe.ts).
+   */
+  answerFailsafe(request: FailsafeRequest): FailsafeAnswer {
+    const { memory, clock, node } = this.deps;
+    const pg = this.snapshotValue.observation?.pg;
+    const isPrimary = pg !== undefined && pg.kind === 'running' && !pg.inRecovery;
+    const { answer, ack } = answerFailsafe(request, {
+      node,
+      nowMs: clock.nowMs(),
+      isLeaderOrPrimary: memory.holdsLeader || isPrimary,
+      viewLeader: this.lastReachable === null ? undefined : this.lastReachable.leader,
+      ack: memory.failsafeAck,
+    });
+    memory.failsafeAck = ack;
+    if (answer.accepted) this.deps.log.info({ leader: request.leader }, 'failsafe: accepted the leader, staying out of the race');
+    return answer;
+  }
+
+  private async observePostgres(): Promise<LocalPostgres> {
     const { memory } = this.deps;
+    const pg = this.withStandbyTimeline(await this.deps.pg.observe());
+    memory.standbyTimeline = pg.kind === 'running' && pg.inRecovery ? { pid: pg.pid, timeline: pg.timeline } : null;
     if (pg.kind === 'stopped') return { ...pg, crashed: memory.crashed };
     if (pg.kind === 'running') {
       memory.crashed = false;
@@ -241,6 +504,17 @@ export class HaLoop {
     const notStreaming = pg.kind === 'running' && pg.inRecovery && pg.walReceiverStatus !== 'streaming';
     memory.notStreamingSinceMs = notStreaming ? (memory.notStreamingSinceMs ?? this.deps.clock.nowMs()) : null;
     return pg;
+  }
+
+  /**
+   * A standby reports the timeline it receives while it streams and its last restartpoint's when the
+   * stream drops (the leader died): keep the highest seen by this postmaster, so a healthy standby
+   * does not look `timeline-behind` right after losing its leader.
+   */
+  private withStandbyTimeline(pg: LocalPostgres): LocalPostgres {
+    const known = this.deps.memory.standbyTimeline;
+    if (pg.kind !== 'running' || !pg.inRecovery || known === null || known.pid !== pg.pid || known.timeline <= pg.timeline) return pg;
+    return { ...pg, timeline: known.timeline };
   }
 
   /** Renews (or re-grants) the lease first, then reads the whole cluster prefix in one request. */
@@ -263,6 +537,7 @@ export class HaLoop {
       if (leader !== this.deps.node) memory.holdsLeader = false;
       if (leader !== null && this.lastSeenLeader !== null && leader !== this.lastSeenLeader) this.metrics.leaderChanged();
       if (leader !== null) this.lastSeenLeader = leader;
+      if (leader !== null) memory.lastLeaderSeenMs = clock.nowMs();
       this.config = parseDynamicConfig(all.get(keys.config) ?? null, this.config);
       // A keep-alive never changes a lease's TTL. When the configured TTL differs from our lease's,
       // a node that does not lead takes a new lease now (its member key moves with the next
@@ -288,6 +563,8 @@ export class HaLoop {
         members,
         lastLeaderLsn: validLsnOrNull(all.get(keys.lastLsn)),
         intent: parseIntent(all.get(keys.failover) ?? null),
+        historyTimeline: parseHistory(all.get(keys.history) ?? null).at(-1)?.timeline ?? null,
+        sync: syncOf(all.get(keys.sync)),
       };
     } catch (error) {
       return { kind: 'unreachable', error: errorMessage(error) };
@@ -310,12 +587,12 @@ export class HaLoop {
   /** Writes this node's member record on its lease. Failures are logged, never fatal. */
   private async publish(obs: Observation): Promise<MemberRecord | null> {
     const { memory, dcs, keys } = this.deps;
-    const pg = await this.deps.pg.observe().catch(() => obs.pg);
+    const pg = this.withStandbyTimeline(await this.deps.pg.observe().catch(() => obs.pg));
     let replication: ReplicationEntry[] = [];
     if (memory.holdsLeader && pg.kind === 'running' && !pg.inRecovery) {
       replication = await this.deps.pg.replicationStatus().catch(() => []);
     }
-    const record = this.memberRecord(pg, replication);
+    const record = this.memberRecord(pg, replication, obs.dcs.kind === 'reachable' && obs.dcs.leader !== null);
     if (memory.leaseId === null || obs.dcs.kind === 'unreachable') return record;
     try {
       await dcs.put(keys.member(this.deps.node), JSON.stringify(record), { leaseId: memory.leaseId });
@@ -329,7 +606,7 @@ export class HaLoop {
     return record;
   }
 
-  private memberRecord(pg: LocalPostgres, replication: ReplicationEntry[]): MemberRecord {
+  private memberRecord(pg: LocalPostgres, replication: ReplicationEntry[], leaderInSight: boolean): MemberRecord {
     const d = this.deps;
     const task = this.longTask?.kind ?? null;
     // Fields of a member whose postgres does not answer; each state below overrides what it knows.
@@ -381,6 +658,13 @@ export class HaLoop {
           receiveLsn: pg.receiveLsn,
           following: pg.inRecovery ? d.memory.configuredUpstream : null,
           streaming: pg.inRecovery && pg.walReceiverStatus === 'streaming',
+          notStreamingMs: notStreamingMsOf({
+            nowMs: d.clock.nowMs(),
+            isStandby: pg.inRecovery,
+            notStreamingSinceMs: d.memory.notStreamingSinceMs,
+            lastLeaderSeenMs: d.memory.lastLeaderSeenMs,
+            leaderInSight,
+          }),
           systemIdentifier: pg.systemIdentifier,
         };
     }
@@ -399,6 +683,10 @@ export class HaLoop {
       this.deps.log.warn({ err: errorMessage(error) }, 'could not release etcd keys on stop; they expire with the lease');
     }
   }
+}
+
+function syncOf(raw: string | undefined): PublishedSync | null {
+  return raw === undefined ? null : { raw, set: parseSyncSet(raw) };
 }
 
 function validLsnOrNull(text: string | undefined): string | null {

@@ -47,6 +47,12 @@ export const memberRecordSchema = z.object({
   /** The leader this replica streams from, when streaming. */
   following: z.string().nullable(),
   streaming: z.boolean(),
+  /**
+   * How long this standby had not been streaming while it still saw a leader key (ms, its own
+   * clock; 0 while streaming; null: unknown or not a standby). The `not-streaming` eligibility rule
+   * (election.ts) judges it; absent from older agents.
+   */
+  notStreamingMs: z.number().nullable().optional(),
   /** True for a data directory that was cleanly shut down as a primary (nothing can be ahead of it on its timeline). */
   cleanShutdownPrimary: z.boolean(),
   tags: tagsSchema,

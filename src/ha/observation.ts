@@ -7,6 +7,8 @@
 import type { DynamicConfig, Tags } from '../config/schema.js';
 import type { MemberRecord } from './member-record.js';
 import type { FailoverIntent } from './intent.js';
+import type { FailsafeAck, FailsafeCheck } from './failsafe.js';
+import type { PeerPosition, SyncReplica, SyncSet } from './sync-set.js';
 
 export type DcsView =
   | {
@@ -19,8 +21,27 @@ export type DcsView =
       lastLeaderLsn: string | null;
       /** The operator's switchover/failover intent, live or stale (decide checks its age). */
       intent: FailoverIntent | null;
+      /** The timeline of the last promotion in the history key (eligibility: `timeline-behind`); absent/null: unknown. */
+      historyTimeline?: number | null;
+      /** The published synchronous set under /sync (sync mode, src/ha/sync-set.ts); absent/null: none. */
+      sync?: PublishedSync | null;
     }
   | { kind: 'unreachable'; error: string };
+
+/** /sync as read: the raw value (the leader replaces it by compare-and-set) and its parse (null: malformed). */
+export interface PublishedSync {
+  raw: string;
+  set: SyncSet | null;
+}
+
+/** Sync mode, leader side: what the local primary's replication looks like this tick (src/ha/sync-set.ts). */
+export interface LeaderSyncState {
+  /** synchronous_standby_names as postgres shows it. */
+  standbyNames: string;
+  replication: readonly SyncReplica[];
+  /** Leader WAL position observed once the current synchronous_standby_names was in force; null: not yet. */
+  appliedLsn: string | null;
+}
 
 export type LocalPostgres =
   | { kind: 'no-data' }
@@ -86,4 +107,20 @@ export interface Observation {
   restartRequested: boolean;
   /** Unexpected postmaster exits since postgres last ran healthy (a start that keeps failing). */
   consecutiveCrashes?: number;
+  /** Last time this agent read a leader key in etcd (the `not-streaming` eligibility measure); null: never. */
+  lastLeaderSeenMs?: number | null;
+  /**
+   * Failsafe mode, leader side: the latest check of every member's REST API, made by the loop
+   * while etcd was unreachable (src/ha/failsafe.ts); null: none since the node last held the key.
+   */
+  failsafe?: FailsafeCheck | null;
+  /** Failsafe mode, member side: the promise this node gave a failsafe leader not to race. */
+  failsafeAck?: FailsafeAck | null;
+  /** Sync mode, on the leader: its synchronous_standby_names and walsenders; absent/null: not gathered. */
+  leaderSync?: LeaderSyncState | null;
+  /**
+   * Sync mode, no leader: positions of members of the published set, asked over their REST APIs
+   * in this tick, after the leader key was seen free (fresh); absent: not gathered.
+   */
+  peerPositions?: readonly PeerPosition[];
 }

@@ -7,6 +7,12 @@
 import type { LocalPostgres } from './observation.js';
 import type { ReplicationEntry } from './member-record.js';
 
+export interface SynchronousState {
+  standbyNames: string;
+  currentLsn: string;
+  standbys: Array<{ name: string; state: string; syncState: string | null; flushLsn: string | null }>;
+}
+
 export interface UpstreamAddress {
   name: string;
   host: string;
@@ -43,6 +49,17 @@ export interface PostgresNode {
   /** Leader only: ensures one physical slot per named member. */
   syncSlots(memberNames: readonly string[]): Promise<void>;
   replicationStatus(): Promise<ReplicationEntry[]>;
+  /**
+   * Sync mode, on the primary: `SHOW synchronous_standby_names`, the current WAL position and one
+   * row per walsender (application name = node name, state, sync_state, flush LSN), read in one
+   * round trip so the positions are consistent with each other.
+   */
+  synchronousState(): Promise<SynchronousState>;
+  /**
+   * Sets `synchronous_standby_names` (ALTER SYSTEM, survives restarts) and reloads. '' makes
+   * commits asynchronous. Callers order this against the published set (src/ha/sync-set.ts).
+   */
+  setSynchronousStandbyNames(value: string): Promise<void>;
   postmasterPid(): number | null;
   /** Called when the postmaster exits without having been asked to. */
   onUnexpectedExit(listener: () => void): void;

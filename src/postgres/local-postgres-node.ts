@@ -9,11 +9,11 @@
  * - every call is bounded in time; a failure is a PgpilotError, an ordinary "down" is a state.
  */
 import { existsSync } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentConfig, ClusterSecrets } from '../config/schema.js';
 import type { LocalPostgres } from '../ha/observation.js';
-import type { PostgresNode, UpstreamAddress } from '../ha/postgres-node.js';
+import type { PostgresNode, SynchronousState, UpstreamAddress } from '../ha/postgres-node.js';
 import type { ReplicationEntry } from '../ha/member-record.js';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
@@ -279,8 +279,47 @@ export class LocalPostgresNode implements PostgresNode {
     });
   }
 
+  async synchronousState(): Promise<SynchronousState> {
+    const client = await this.getClient();
+    const result = await client.query<{ names: string; lsn: string }>(
+      "SELECT current_setting('synchronous_standby_names') AS names, pg_current_wal_lsn()::text AS lsn",
+    );
+    const row = result.rows[0];
+    if (row === undefined) throw new PgpilotError('POSTGRES_FAILED', 'could not read synchronous_standby_names');
+    const rows = await replicationStatus(client);
+    return {
+      standbyNames: row.names,
+      currentLsn: row.lsn,
+      standbys: rows.map((r) => ({ name: r.applicationName, state: r.state ?? 'unknown', syncState: r.syncState, flushLsn: r.flushLsn })),
+    };
+  }
+
+  async setSynchronousStandbyNames(value: string): Promise<void> {
+    const client = await this.getClient();
+    // ALTER SYSTEM takes no parameters: the value is a literal, quotes doubled (node names are [a-z0-9-]).
+    await client.query(`ALTER SYSTEM SET synchronous_standby_names = '${value.replace(/'/g, "''")}'`);
+    await client.query('SELECT pg_reload_conf()');
+    this.options.log.info({ synchronousStandbyNames: value }, 'synchronous_standby_names set');
+  }
+
   async close(): Promise<void> {
     await this.dropClient();
+  }
+
+  /**
+   * A standby starts with no synchronous_standby_names of its own (ALTER SYSTEM keeps it in
+   * postgresql.auto.conf, pg_rewind copies the leader's): should it be promoted later, its commits
+   * must not wait for a set a former leader chose. The new leader publishes an empty /sync before
+   * promoting and builds its own set (src/ha/sync-set.ts). A restart as primary keeps the value:
+   * the published set still relies on it.
+   */
+  private async clearSynchronousStandbyNames(): Promise<void> {
+    const file = path.join(this.dataDir, 'postgresql.auto.conf');
+    if (!existsSync(file)) return;
+    const text = await readFile(file, 'utf8');
+    const kept = text.split('\n').filter((line) => !/^\s*synchronous_standby_names\s*=/.test(line));
+    if (kept.length === text.split('\n').length) return;
+    await writePostgresPrivateFile(file, kept.join('\n'));
   }
 
   private async getClient(): Promise<PgClient> {
@@ -373,7 +412,11 @@ export class LocalPostgresNode implements PostgresNode {
       renderPgHba({ superuser: secrets.superuser.name, replicationUser: secrets.replication.name, cidrs: [...config.allowedCidrs] }),
     );
     const signal = path.join(this.dataDir, 'standby.signal');
-    if (mode === 'standby') await writePostgresPrivateFile(signal, '');
-    else await rm(signal, { force: true });
+    if (mode === 'standby') {
+      await writePostgresPrivateFile(signal, '');
+      await this.clearSynchronousStandbyNames();
+    } else {
+      await rm(signal, { force: true });
+    }
   }
 }

@@ -10,6 +10,7 @@
 import { defaultDynamicConfig, type DynamicConfig, type Tags } from '../../src/config/schema.js';
 import type { MemberRecord } from '../../src/ha/member-record.js';
 import type { FailoverIntent } from '../../src/ha/intent.js';
+import type { FailsafeAck, FailsafeCheck } from '../../src/ha/failsafe.js';
 import type { DcsView, LeaseState, LocalPostgres, LongTaskState, Observation } from '../../src/ha/observation.js';
 
 export const DEFAULT_NOW_MS = 1_700_000_100_000;
@@ -138,6 +139,12 @@ export interface ObservationOverrides {
   restartRequested?: boolean;
   /** Unexpected postmaster exits since postgres last ran healthy; default 0. */
   consecutiveCrashes?: number;
+  /** Last time a leader key was seen; default null. */
+  lastLeaderSeenMs?: number | null;
+  /** Failsafe: the leader's latest all-members check; default null. */
+  failsafe?: FailsafeCheck | null;
+  /** Failsafe: this member's promise to a failsafe leader; default null. */
+  failsafeAck?: FailsafeAck | null;
 }
 
 export function observation(overrides: ObservationOverrides = {}): Observation {
@@ -159,5 +166,8 @@ export function observation(overrides: ObservationOverrides = {}): Observation {
     notStreamingSinceMs: overrides.notStreamingSinceMs ?? null,
     restartRequested: overrides.restartRequested ?? false,
     consecutiveCrashes: overrides.consecutiveCrashes ?? 0,
+    lastLeaderSeenMs: overrides.lastLeaderSeenMs ?? null,
+    failsafe: overrides.failsafe ?? null,
+    failsafeAck: overrides.failsafeAck ?? null,
   };
 }

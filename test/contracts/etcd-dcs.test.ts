@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { EtcdDcs } from '../../src/dcs/etcd-dcs.js';
+import { revokeLeaseOverHttp } from '../../src/dcs/etcd-http-lease.js';
 import { clientUrl, startEtcd, waitForEtcd } from '../../src/providers/local/etcd-server.js';
 import { SystemClock } from '../../src/shared/clock.js';
 import { PgpilotError } from '../../src/shared/errors.js';
@@ -145,5 +146,34 @@ void describe('EtcdDcs failure paths', () => {
     await dcs.close();
     await dcs.close();
     await assert.rejects(dcs.get('/pgpilot-contract/closed'), (error: unknown) => error instanceof PgpilotError && error.code === 'DCS_UNAVAILABLE');
+  });
+});
+
+void describe('revokeLeaseOverHttp (the watchdog path) against the same etcd', () => {
+  void it('revokes a lease the gRPC client granted, deleting its keys; an unknown lease counts as revoked', async () => {
+    const { endpoint } = await runningEtcd();
+    const dcs = new EtcdDcs({ endpoints: [endpoint] });
+    try {
+      const key = `${uniquePrefix('http-revoke')}leader`;
+      const leaseId = await dcs.grantLease(30);
+      await dcs.put(key, 'node1', { leaseId });
+      assert.equal(await dcs.get(key), 'node1');
+      const [deadPort] = await findFreePorts(1);
+      // A dead endpoint first: the next one is tried.
+      await revokeLeaseOverHttp([clientUrl(LOOPBACK_HOST, deadPort ?? 1), endpoint], leaseId);
+      assert.equal(await dcs.get(key), null, 'the lease and its key are gone');
+      assert.equal(await dcs.keepAlive(leaseId), false);
+      await revokeLeaseOverHttp([endpoint], leaseId);
+    } finally {
+      await dcs.close();
+    }
+  });
+
+  void it('fails with DCS_UNAVAILABLE, bounded, when no endpoint answers', async () => {
+    const [deadPort] = await findFreePorts(1);
+    const startedMs = clock.nowMs();
+    await assert.rejects(revokeLeaseOverHttp([clientUrl(LOOPBACK_HOST, deadPort ?? 1)], '12345', { timeoutMs: 500 }), isUnavailable);
+    assert.ok(clock.nowMs() - startedMs < 2_000);
+    await assert.rejects(revokeLeaseOverHttp([clientUrl(LOOPBACK_HOST, deadPort ?? 1)], 'x'), /not an etcd lease id/);
   });
 });

@@ -17,6 +17,10 @@
  *   catches it up to the upstream's position and timeline; otherwise its WAL receiver is down.
  *   After a `follow` to another upstream it streams only once `walReceiverConnectMs` has passed.
  * - Only a running primary accepts writes (`FakePostgresWorld#write`), which advance its LSN.
+ * - Synchronous replication: `synchronousStandbyNames` (ALTER SYSTEM: kept across restarts as
+ *   primary, cleared by a start as standby, as LocalPostgresNode does); `commit` sends WAL to the
+ *   streaming standbys and is acknowledged only when `ANY k` of the named ones have it;
+ *   `pauseReceiver` cuts a standby's WAL receiver; `positionOf` is a peer's `GET /wal-position`.
  * - `promote` starts a new timeline (own + 1) recording the switch point; `start('primary')` on a
  *   standby's data ends recovery without a timeline switch (no standby.signal).
  * - `stop('fast')` of a primary writes a shutdown checkpoint (reported as the stopped node's LSN)
@@ -35,10 +39,11 @@
  */
 import type { ReplicationEntry } from '../../src/ha/member-record.js';
 import type { LocalPostgres } from '../../src/ha/observation.js';
-import type { PostgresNode, UpstreamAddress } from '../../src/ha/postgres-node.js';
+import type { PostgresNode, SynchronousState, UpstreamAddress } from '../../src/ha/postgres-node.js';
 import type { Clock } from '../../src/shared/clock.js';
 import { PgpilotError } from '../../src/shared/errors.js';
 import { formatLsn } from '../../src/shared/lsn.js';
+import { parseStandbyNames } from '../../src/ha/sync-set.js';
 
 export type ControlState = 'shut down' | 'shut down in recovery' | 'in production' | 'in archive recovery';
 
@@ -69,9 +74,34 @@ export interface FakeNodeData {
   /** A standby's WAL receiver cannot connect before this time (after a `follow`, see `walReceiverConnectMs`). */
   receiverReadyAtMs: number;
   slots: Set<string>;
+  /** synchronous_standby_names as ALTER SYSTEM left it (postgresql.auto.conf survives restarts; cleared by a start as standby). */
+  synchronousStandbyNames?: string;
+  /** The WAL receiver is cut off from its upstream (`pauseReceiver`): it neither streams nor confirms. */
+  receiverPaused?: boolean;
 }
 
-export type FakeEventKind = 'initdb' | 'clone' | 'start' | 'stop' | 'promote' | 'follow' | 'crash' | 'write' | 'checkpoint' | 'drain' | 'rewind' | 'moved-aside';
+export type FakeEventKind =
+  | 'initdb'
+  | 'clone'
+  | 'start'
+  | 'stop'
+  | 'promote'
+  | 'follow'
+  | 'crash'
+  | 'write'
+  | 'checkpoint'
+  | 'drain'
+  | 'rewind'
+  | 'moved-aside'
+  | 'sync-standbys'
+  | 'commit';
+
+/** A commit a client saw acknowledged (`FakePostgresWorld#commit`). */
+export interface AcknowledgedCommit {
+  node: string;
+  timeline: number;
+  lsn: string;
+}
 
 export interface FakeEvent {
   atMs: number;
@@ -100,6 +130,12 @@ export const SHUTDOWN_CHECKPOINT_BYTES = 0x28n;
 /** pg_controldata states of a data directory that was a primary (as LocalPostgresNode classifies them). */
 const PRIMARY_STATES: ReadonlySet<ControlState> = new Set<ControlState>(['shut down', 'in production']);
 
+/** pg_stat_replication.sync_state of standby `name` under the primary's synchronous_standby_names. */
+function syncStateOf(primary: FakeNodeData, name: string): string {
+  const config = parseStandbyNames(primary.synchronousStandbyNames ?? '');
+  return config !== null && config.names.includes(name) ? 'quorum' : 'async';
+}
+
 /** Runs `fn` now; its result or exception becomes the promise's outcome (like an async call). */
 function settle<T>(fn: () => T): Promise<T> {
   return new Promise<T>((resolve) => resolve(fn()));
@@ -107,6 +143,8 @@ function settle<T>(fn: () => T): Promise<T> {
 
 export class FakePostgresWorld {
   readonly events: FakeEvent[] = [];
+  /** Every commit a client saw acknowledged, in order (`commit`). */
+  readonly acknowledged: AcknowledgedCommit[] = [];
   private readonly data = new Map<string, FakeNodeData>();
   private readonly addresses = new Map<string, string>();
   private readonly handles = new Map<string, FakePostgresNode>();
@@ -163,6 +201,45 @@ export class FakePostgresWorld {
     d.lsn += bytes;
     this.record(name, 'write', formatLsn(d.lsn));
     return formatLsn(d.lsn);
+  }
+
+  /**
+   * A client commits `bytes` on primary `name` with synchronous_commit = on: the WAL is sent to
+   * every standby streaming from it (walsenders), and the commit is acknowledged when
+   * synchronous_standby_names is empty or when `quorum` of its named standbys have flushed it
+   * (`ANY quorum (...)` semantics). An acknowledged commit is recorded in `acknowledged`; one that
+   * is not stays waiting (the fake client gives up on it: it was never acknowledged).
+   */
+  commit(name: string, bytes = 8192n): { lsn: string; acknowledged: boolean } {
+    const lsn = this.write(name, bytes);
+    const d = this.mustData(name);
+    const standbys = this.standbysOf(name);
+    for (const standby of standbys) this.catchUp(standby.data);
+    const config = parseStandbyNames(d.synchronousStandbyNames ?? '');
+    let acknowledged: boolean;
+    if (config === null) acknowledged = false;
+    else if (config.names.length === 0) acknowledged = true;
+    else acknowledged = standbys.filter((s) => config.names.includes(s.name) && s.data.lsn >= d.lsn).length >= config.quorum;
+    this.record(name, 'commit', `${lsn} ${acknowledged ? 'acknowledged' : 'waiting'}`);
+    if (acknowledged) this.acknowledged.push({ node: name, timeline: d.timeline, lsn });
+    return { lsn, acknowledged };
+  }
+
+  /** Cuts (or restores) the WAL receiver of standby `name`: it stops streaming, as on a network cut. */
+  pauseReceiver(name: string, paused = true): void {
+    this.mustData(name).receiverPaused = paused;
+  }
+
+  /**
+   * What `GET /wal-position` of `name`'s agent answers: its live timeline and max(receive, replay)
+   * LSN; null when postgres does not run (the agent answers 503) or no agent runs there.
+   */
+  positionOf(name: string): { name: string; timeline: number; lsn: string } | null {
+    const d = this.data.get(name);
+    if (d === undefined || !d.running || this.clock.nowMs() < d.readyAtMs) return null;
+    this.catchUp(d);
+    const lsn = d.receiveLsn !== null && d.receiveLsn > d.lsn ? d.receiveLsn : d.lsn;
+    return { name, timeline: d.timeline, lsn: formatLsn(lsn) };
   }
 
   /** The postmaster dies without being asked to (OOM kill, crash). */
@@ -253,7 +330,7 @@ export class FakePostgresWorld {
 
   /** Moves a running standby forward to its upstream, as its WAL receiver and startup process would. */
   catchUp(d: FakeNodeData): boolean {
-    if (!d.running || !d.inRecovery || d.upstream === null || this.clock.nowMs() < d.receiverReadyAtMs) return false;
+    if (!d.running || !d.inRecovery || d.upstream === null || this.clock.nowMs() < d.receiverReadyAtMs || d.receiverPaused === true) return false;
     const up = this.reachableAt(d.upstream);
     if (up === null || up.data === d || !this.canStream(d, up.data)) return false;
     d.lsn = up.data.lsn;
@@ -267,7 +344,7 @@ export class FakePostgresWorld {
   standbysOf(name: string): Array<{ name: string; data: FakeNodeData }> {
     const result: Array<{ name: string; data: FakeNodeData }> = [];
     for (const [other, d] of this.data) {
-      if (other === name || !d.running || !d.inRecovery || d.upstream === null || this.clock.nowMs() < d.receiverReadyAtMs) continue;
+      if (other === name || !d.running || !d.inRecovery || d.upstream === null || this.clock.nowMs() < d.receiverReadyAtMs || d.receiverPaused === true) continue;
       const up = this.reachableAt(d.upstream);
       if (up?.name === name && this.canStream(d, up.data)) result.push({ name: other, data: d });
     }
@@ -394,6 +471,8 @@ export class FakePostgresNode implements PostgresNode {
     d.readyAtMs = w.clock.nowMs() + (w.options.startupMs ?? 0);
     d.inRecovery = mode === 'standby';
     d.upstream = mode === 'standby' ? upstream : null;
+    // As LocalPostgresNode: a standby starts without synchronous_standby_names; a primary keeps its own.
+    if (mode === 'standby') d.synchronousStandbyNames = '';
     d.receiveLsn = null;
     w.record(this.name, 'start', `${mode}${upstream === null ? '' : ` of ${upstream.name}`}`);
     return Promise.resolve();
@@ -510,9 +589,33 @@ export class FakePostgresNode implements PostgresNode {
         state: 'streaming',
         replayLsn: formatLsn(data.lsn),
         lagBytes: Number(d.lsn > data.lsn ? d.lsn - data.lsn : 0n),
-        syncState: 'async',
+        syncState: syncStateOf(d, name),
       })),
     );
+  }
+
+  synchronousState(): Promise<SynchronousState> {
+    return settle(() => {
+      const d = this.runningPrimaryData('synchronousState');
+      return {
+        standbyNames: d.synchronousStandbyNames ?? '',
+        currentLsn: formatLsn(d.lsn),
+        standbys: this.world.standbysOf(this.name).map(({ name, data }) => ({
+          name,
+          state: 'streaming',
+          syncState: syncStateOf(d, name),
+          flushLsn: formatLsn(data.lsn),
+        })),
+      };
+    });
+  }
+
+  setSynchronousStandbyNames(value: string): Promise<void> {
+    return settle(() => {
+      const d = this.runningPrimaryData('setSynchronousStandbyNames');
+      d.synchronousStandbyNames = value;
+      this.world.record(this.name, 'sync-standbys', value);
+    });
   }
 
   postmasterPid(): number | null {

@@ -1,15 +1,18 @@
 /**
- * The fencing watchdog as a real process: `WatchdogClient.start` spawns it (through setpriv with a
- * parent-death signal) from the test entry test/helpers/watchdog-main.ts, which runs the same code
- * as `pgpilot watchdog`. A harmless victim process whose command line carries a unique marker
- * directory stands in for the postmaster: heartbeats keep it alive past the first deadline, it is
- * SIGKILLed once they stop, and a disarm spares it. `after` kills every process we started by PID
- * and removes the temp dir, even when a step fails.
+ * The fencing watchdog as a real process: `WatchdogClient.start` spawns it from the test entry
+ * test/helpers/watchdog-main.ts, which runs the same code as `pgpilot watchdog`. A harmless victim
+ * process whose command line carries a unique marker directory stands in for the postmaster:
+ * heartbeats keep it alive past the first deadline, it is SIGKILLed once they stop, and a disarm
+ * spares it. Stand-in agents show the two fences that release the lease (recorded by a fake etcd
+ * gateway): a frozen agent (at the deadline) and an agent killed with -9 (at once; the watchdog then
+ * exits). `after` kills every process we started by PID and removes the temp dir, even when a step
+ * fails.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +26,11 @@ const DEADLINE_AHEAD_MS = 1_500;
 const STAND_IN_HEARTBEAT_MS = 200;
 const STAND_IN_DEADLINE_AHEAD_MS = 2_000;
 
+const LEASE_ID = '7001234567';
+
 const clock = new SystemClock();
+const standIns: ChildProcess[] = [];
+const standInWatchdogs: number[] = [];
 let root = '';
 let logFile = '';
 let client: WatchdogClient | null = null;
@@ -68,6 +75,16 @@ before(async () => {
 });
 
 after(async () => {
+  for (const agent of standIns) {
+    if (agent.exitCode === null && agent.signalCode === null) {
+      agent.kill('SIGCONT');
+      agent.kill('SIGKILL');
+    }
+  }
+  // Only by PID, and only while it still runs our watchdog entry.
+  for (const pid of standInWatchdogs) {
+    if ((await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes(WATCHDOG_ENTRY)) process.kill(pid, 'SIGKILL');
+  }
   for (const victim of victims) {
     if (!hasExited(victim)) victim.child.kill('SIGKILL');
     await victim.exit;
@@ -85,13 +102,12 @@ void test('the watchdog runs as a separate child process', async () => {
   const pid = client.pid;
   const cmdline = await waitUntil('the watchdog to exec node', async () => {
     const text = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').join(' ');
-    // setpriv's own command line names the entry too, until it execs node in place.
     return text.includes(WATCHDOG_ENTRY) && text.startsWith(process.execPath) ? text : null;
   }, 5_000, 20);
-  assert.ok(cmdline.startsWith(process.execPath), `setpriv execs node in place: ${cmdline}`);
+  assert.ok(cmdline.startsWith(process.execPath), cmdline);
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   const [, ppid, , sid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  assert.equal(Number(ppid), process.pid, 'a direct child of the agent (so the parent-death signal applies)');
+  assert.equal(Number(ppid), process.pid, 'a direct child of the agent');
   assert.equal(Number(sid), pid, 'in its own session');
 });
 
@@ -154,61 +170,102 @@ void test('a PID whose command line lacks the marker is never killed', async () 
   await victim.exit;
 });
 
-void test('a frozen agent cannot stop the fence, and an agent killed with -9 takes its watchdog with it', async () => {
-  const victim = await startVictim('frozen-agent');
-  // A stand-in agent: starts its own watchdog and heartbeats it from a timer, like the HA loop.
+/** Stands in for etcd's JSON gateway: records every lease revoke it is sent. */
+async function startFakeEtcd(): Promise<{ endpoint: string; revoked: string[]; close: () => Promise<void> }> {
+  const revoked: string[] = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => (body += chunk));
+    req.on('end', () => {
+      if (req.method === 'POST' && req.url === '/v3/lease/revoke') revoked.push(String((JSON.parse(body) as { ID?: unknown }).ID));
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  assert.ok(address !== null && typeof address === 'object');
+  return { endpoint: `http://127.0.0.1:${address.port}`, revoked, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+interface StandIn {
+  agent: ChildProcess;
+  exit: Promise<void>;
+  watchdogPid: number;
+  log: string;
+}
+
+/** A stand-in agent: starts its own watchdog (with `endpoint` as etcd) and heartbeats it from a timer, like the HA loop. */
+async function startStandInAgent(name: string, victim: Victim, deadlineAheadMs: number, endpoint: string): Promise<StandIn> {
   const agentModule = new URL('../../src/agent/watchdog.js', import.meta.url).href;
   const script = [
     `import { WatchdogClient } from ${JSON.stringify(agentModule)};`,
-    'const [entry, log, victimPid, marker] = process.argv.slice(1);',
-    'const client = await WatchdogClient.start({ cliEntry: entry, logFile: log });',
+    'const [entry, log, victimPid, marker, etcd] = process.argv.slice(1);',
+    'const client = await WatchdogClient.start({ cliEntry: entry, logFile: log, etcdEndpoints: [etcd] });',
     'process.stdout.write(`${client.pid}\\n`);',
-    `const beat = () => client.arm(Number(victimPid), Date.now() + ${STAND_IN_DEADLINE_AHEAD_MS}, marker);`,
+    `const beat = () => client.arm(Number(victimPid), Date.now() + ${deadlineAheadMs}, marker, '${LEASE_ID}');`,
     `beat(); setInterval(beat, ${STAND_IN_HEARTBEAT_MS});`,
   ].join('\n');
-  const agentLog = path.join(root, 'frozen-agent-watchdog.log');
-  const agent = spawn(process.execPath, ['--input-type=module', '-e', script, WATCHDOG_ENTRY, agentLog, String(victim.pid), victim.marker], {
+  const log = path.join(root, `${name}-watchdog.log`);
+  const agent = spawn(process.execPath, ['--input-type=module', '-e', script, WATCHDOG_ENTRY, log, String(victim.pid), victim.marker, endpoint], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const agentExit = new Promise<void>((resolve) => agent.once('exit', () => resolve()));
-  let agentOut = '';
-  agent.stdout.setEncoding('utf8').on('data', (chunk: string) => (agentOut += chunk));
-  let watchdogPid = -1;
+  standIns.push(agent);
+  const exit = new Promise<void>((resolve) => agent.once('exit', () => resolve()));
+  let out = '';
+  agent.stdout?.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  const watchdogPid = await waitUntil('the stand-in agent to start its watchdog', () => Promise.resolve(/^\d+\n/.test(out) && Number(out.trim())), 10_000, 20);
+  standInWatchdogs.push(watchdogPid);
+  await waitUntil('the first heartbeat', async () => (await readFile(log, 'utf8').catch(() => '')).includes(`armed for postmaster ${victim.pid}`), 10_000, 20);
+  return { agent, exit, watchdogPid, log };
+}
+
+void test('a frozen agent cannot stop the fence; the lease is released once the postmaster is gone', async () => {
+  const etcd = await startFakeEtcd();
   try {
-    watchdogPid = await waitUntil('the stand-in agent to start its watchdog', () => Promise.resolve(/^\d+\n/.test(agentOut) && Number(agentOut.trim())), 10_000, 20);
-    await waitUntil('the first heartbeat', async () => (await readFile(agentLog, 'utf8').catch(() => '')).includes(`armed for postmaster ${victim.pid}`), 10_000, 20);
+    const victim = await startVictim('frozen-agent');
+    const standIn = await startStandInAgent('frozen', victim, STAND_IN_DEADLINE_AHEAD_MS, etcd.endpoint);
     assert.equal(hasExited(victim), false);
     const frozenAtMs = clock.nowMs();
-    assert.ok(agent.kill('SIGSTOP'));
+    assert.ok(standIn.agent.kill('SIGSTOP'));
     // The last heartbeat promised at most STAND_IN_DEADLINE_AHEAD_MS from now.
     await waitUntil("the frozen agent's postmaster to be killed", () => Promise.resolve(hasExited(victim)), STAND_IN_DEADLINE_AHEAD_MS + 5_000, 20);
     const exit = await victim.exit;
     assert.equal(exit.signal, 'SIGKILL');
-    assert.ok(exit.atMs - frozenAtMs <= STAND_IN_DEADLINE_AHEAD_MS + 1_000, `killed ${exit.atMs - frozenAtMs} ms after the freeze`);
-    assert.ok(isPidAlive(watchdogPid), 'the watchdog outlives the fire');
-
-    // Thawed, the agent re-arms (its victim PID is gone, so a fire would find nothing to kill).
-    assert.ok(agent.kill('SIGCONT'));
-    const armedLines = async (): Promise<number> => ((await readFile(agentLog, 'utf8')).match(/armed for postmaster/g) ?? []).length;
-    await waitUntil('the thawed agent to re-arm', async () => (await armedLines()) >= 2, 10_000, 20);
-    // Killed while its watchdog is armed with a deadline >= ~1.8 s ahead: a watchdog that only saw
-    // its input close would keep waiting for that deadline; the parent-death signal ends it at once.
-    const killedAtMs = clock.nowMs();
-    assert.ok(agent.kill('SIGKILL'));
-    await agentExit;
-    await waitUntil('the parent-death signal to end the watchdog', () => Promise.resolve(!isPidAlive(watchdogPid)), 5_000, 10);
-    const goneAfterMs = clock.nowMs() - killedAtMs;
-    assert.ok(goneAfterMs < 1_000, `the watchdog outlived its agent by ${goneAfterMs} ms`);
-    assert.doesNotMatch(await readFile(agentLog, 'utf8'), /nothing to kill/, 'it never reached the re-armed deadline');
+    const afterMs = exit.atMs - frozenAtMs;
+    assert.ok(afterMs >= STAND_IN_DEADLINE_AHEAD_MS - STAND_IN_HEARTBEAT_MS - 100, `killed ${afterMs} ms after the freeze: before the deadline`);
+    assert.ok(afterMs <= STAND_IN_DEADLINE_AHEAD_MS + 1_000, `killed ${afterMs} ms after the freeze`);
+    await waitUntil('the lease to be released', () => Promise.resolve(etcd.revoked.length > 0), 5_000, 20);
+    assert.deepEqual(etcd.revoked, [LEASE_ID]);
+    assert.ok(isPidAlive(standIn.watchdogPid), 'the watchdog outlives the fire while its agent lives');
+    assert.ok(standIn.agent.kill('SIGCONT'));
+    assert.ok(standIn.agent.kill('SIGKILL'));
+    await standIn.exit;
   } finally {
-    if (agent.exitCode === null && agent.signalCode === null) {
-      agent.kill('SIGKILL');
-      await agentExit;
-    }
-    // Only by PID, and only while it still runs our watchdog entry.
-    if (watchdogPid > 0 && (await readFile(`/proc/${watchdogPid}/cmdline`, 'utf8').catch(() => '')).includes(WATCHDOG_ENTRY)) {
-      process.kill(watchdogPid, 'SIGKILL');
-    }
+    await etcd.close();
+  }
+});
+
+void test('an agent killed with -9: its watchdog fences at once, releases the lease, and exits', async () => {
+  const etcd = await startFakeEtcd();
+  try {
+    const victim = await startVictim('killed-agent');
+    // A deadline far ahead: only the agent's death can explain an early kill.
+    const standIn = await startStandInAgent('killed', victim, 20_000, etcd.endpoint);
+    const killedAtMs = clock.nowMs();
+    assert.ok(standIn.agent.kill('SIGKILL'));
+    await standIn.exit;
+    await waitUntil('the postmaster stand-in to be killed', () => Promise.resolve(hasExited(victim)), 5_000, 10);
+    const exit = await victim.exit;
+    assert.equal(exit.signal, 'SIGKILL');
+    assert.ok(exit.atMs - killedAtMs < 2_000, `fenced ${exit.atMs - killedAtMs} ms after the agent died`);
+    await waitUntil('the watchdog to exit', () => Promise.resolve(!isPidAlive(standIn.watchdogPid)), 5_000, 10);
+    assert.deepEqual(etcd.revoked, [LEASE_ID], 'released once, after the kill');
+    const log = await readFile(standIn.log, 'utf8');
+    assert.match(log, /the agent is gone: SIGKILLed postmaster/);
+    assert.match(log, new RegExp(`released lease ${LEASE_ID}`));
+  } finally {
+    await etcd.close();
   }
 });
 

@@ -20,6 +20,8 @@ import { FakeClock } from '../../src/shared/clock.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { FakePostgresWorld, type FakePostgresNode, type FakePostgresWorldOptions } from '../fakes/fake-postgres-node.js';
 import { FakeFenceGuard } from '../fakes/fake-fence-guard.js';
+import type { PeerProbe } from '../../src/ha/failsafe.js';
+import type { PeerPositionSource } from '../../src/ha/sync-set.js';
 
 export const SIM_HOST = '127.0.0.1';
 
@@ -63,13 +65,43 @@ export class SimCluster {
   readonly stepMs: number;
   /** Running agents, in tick order. */
   agents: SimAgent[] = [];
+  /** Nodes whose REST API nobody can reach (failsafe checks to them fail); see `setApiReachable`. */
+  readonly apiCut = new Set<string>();
   private readonly options: SimClusterOptions;
+  /** Sync mode: members whose agents do not answer `GET /wal-position` (a network cut). */
+  readonly silentPeers = new Set<string>();
+  /** Sync mode: a peer's `GET /wal-position`, answered by its running agent from the fake postgres. */
+  readonly peerPositions: PeerPositionSource = {
+    position: (peer) =>
+      Promise.resolve(this.agents.some((a) => a.name === peer.name) && !this.silentPeers.has(peer.name) ? this.world.positionOf(peer.name) : null),
+  };
 
   constructor(options: SimClusterOptions = {}) {
     this.options = options;
     this.names = options.names ?? ['node1', 'node2', 'node3'];
     this.stepMs = options.stepMs ?? 200;
     this.world = new FakePostgresWorld(this.clock, options.world ?? {});
+  }
+
+  /** Cuts off (or restores) the REST API of `name` for every other agent (the failsafe peer checks). */
+  setApiReachable(name: string, reachable: boolean): void {
+    if (reachable) this.apiCut.delete(name);
+    else this.apiCut.add(name);
+  }
+
+  /**
+   * The failsafe `PeerProbe` of one agent: a member answers through its own loop
+   * (`HaLoop#answerFailsafe`, as REST `POST /failsafe` does) when its agent runs and its API is not cut.
+   */
+  peerProbeFor(from: string): PeerProbe {
+    return {
+      check: (peer, request) => {
+        if (this.apiCut.has(peer.name) || this.apiCut.has(from)) return Promise.reject(new Error(`${peer.name}: API unreachable`));
+        const agent = this.agents.find((a) => a.name === peer.name);
+        if (agent === undefined) return Promise.reject(new Error(`${peer.name}: agent not running`));
+        return Promise.resolve(agent.loop.answerFailsafe(request));
+      },
+    };
   }
 
   pgPortOf(name: string): number {
@@ -101,8 +133,10 @@ export class SimCluster {
       clock: this.clock,
       log: silentLogger(),
       memory,
+      peerProbe: this.peerProbeFor(name),
       ...(guard === null ? {} : { fenceGuard: guard }),
       ...(this.options.metrics === undefined ? {} : { metrics: this.options.metrics(name) }),
+      peerPositions: this.peerPositions,
     });
     const agent: SimAgent = { name, client, dcs, pg, memory, loop, guard };
     this.agents.push(agent);

@@ -50,6 +50,8 @@ void describe('dynamicConfigSchema', () => {
       loopWaitMs: 1000,
       maximumLagOnFailoverBytes: 16 * 1024 * 1024,
       synchronous: 'off',
+      synchronousStrict: false,
+      synchronousNodeCount: 1,
       failsafe: false,
       postgresql: { parameters: {} },
     });

@@ -805,6 +805,116 @@ void describe('decide, rule E: election (running, no leader)', () => {
   });
 });
 
+void describe('decide, failsafe mode (rule A with failsafe, E0, E0b)', () => {
+  const pastDeadline = { holdsLeader: true, lastRenewedMs: NOW - 5_000 };
+  const allOk = { checkedAtMs: NOW - 500, holdMs: TTL_MS, reachable: ['node2', 'node3'], unreachable: [] };
+  runTable([
+    {
+      name: 'failsafe off: past the deadline fences even with every member reachable',
+      obs: observation({ dcs: unreachable(), pg: runningPrimary(), lease: pastDeadline, failsafe: allOk }),
+      actions: [fence('leader lease could not be renewed before its deadline')],
+    },
+    {
+      name: 'failsafe on, every member answered: keeps running past the lease deadline',
+      obs: observation({ dcs: unreachable(), pg: runningPrimary(), lease: pastDeadline, config: { failsafe: true }, failsafe: allOk }),
+      actions: [],
+      summary: /failsafe: all 2 other members answered: keeping the primary for 4000 ms/,
+    },
+    {
+      name: 'failsafe on, one member unreachable: fences',
+      obs: observation({ dcs: unreachable(), pg: runningPrimary(), lease: pastDeadline, config: { failsafe: true }, failsafe: { ...allOk, reachable: ['node2'], unreachable: ['node3'] } }),
+      actions: [fence('leader lease could not be renewed before its deadline (failsafe: not confirmed by node3)')],
+    },
+    {
+      name: 'failsafe on, no check yet: fences',
+      obs: observation({ dcs: unreachable(), pg: runningPrimary(), lease: pastDeadline, config: { failsafe: true }, failsafe: null }),
+      actions: [fence('leader lease could not be renewed before its deadline (failsafe: no check of the members)')],
+    },
+    {
+      name: 'failsafe on, the last all-members check is past its own deadline: fences',
+      obs: observation({ dcs: unreachable(), pg: runningPrimary(), lease: pastDeadline, config: { failsafe: true }, failsafe: { ...allOk, checkedAtMs: NOW - (TTL_MS - MARGIN_MS) } }),
+      actions: [fence('leader lease could not be renewed before its deadline (failsafe: the last check of the members is too old)')],
+    },
+    {
+      name: 'failsafe on, lease gone but the check holds: keeps running (etcd came back and went again)',
+      obs: observation({ dcs: unreachable(), pg: runningPrimary(), lease: { holdsLeader: false }, config: { failsafe: true }, failsafe: allOk }),
+      actions: [],
+      summary: /without a leader lease; failsafe/,
+    },
+    {
+      name: 'failsafe on, before the lease deadline: lease rule as usual',
+      obs: observation({ dcs: unreachable(), pg: runningPrimary(), lease: { holdsLeader: true, lastRenewedMs: NOW - 1_000 }, config: { failsafe: true }, failsafe: null }),
+      actions: [],
+      summary: /lease still valid/,
+    },
+    {
+      name: 'a replica stays put whatever the failsafe',
+      obs: observation({ dcs: unreachable(), pg: running(), config: { failsafe: true }, failsafe: allOk }),
+      actions: [],
+    },
+    {
+      name: 'E0: etcd back, no leader key, this primary kept running on failsafe: takes the key back first',
+      obs: observation({ dcs: reachable({ members: [memberRecord({ name: 'node2', lsn: '0/3000000', tags: { priority: 100 } })] }), pg: runningPrimary(), lease: { holdsLeader: false }, config: { failsafe: true }, failsafe: allOk }),
+      actions: [{ kind: 'acquire-leader' }],
+      summary: /failsafe: taking the leader key back/,
+    },
+    {
+      name: 'E0b: a replica that promised a failsafe leader stays out of the race',
+      obs: observation({ dcs: reachable(), pg: running(), failsafeAck: { leader: 'node2', untilMs: NOW + 3_000 } }),
+      actions: [],
+      summary: /promised node2 to stay out of the race for 3000 ms/,
+    },
+    {
+      name: 'E0b: an expired promise no longer holds a replica back',
+      obs: observation({ dcs: reachable(), pg: running(), failsafeAck: { leader: 'node2', untilMs: NOW } }),
+      actions: [{ kind: 'acquire-leader' }, { kind: 'promote' }],
+    },
+    {
+      name: 'C8 is held back by a failsafe promise too',
+      obs: observation({ dcs: reachable(), pg: stoppedCleanPrimary(), lastHealthyMs: null, failsafeAck: { leader: 'node2', untilMs: NOW + 3_000 } }),
+      actions: [{ kind: 'start-postgres', mode: 'standby', upstream: null }],
+    },
+  ]);
+});
+
+void describe('decide, rule E: eligibility timeline-behind and not-streaming', () => {
+  runTable([
+    {
+      name: 'timeline-behind: the history knows a newer timeline than this replica',
+      obs: observation({ dcs: reachable({ historyTimeline: 2 }), pg: running({ timeline: 1 }) }),
+      actions: [],
+      summary: /not eligible \(timeline-behind\)/,
+    },
+    {
+      name: 'timeline-behind: a member published a newer timeline',
+      obs: observation({ dcs: reachable({ members: [memberRecord({ name: 'node2', role: 'stopped', state: 'stopped', timeline: 3 })] }), pg: running({ timeline: 2 }) }),
+      actions: [],
+      summary: /timeline-behind/,
+    },
+    {
+      name: 'on the newest timeline: eligible',
+      obs: observation({ dcs: reachable({ historyTimeline: 2 }), pg: running({ timeline: 2 }) }),
+      actions: [{ kind: 'acquire-leader' }, { kind: 'promote' }],
+    },
+    {
+      name: 'not-streaming: lost its stream more than 2 TTLs before it last saw a leader',
+      obs: observation({ pg: running({ walReceiverStatus: null }), notStreamingSinceMs: NOW - 60_000, lastLeaderSeenMs: NOW - 20_000 }),
+      actions: [],
+      summary: /not eligible \(not-streaming\)/,
+    },
+    {
+      name: 'a healthy replica after its leader died (stream lost one TTL before the key vanished): eligible',
+      obs: observation({ pg: running({ walReceiverStatus: null }), notStreamingSinceMs: NOW - 8_000, lastLeaderSeenMs: NOW - 1_000 }),
+      actions: [{ kind: 'acquire-leader' }, { kind: 'promote' }],
+    },
+    {
+      name: 'another member published that it was not streaming: it does not outrank this node',
+      obs: observation({ dcs: reachable({ members: [memberRecord({ name: 'node0', lsn: '0/4000000', streaming: false, notStreamingMs: 60_000 })] }), pg: running() }),
+      actions: [{ kind: 'acquire-leader' }, { kind: 'promote' }],
+    },
+  ]);
+});
+
 void describe('fencing arithmetic', () => {
   void it('fenceMarginMs is a quarter of the TTL, capped at 2 s', () => {
     assert.equal(fenceMarginMs(2), 500);

@@ -7,7 +7,16 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { compareCandidates, ineligibility, rankCandidates, type Candidate } from '../../src/ha/election.js';
+import {
+  compareCandidates,
+  highestKnownTimeline,
+  ineligibility,
+  memberIneligibility,
+  notStreamingLimitMs,
+  notStreamingMsOf,
+  rankCandidates,
+  type Candidate,
+} from '../../src/ha/election.js';
 
 function candidate(name: string, overrides: Partial<Candidate> = {}): Candidate {
   return { name, timeline: 1, lsn: '0/3000000', tags: {}, ...overrides };
@@ -144,5 +153,66 @@ void describe('eligibility', () => {
     );
     assert.deepEqual(names(ranked), ['ok']);
     assert.deepEqual(rankCandidates([candidate('x', { lsn: null })], null, MIB), []);
+  });
+});
+
+void describe('eligibility: timeline-behind and not-streaming (issue 7)', () => {
+  const facts = { highestTimeline: 3, notStreamingLimitMs: 12_000 };
+
+  void it('a candidate below the highest known timeline is timeline-behind; at or above it is eligible', () => {
+    assert.equal(ineligibility(candidate('a', { timeline: 2 }), null, MIB, facts), 'timeline-behind');
+    assert.equal(ineligibility(candidate('a', { timeline: 3 }), null, MIB, facts), null);
+    assert.equal(ineligibility(candidate('a', { timeline: 4 }), null, MIB, facts), null);
+    assert.equal(ineligibility(candidate('a', { timeline: 1 }), null, MIB), null, 'without facts the rule is off');
+  });
+
+  void it('not-streaming: strictly more than the limit before the leader was lost', () => {
+    assert.equal(ineligibility(candidate('a', { timeline: 3, notStreamingMs: 12_000 }), null, MIB, facts), null);
+    assert.equal(ineligibility(candidate('a', { timeline: 3, notStreamingMs: 12_001 }), null, MIB, facts), 'not-streaming');
+    assert.equal(ineligibility(candidate('a', { timeline: 3, notStreamingMs: null }), null, MIB, facts), null, 'unknown counts as eligible');
+  });
+
+  void it('reasons come in order: nofailover, no-position, timeline-behind, not-streaming, too-far-behind', () => {
+    const bad = { timeline: 2, notStreamingMs: 60_000, lsn: '0/0' };
+    assert.equal(ineligibility(candidate('a', { ...bad, tags: { nofailover: true } }), '1/0', MIB, facts), 'nofailover');
+    assert.equal(ineligibility(candidate('a', bad), '1/0', MIB, facts), 'timeline-behind');
+    assert.equal(ineligibility(candidate('a', { ...bad, timeline: 3 }), '1/0', MIB, facts), 'not-streaming');
+    assert.equal(ineligibility(candidate('a', { ...bad, timeline: 3, notStreamingMs: 0 }), '1/0', MIB, facts), 'too-far-behind');
+  });
+
+  void it('notStreamingMsOf: counted only up to the last time a leader key was seen', () => {
+    const base = { nowMs: 100_000, isStandby: true, leaderInSight: false };
+    assert.equal(notStreamingMsOf({ ...base, notStreamingSinceMs: null, lastLeaderSeenMs: 90_000 }), 0, 'streaming');
+    // A healthy replica: the leader died at 80 s, its key vanished after one TTL: 6 s, eligible under 2 TTLs.
+    assert.equal(notStreamingMsOf({ ...base, notStreamingSinceMs: 80_000, lastLeaderSeenMs: 86_000 }), 6_000);
+    // Cut off long before the loss.
+    assert.equal(notStreamingMsOf({ ...base, notStreamingSinceMs: 10_000, lastLeaderSeenMs: 86_000 }), 76_000);
+    // Lost the stream only after the key was gone (e.g. fenced leader during an etcd outage).
+    assert.equal(notStreamingMsOf({ ...base, notStreamingSinceMs: 95_000, lastLeaderSeenMs: 86_000 }), 0);
+    assert.equal(notStreamingMsOf({ ...base, notStreamingSinceMs: 80_000, lastLeaderSeenMs: null }), null, 'no leader seen: unknown');
+    assert.equal(notStreamingMsOf({ ...base, leaderInSight: true, notStreamingSinceMs: 80_000, lastLeaderSeenMs: 50_000 }), 20_000, 'leader in sight: until now');
+    assert.equal(notStreamingMsOf({ ...base, isStandby: false, notStreamingSinceMs: 80_000, lastLeaderSeenMs: 86_000 }), null);
+    assert.equal(notStreamingLimitMs(6), 12_000);
+  });
+
+  void it('highestKnownTimeline: history and members, whichever is higher', () => {
+    assert.equal(highestKnownTimeline([{ timeline: 2 }, { timeline: null }], 3), 3);
+    assert.equal(highestKnownTimeline([{ timeline: 4 }, { timeline: 1 }], 3), 4);
+    assert.equal(highestKnownTimeline([], null), null);
+  });
+
+  void it('memberIneligibility: what status shows, from a member record', () => {
+    const record = { name: 'a', role: 'replica', state: 'running', timeline: 3, lsn: '0/10', tags: {}, notStreamingMs: 0 };
+    assert.equal(memberIneligibility(record, null, MIB, facts), null);
+    assert.equal(memberIneligibility({ ...record, role: 'stopped', state: 'stopped' }, null, MIB, facts), 'not-running');
+    assert.equal(memberIneligibility({ ...record, state: 'rejoin' }, null, MIB, facts), 'not-running');
+    assert.equal(memberIneligibility({ ...record, role: 'stopped', tags: { nofailover: true } }, null, MIB, facts), 'nofailover');
+    assert.equal(memberIneligibility({ ...record, timeline: 2 }, null, MIB, facts), 'timeline-behind');
+    assert.equal(memberIneligibility({ ...record, notStreamingMs: 20_000 }, null, MIB, facts), 'not-streaming');
+  });
+
+  void it('rankCandidates applies the same facts', () => {
+    const ranked = rankCandidates([candidate('old', { timeline: 2, lsn: 'F/0' }), candidate('cut', { timeline: 3, notStreamingMs: 30_000 }), candidate('ok', { timeline: 3 })], null, MIB, facts);
+    assert.deepEqual(names(ranked), ['ok']);
   });
 });

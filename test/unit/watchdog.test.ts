@@ -3,7 +3,8 @@
  * rejects anything else, the verdict fires exactly at the deadline, and `runWatchdog` driven by a
  * FakeClock and a PassThrough input kills the postmaster exactly once when heartbeats stop, never
  * while they keep coming, never after a disarm, never a PID that no longer carries the data
- * directory in its command line, and still fires when its input closes while armed.
+ * directory in its command line, and fences at once when its input closes while armed (the agent
+ * is gone); after a fence it releases the agent's lease only once every killed PID is proven gone.
  */
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
@@ -11,6 +12,7 @@ import { describe, it } from 'node:test';
 import {
   formatArm,
   formatDisarm,
+  formatLease,
   parseWatchdogCommand,
   runWatchdog,
   watchdogVerdict,
@@ -29,6 +31,16 @@ void describe('watchdog protocol', () => {
     assert.deepEqual(parseWatchdogCommand(line), { kind: 'arm', postmasterPid: PID, deadlineEpochMs: 1_700_000_012_345, dataDir: DATA_DIR });
     assert.equal(formatDisarm(), 'disarm\n');
     assert.deepEqual(parseWatchdogCommand(formatDisarm()), { kind: 'disarm' });
+    assert.equal(formatLease('7587891234567890123'), 'lease 7587891234567890123\n');
+    assert.deepEqual(parseWatchdogCommand(formatLease('42')), { kind: 'lease', leaseId: '42' });
+  });
+
+  void it('rejects lease ids etcd cannot have granted', () => {
+    for (const bad of ['lease', 'lease 0', 'lease 012', 'lease -1', 'lease 1.5', 'lease 99999999999999999999', 'lease x']) {
+      assert.equal(parseWatchdogCommand(bad), null, bad);
+    }
+    assert.throws(() => formatLease('0'), RangeError);
+    assert.throws(() => formatLease('12 34'), RangeError);
   });
 
   void it('keeps a data directory with spaces whole and tolerates CRLF and surrounding blanks', () => {
@@ -102,6 +114,8 @@ interface Harness {
   kills: number[];
   logs: string[];
   ownershipChecks: Array<{ pid: number; marker: string }>;
+  released: string[];
+  goneChecks: Array<readonly number[]>;
   finished: () => boolean;
   done: Promise<void>;
   send(line: string): Promise<void>;
@@ -111,18 +125,47 @@ interface Harness {
   advance(totalMs: number): Promise<void>;
 }
 
-function startWatchdog(options: { isOwned?: (pid: number, marker: string) => Promise<boolean> } = {}): Harness {
+interface StartOptions {
+  isOwned?: (pid: number, marker: string) => Promise<boolean>;
+  /** PIDs the kill reports besides the postmaster (its backends). */
+  backends?: number[];
+  /** Whether the killed PIDs are gone; default: at once. */
+  allGone?: (pids: readonly number[]) => Promise<boolean>;
+  /** Revoke outcome; default: works. */
+  releaseFails?: boolean;
+  noRelease?: boolean;
+}
+
+function startWatchdog(options: StartOptions = {}): Harness {
   const clock = new FakeClock();
   const input = new PassThrough();
   const kills: number[] = [];
   const logs: string[] = [];
   const ownershipChecks: Array<{ pid: number; marker: string }> = [];
+  const released: string[] = [];
+  const goneChecks: Array<readonly number[]> = [];
   let ended = false;
   const done = runWatchdog({
     input,
     clock,
     log: (line) => logs.push(line),
-    kill: (pid) => kills.push(pid),
+    kill: (pid) => {
+      kills.push(pid);
+      return [pid, ...(options.backends ?? [])];
+    },
+    allGone: (pids) => {
+      goneChecks.push(pids);
+      return options.allGone ? options.allGone(pids) : Promise.resolve(true);
+    },
+    goneTimeoutMs: 1_000,
+    ...(options.noRelease === true
+      ? {}
+      : {
+          releaseLease: (leaseId: string) => {
+            released.push(leaseId);
+            return options.releaseFails === true ? Promise.reject(new Error('etcd down')) : Promise.resolve();
+          },
+        }),
     isOwned: (pid, marker) => {
       ownershipChecks.push({ pid, marker });
       return options.isOwned ? options.isOwned(pid, marker) : Promise.resolve(true);
@@ -137,6 +180,8 @@ function startWatchdog(options: { isOwned?: (pid: number, marker: string) => Pro
     kills,
     logs,
     ownershipChecks,
+    released,
+    goneChecks,
     finished: () => ended,
     done,
     async send(line) {
@@ -212,20 +257,69 @@ void describe('runWatchdog', () => {
     await w.done;
   });
 
-  void it('still fires at the deadline when its input closes while armed, then exits', async () => {
-    const w = startWatchdog();
-    const deadlineMs = w.clock.nowMs() + 1_000;
+  void it('fences at once when its input closes while armed (the agent is gone), releases the lease, then exits', async () => {
+    const w = startWatchdog({ backends: [5001, 5002] });
+    const deadlineMs = w.clock.nowMs() + 5_000;
+    await w.send(formatLease('777'));
     await w.send(formatArm(PID, deadlineMs, DATA_DIR));
     w.input.end();
-    await until('the close to be noticed', () => w.logs.some((l) => l.startsWith('input closed while armed')));
-    await w.settle();
-    await w.advance(900);
-    assert.deepEqual(w.kills, []);
-    assert.equal(w.finished(), false, 'an input closed without a disarm does not drop the fence');
-    await w.advance(100);
     await w.done;
+    assert.deepEqual(w.kills, [PID], 'killed without waiting for the deadline');
+    assert.ok(w.clock.nowMs() < deadlineMs);
+    assert.deepEqual(w.goneChecks.at(-1), [PID, 5001, 5002], 'postmaster and backends proven gone first');
+    assert.deepEqual(w.released, ['777']);
+    assert.ok(w.logs.some((l) => l.includes('released lease 777')), w.logs.join('\n'));
+  });
+
+  void it('does not release the lease while a killed process still exists', async () => {
+    const w = startWatchdog({ allGone: () => Promise.resolve(false) });
+    await w.send(formatLease('777'));
+    await w.send(formatArm(PID, w.clock.nowMs() + 5_000, DATA_DIR));
+    w.input.end();
+    await until('the kill', () => w.kills.length === 1);
+    await w.advance(1_100);
+    await w.done;
+    assert.deepEqual(w.released, [], 'an unproven kill never releases the lease');
+    assert.ok(w.logs.some((l) => l.includes('not releasing lease 777')), w.logs.join('\n'));
+  });
+
+  void it('releases after a deadline fence too, and survives a failing release', async () => {
+    const w = startWatchdog({ releaseFails: true });
+    await w.send(formatLease('9'));
+    await w.send(formatArm(PID, w.clock.nowMs() + 1_000, DATA_DIR));
+    await w.advance(1_000);
     assert.deepEqual(w.kills, [PID]);
-    assert.equal(w.clock.nowMs(), deadlineMs);
+    assert.deepEqual(w.released, ['9']);
+    assert.ok(w.logs.some((l) => l.includes('could not release lease 9')), w.logs.join('\n'));
+    assert.equal(w.finished(), false, 'keeps running while its input is open');
+    w.input.end();
+    await w.done;
+  });
+
+  void it('releases nothing without a lease line or without a release port', async () => {
+    const noLease = startWatchdog();
+    await noLease.send(formatArm(PID, noLease.clock.nowMs() + 5_000, DATA_DIR));
+    noLease.input.end();
+    await noLease.done;
+    assert.deepEqual(noLease.kills, [PID]);
+    assert.deepEqual(noLease.released, []);
+    const noPort = startWatchdog({ noRelease: true });
+    await noPort.send(formatLease('5'));
+    await noPort.send(formatArm(PID, noPort.clock.nowMs() + 5_000, DATA_DIR));
+    noPort.input.end();
+    await noPort.done;
+    assert.deepEqual(noPort.kills, [PID]);
+    assert.deepEqual(noPort.goneChecks, [], 'nothing to wait for when nothing is released');
+  });
+
+  void it('releases the lease of a gone agent whose postmaster already died with it', async () => {
+    const w = startWatchdog({ isOwned: () => Promise.resolve(false) });
+    await w.send(formatLease('31'));
+    await w.send(formatArm(PID, w.clock.nowMs() + 5_000, DATA_DIR));
+    w.input.end();
+    await w.done;
+    assert.deepEqual(w.kills, [], 'nothing of ours left to kill');
+    assert.deepEqual(w.released, ['31']);
   });
 
   void it('exits at once when its input closes while disarmed', async () => {

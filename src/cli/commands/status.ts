@@ -1,4 +1,8 @@
-/** `pgpilot status NAME [--json]`: roles, lag (bytes and seconds), a health verdict per member and connection strings. */
+/**
+ * `pgpilot status NAME [--json]`: roles, lag (bytes and seconds), failover eligibility (and why
+ * not), sync mode and the published synchronous set (`(sync)` after a member's role), a health
+ * verdict per member and connection strings.
+ */
 import { clusterStatus } from '../../providers/local/local-provider.js';
 import { maskPassword, type ClusterStatus } from '../../providers/local/cluster-status.js';
 import { printJson, renderTable, type Output } from '../output.js';
@@ -12,25 +16,37 @@ export interface StatusOptions {
 export function renderStatus(status: ClusterStatus, options: { showPasswords: boolean }): string {
   const rows = status.members.map((m) => [
     m.name,
-    m.role + (m.name === status.leader ? ' *' : ''),
+    m.role + (m.name === status.leader ? ' *' : '') + (m.sync === true ? ' (sync)' : ''),
     m.state + (m.role === 'replica' ? (m.streaming ? ', streaming' : '') : ''),
     `${m.host}:${m.port}`,
     m.timeline === null ? '-' : String(m.timeline),
     m.lsn ?? '-',
     m.lagBytes === null ? '-' : String(m.lagBytes),
     m.lagSeconds === null ? '-' : m.lagSeconds.toFixed(1),
+    m.eligible === undefined ? '-' : m.eligible ? 'yes' : `no (${m.ineligibleReason ?? '?'})`,
     m.pid === null ? '-' : String(m.pid),
     `${m.health.status}: ${m.health.summary}`,
   ]);
   const show = (url: string) => (options.showPasswords ? url : maskPassword(url));
   return [
-    `cluster ${status.cluster}: leader ${status.leader ?? 'none'}, timeline ${status.timeline ?? '-'}, sync ${status.syncMode}, etcd ${status.etcd}`,
+    `cluster ${status.cluster}: leader ${status.leader ?? 'none'}, timeline ${status.timeline ?? '-'}, sync ${describeSync(status)}, etcd ${status.etcd}`,
     '',
-    renderTable(['NODE', 'ROLE', 'STATE', 'ADDRESS', 'TL', 'LSN', 'LAG(B)', 'LAG(S)', 'AGENT PID', 'HEALTH'], rows),
+    renderTable(['NODE', 'ROLE', 'STATE', 'ADDRESS', 'TL', 'LSN', 'LAG(B)', 'LAG(S)', 'ELIGIBLE', 'AGENT PID', 'HEALTH'], rows),
     '',
     `connection string (writes):  ${show(status.connectionString)}`,
     `connection string (reads):   ${show(status.replicaConnectionString)}`,
   ].join('\n');
+}
+
+/** `off`, `quorum: ANY 1 of node2, node3 (strict)`, or `quorum: no synchronous replica (...)`. */
+export function describeSync(status: ClusterStatus): string {
+  const sync = status.synchronous;
+  if (sync === undefined || sync.mode === 'off') return status.syncMode;
+  const strict = sync.strict ? ', strict' : '';
+  if (sync.members.length === 0) {
+    return `quorum: no synchronous replica published${strict} (${sync.strict ? 'writes may block' : 'commits are asynchronous'}; no automatic failover)`;
+  }
+  return `quorum: ANY ${sync.quorum} of ${sync.members.join(', ')}${strict}`;
 }
 
 export async function run(options: StatusOptions, output: Output): Promise<number> {

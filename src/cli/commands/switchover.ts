@@ -25,6 +25,7 @@ export interface SwitchoverOptions {
 
 export function validateTarget(status: ClusterStatus, kind: 'switchover' | 'failover', to: string | undefined, maxLagBytes: number): void {
   const nodes = status.members.map((m) => m.name).join(', ');
+  const syncMode = status.synchronous?.mode === 'quorum';
   if (kind === 'switchover' && status.leader === null) {
     throw new PgpilotError('CLUSTER_NOT_RUNNING', `cluster ${status.cluster} has no leader to switch over from`, {
       hint: `with no leader, force one with: pgpilot failover ${status.cluster} --to NODE --yes`,
@@ -36,6 +37,7 @@ export function validateTarget(status: ClusterStatus, kind: 'switchover' | 'fail
         m.role === 'replica' &&
         m.streaming &&
         m.tags.nofailover !== true &&
+        (!syncMode || m.sync === true) &&
         (kind === 'failover' || (m.lagBytes !== null && m.lagBytes <= maxLagBytes)),
     );
     if (candidates.length === 0) {
@@ -55,6 +57,15 @@ export function validateTarget(status: ClusterStatus, kind: 'switchover' | 'fail
   }
   if (target.tags.nofailover === true) {
     throw new PgpilotError('INPUT_INVALID', `${to} is tagged nofailover and may not lead`, { hint: 'choose another node with --to', exitCode: 2 });
+  }
+  // Sync mode: only a member of the published synchronous set may lead (src/ha/sync-set.ts); the
+  // agents refuse such an intent too.
+  if (syncMode && target.sync !== true) {
+    const members = status.synchronous?.members ?? [];
+    throw new PgpilotError('INPUT_INVALID', `${to} is not in the synchronous set (${members.join(', ') || 'empty'}) and may not lead in sync mode`, {
+      hint: `choose one of the synchronous replicas, wait until ${to} joins the set (pgpilot status), or turn sync mode off: pgpilot config update ${status.cluster} --synchronous off`,
+      exitCode: 2,
+    });
   }
   if (target.role !== 'replica') {
     throw new PgpilotError('INPUT_INVALID', `${to} is not a running replica (${target.role}, ${target.state})`, {

@@ -6,9 +6,11 @@
  * between the leader's and the replica's published positions. Each member also gets a one-line
  * health verdict (`memberHealth`): ok, warning or critical, and why.
  */
+import type { SyncSet } from '../../ha/sync-set.js';
 import type { ClusterManifest, ClusterSecrets, Tags } from '../../config/schema.js';
 import type { MemberRecord } from '../../ha/member-record.js';
-import { lsnDiffBytes } from '../../shared/lsn.js';
+import { isLsn, lsnDiffBytes } from '../../shared/lsn.js';
+import { highestKnownTimeline, memberIneligibility, notStreamingLimitMs } from '../../ha/election.js';
 
 export interface MemberStatus {
   name: string;
@@ -31,6 +33,28 @@ export interface MemberStatus {
   streaming: boolean;
   tags: Tags;
   health: MemberHealth;
+  /**
+   * Whether this member could take a free leader key now, by the same rules the agents apply
+   * (src/ha/election.ts `memberIneligibility`, from its published record); when not, why:
+   * nofailover, not-running, no-position, timeline-behind, not-streaming, too-far-behind.
+   * Always set by `buildClusterStatus` (optional only for hand-built values in older tests).
+   */
+  eligible?: boolean;
+  ineligibleReason?: string | null;
+  /** Sync mode: a member of the leader's published synchronous set (src/ha/sync-set.ts). Always set by `buildClusterStatus`. */
+  sync?: boolean;
+}
+
+/** Sync mode as configured, and the set the current leader published under /sync. */
+export interface SynchronousStatus {
+  mode: 'off' | 'quorum';
+  strict: boolean;
+  /** Configured k (`synchronousNodeCount`). */
+  nodeCount: number;
+  /** Published quorum q: every acknowledged commit is on q members (0: no synchronous set). */
+  quorum: number;
+  /** The published set, when the current leader published it; [] otherwise (degraded, being built, or an earlier leader's). */
+  members: string[];
 }
 
 /** One line about a member: `ok` (doing its job), `warning` (in transition or behind), `critical` (down). */
@@ -49,6 +73,8 @@ export interface ClusterStatus {
   leader: string | null;
   timeline: number | null;
   syncMode: 'off' | 'quorum';
+  /** Always set by `buildClusterStatus` (optional only for hand-built values in older tests). */
+  synchronous?: SynchronousStatus;
   etcd: 'running' | 'stopped' | 'unreachable';
   members: MemberStatus[];
   connectionString: string;
@@ -66,13 +92,31 @@ export interface StatusInputs {
   aliveAgents: ReadonlyMap<string, number>;
   /** The failover lag limit of the dynamic config (health verdicts); default 16 MiB. */
   maxLagBytes?: number;
+  /** The leader's last published LSN (`/status/lastLsn`), for the eligibility lag rule. */
+  lastLeaderLsn?: string | null;
+  /** The last promotion's timeline in `/history`, for the eligibility timeline rule. */
+  historyTimeline?: number | null;
+  /** The dynamic config's TTL (the not-streaming limit is 2 TTLs); default 6. */
+  ttlSeconds?: number;
+  /** Sync mode settings and the /sync value; absent: off, nothing published. */
+  synchronous?: { strict: boolean; nodeCount: number; set: SyncSet | null };
 }
 
 export function buildClusterStatus(input: StatusInputs): ClusterStatus {
   const records = new Map(input.members.map((m) => [m.name, m]));
   const leaderRecord = input.leader === null ? undefined : records.get(input.leader);
   const maxLagBytes = input.maxLagBytes ?? DEFAULT_MAX_LAG_BYTES;
-  const withHealth = (m: Omit<MemberStatus, 'health'>): MemberStatus => ({ ...m, health: memberHealth(m, input.leader, maxLagBytes) });
+  const lastLeaderLsn = input.lastLeaderLsn !== undefined && input.lastLeaderLsn !== null && isLsn(input.lastLeaderLsn) ? input.lastLeaderLsn : null;
+  const facts = { highestTimeline: highestKnownTimeline(input.members, input.historyTimeline), notStreamingLimitMs: notStreamingLimitMs(input.ttlSeconds ?? 6) };
+  const eligibility = (record: MemberRecord | null): { eligible: boolean; ineligibleReason: string | null } => {
+    const reason = record === null ? 'not-running' : memberIneligibility(record, lastLeaderLsn, maxLagBytes, facts);
+    return { eligible: reason === null, ineligibleReason: reason };
+  };
+  const withHealth = (m: Omit<MemberStatus, 'health' | 'eligible' | 'ineligibleReason'>, record: MemberRecord | null): MemberStatus => ({
+    ...m,
+    health: memberHealth(m, input.leader, maxLagBytes),
+    ...eligibility(record),
+  });
   const members = input.manifest.nodes.map((node): MemberStatus => {
     const record = records.get(node.name);
     const agentPid = input.aliveAgents.get(node.name) ?? null;
@@ -100,7 +144,7 @@ export function buildClusterStatus(input: StatusInputs): ClusterStatus {
         lagBytes: null,
         lagSeconds: null,
         streaming: false,
-      });
+      }, null);
     }
     const role = record.role === 'primary' && input.leader !== record.name ? 'unknown' : record.role;
     return withHealth({
@@ -115,16 +159,26 @@ export function buildClusterStatus(input: StatusInputs): ClusterStatus {
       lagBytes: lagOf(record, leaderRecord, input.leader),
       lagSeconds: lagSecondsOf(record, leaderRecord, input.leader),
       streaming: record.streaming,
-    });
+    }, record);
   });
   const leaderStatus = members.find((m) => m.name === input.leader && m.role === 'primary');
+  const set = input.synchronous?.set ?? null;
+  const current = set !== null && input.leader !== null && set.leader === input.leader ? set : null;
+  const synchronous: SynchronousStatus = {
+    mode: input.syncMode,
+    strict: input.synchronous?.strict ?? false,
+    nodeCount: input.synchronous?.nodeCount ?? 1,
+    quorum: current?.quorum ?? 0,
+    members: current?.members ?? [],
+  };
   return {
     cluster: input.manifest.name,
     leader: input.leader,
     timeline: leaderStatus?.timeline ?? null,
     syncMode: input.syncMode,
+    synchronous,
     etcd: input.etcd,
-    members,
+    members: members.map((m) => ({ ...m, sync: synchronous.members.includes(m.name) })),
     ...connectionStrings(input.manifest, input.secrets),
   };
 }
@@ -157,7 +211,7 @@ export function formatBytes(bytes: number): string {
 }
 
 /** The health verdict of one member (pure): what an operator should think at a glance. */
-export function memberHealth(m: Omit<MemberStatus, 'health'>, leader: string | null, maxLagBytes: number): MemberHealth {
+export function memberHealth(m: Omit<MemberStatus, 'health' | 'eligible' | 'ineligibleReason'>, leader: string | null, maxLagBytes: number): MemberHealth {
   const ok = (summary: string): MemberHealth => ({ status: 'ok', summary });
   const warning = (summary: string): MemberHealth => ({ status: 'warning', summary });
   const critical = (summary: string): MemberHealth => ({ status: 'critical', summary });

@@ -12,6 +12,7 @@
  * - `stop` stops replicas before the leader, so the leader's clean shutdown checkpoint is the
  *   newest WAL anywhere and it takes the lead again on `start` (same roles, same timeline).
  */
+import { parseSyncSet, type SyncSet } from '../../ha/sync-set.js';
 import { atControlPlanePriority } from '../../shared/priority.js';
 import { spawn } from 'node:child_process';
 import { constants as fsConstants, existsSync, openSync, closeSync } from 'node:fs';
@@ -22,6 +23,7 @@ import { parseConfig } from '../../config/load.js';
 import { clusterKeys } from '../../dcs/keys.js';
 import { EtcdDcs } from '../../dcs/etcd-dcs.js';
 import { parseMemberRecord, type MemberRecord } from '../../ha/member-record.js';
+import { parseHistory } from '../../ha/history.js';
 import { defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig } from '../../config/schema.js';
 import { findPgBinDir } from '../../postgres/bin-dir.js';
 import type { Clock } from '../../shared/clock.js';
@@ -333,6 +335,12 @@ export interface ClusterSnapshot {
   aliveAgents: Map<string, number>;
   /** The failover lag limit of the dynamic config (for health verdicts); absent when etcd could not be read. */
   maxLagBytes?: number;
+  /** Eligibility inputs (cluster-status.ts): last leader LSN, last promotion's timeline, TTL. */
+  lastLeaderLsn?: string | null;
+  historyTimeline?: number | null;
+  ttlSeconds?: number;
+  /** Sync mode settings and the published set (/sync). */
+  synchronous?: { strict: boolean; nodeCount: number; set: SyncSet | null };
 }
 
 /** Reads etcd (when our etcd runs) and checks every recorded PID. Never throws for a down cluster. */
@@ -355,7 +363,18 @@ export async function snapshotCluster(manifest: ClusterManifest): Promise<Cluste
       if (record !== null) members.push(record);
     }
     const config = parseJsonOrNull(dynamicConfigSchema, all.get(keys.config)) ?? defaultDynamicConfig();
-    return { etcd: 'running', leader: all.get(keys.leader) ?? null, members, syncMode: config.synchronous, aliveAgents, maxLagBytes: config.maximumLagOnFailoverBytes };
+    return {
+      etcd: 'running',
+      leader: all.get(keys.leader) ?? null,
+      members,
+      syncMode: config.synchronous,
+      aliveAgents,
+      maxLagBytes: config.maximumLagOnFailoverBytes,
+      lastLeaderLsn: all.get(keys.lastLsn) ?? null,
+      historyTimeline: parseHistory(all.get(keys.history) ?? null).at(-1)?.timeline ?? null,
+      ttlSeconds: config.ttlSeconds,
+      synchronous: { strict: config.synchronousStrict, nodeCount: config.synchronousNodeCount, set: parseSyncSet(all.get(keys.sync) ?? null) },
+    };
   } catch {
     return { etcd: 'unreachable', leader: null, members: [], syncMode: 'off', aliveAgents };
   } finally {

@@ -1,0 +1,29 @@
+/**
+ * The real `PeerPositionSource` of sync mode (src/ha/sync-set.ts): `GET <apiUrl>/wal-position`,
+ * answered live by the member's agent. Anything but a well-formed 200 answer within `timeoutMs`
+ * (network error, timeout, 503 when its postgres is down, garbage) is "unknown" (null): the
+ * candidate then cannot count that member, and does not promote without enough of them.
+ */
+import { z } from 'zod';
+import type { PeerPosition, PeerPositionSource } from '../ha/sync-set.js';
+import { isLsn } from '../shared/lsn.js';
+
+const positionSchema = z.object({
+  name: z.string(),
+  timeline: z.number().int().nullable(),
+  lsn: z.string().refine(isLsn).nullable(),
+});
+
+export class HttpPeerPositions implements PeerPositionSource {
+  async position(peer: { name: string; apiUrl: string }, timeoutMs: number): Promise<PeerPosition | null> {
+    try {
+      const response = await fetch(new URL('/wal-position', peer.apiUrl), { signal: AbortSignal.timeout(timeoutMs) });
+      if (response.status !== 200) return null;
+      const parsed = positionSchema.safeParse(await response.json());
+      // An answer must come from the member we asked (a reused port could reach another agent).
+      return parsed.success && parsed.data.name === peer.name ? parsed.data : null;
+    } catch {
+      return null;
+    }
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * The real `PeerProbe` of failsafe mode (src/ha/failsafe.ts): `POST <apiUrl>/failsafe` with the
+ * cluster's API token and the leader's request, answered by the member's HA loop. Anything but a
+ * well-formed 200 answer within `timeoutMs` (network error, timeout, 401, garbage) rejects, which
+ * the loop counts as an unreachable member. Never logs the token.
+ */
+import { z } from 'zod';
+import type { FailsafeAnswer, FailsafePeer, FailsafeRequest, PeerProbe } from '../ha/failsafe.js';
+import { PgpilotError } from '../shared/errors.js';
+
+const answerSchema = z.object({
+  node: z.string(),
+  accepted: z.boolean(),
+  leader: z.string().nullable(),
+  reason: z.string().nullable(),
+});
+
+export class HttpPeerProbe implements PeerProbe {
+  constructor(private readonly apiToken: string) {}
+
+  async check(peer: FailsafePeer, request: FailsafeRequest, timeoutMs: number): Promise<FailsafeAnswer> {
+    const response = await fetch(new URL('/failsafe', peer.apiUrl), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${this.apiToken}` },
+      body: JSON.stringify(request),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const body: unknown = await response.json().catch(() => null);
+    const answer = answerSchema.safeParse(body);
+    if (!answer.success || (response.status !== 200 && response.status !== 409)) {
+      throw new PgpilotError('COMMAND_FAILED', `failsafe check of ${peer.name} answered HTTP ${response.status}`);
+    }
+    return answer.data;
+  }
+}
