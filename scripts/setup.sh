@@ -12,7 +12,7 @@ say() { printf 'setup: %s\n' "$*"; }
 
 need_packages=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for pkg in postgresql-15 postgresql-contrib etcd-server etcd-client util-linux iproute2 haproxy prometheus patroni; do
+for pkg in postgresql-15 postgresql-contrib etcd-server etcd-client util-linux iproute2 nftables haproxy prometheus patroni; do
   if have_pkg "$pkg"; then say "$pkg already installed"; else need_packages+=("$pkg"); fi
 done
 

@@ -34,8 +34,10 @@ export interface AgentMemory {
   failsafe: FailsafeCheck | null;
   /** Failsafe (member side): this node promised a failsafe leader not to race for the key until `untilMs`. */
   failsafeAck: FailsafeAck | null;
+  /** Clone/rejoin/initialize attempts that failed in a row, and when the last one failed (retry backoff). */
+  dataTaskFailures: { count: number; lastFailedMs: number } | null;
 }
 
 export function freshAgentMemory(): AgentMemory {
-  return { leaseId: null, leaseTtlSeconds: null, leaseGrantedMs: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false, consecutiveCrashes: 0, lastHealthyMs: null, notStreamingSinceMs: null, restartRequested: false, lastLeaderSeenMs: null, standbyTimeline: null, failsafe: null, failsafeAck: null };
+  return { leaseId: null, leaseTtlSeconds: null, leaseGrantedMs: null, holdsLeader: false, lastRenewedMs: null, configuredUpstream: null, crashed: false, consecutiveCrashes: 0, lastHealthyMs: null, notStreamingSinceMs: null, restartRequested: false, lastLeaderSeenMs: null, standbyTimeline: null, failsafe: null, failsafeAck: null, dataTaskFailures: null };
 }

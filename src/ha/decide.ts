@@ -49,7 +49,30 @@ type Reachable = Extract<Observation['dcs'], { kind: 'reachable' }>;
 type Running = Extract<Observation['pg'], { kind: 'running' }>;
 type Stopped = Extract<Observation['pg'], { kind: 'stopped' }>;
 
+/** Actions that copy or rewrite a data directory: retried with a backoff after failures. */
+const DATA_TASKS: ReadonlySet<Action['kind']> = new Set(['clone-from', 'rejoin', 'initialize-cluster']);
+
+/** Wait after `failures` failed data tasks in a row: 2 s, 4 s, 8 s ... at most 60 s. */
+export function dataTaskBackoffMs(failures: number): number {
+  if (failures <= 0) return 0;
+  return Math.min(60_000, 2_000 * 2 ** Math.min(failures - 1, 10));
+}
+
 export function decide(obs: Observation): Decision {
+  const d = decideOnce(obs);
+  // A clone or rewind that keeps failing (disk full, leader unreachable) is not retried in a tight
+  // loop: each pg_basebackup makes the leader checkpoint and keep WAL for this member's slot.
+  const failures = obs.dataTaskFailures ?? null;
+  if (failures !== null && d.actions.some((a) => DATA_TASKS.has(a.kind))) {
+    const retryAtMs = failures.lastFailedMs + dataTaskBackoffMs(failures.count);
+    if (obs.nowMs < retryAtMs) {
+      return decision(`${d.summary}: waiting ${retryAtMs - obs.nowMs} ms after ${failures.count} failed attempt${failures.count === 1 ? '' : 's'}`);
+    }
+  }
+  return d;
+}
+
+function decideOnce(obs: Observation): Decision {
   if (obs.dcs.kind === 'unreachable') return decideWithoutDcs(obs, obs.dcs.error);
   const dcs = obs.dcs;
   if (obs.longTask !== null) return decision(`busy: ${obs.longTask.kind} running`);
@@ -369,9 +392,14 @@ function decideElection(obs: Observation, dcs: Reachable, pg: Running): Decision
   if (reason !== null) return decision(`no leader; not eligible (${reason})`, ...stayPut);
   // A fresh agent, or one whose lease had expired (an etcd outage longer than the TTL: every member
   // record expired with it), waits one TTL before racing, so that the others have re-published
-  // their positions and a cleanly shut-down former primary can reclaim the lead first.
-  const graceEndsMs = Math.max(obs.agentStartedMs, obs.lease.grantedMs ?? 0) + obs.config.ttlSeconds * 1000;
-  if (intent === null && pg.inRecovery && obs.nowMs < graceEndsMs) return decision(`no leader; start-up grace for ${graceEndsMs - obs.nowMs} ms`);
+  // their positions and a cleanly shut-down former primary can reclaim the lead first. Not a member
+  // that has since seen a leader for two loop waits: it is part of a running cluster in which every
+  // live member has published its position (each does every loop) and nobody is reclaiming, so a
+  // leader that died (or released its lease) is replaced at once.
+  const graceStartMs = Math.max(obs.agentStartedMs, obs.lease.grantedMs ?? 0);
+  const graceEndsMs = graceStartMs + obs.config.ttlSeconds * 1000;
+  const settled = obs.lastLeaderSeenMs !== undefined && obs.lastLeaderSeenMs !== null && obs.lastLeaderSeenMs - graceStartMs >= 2 * obs.config.loopWaitMs;
+  if (intent === null && pg.inRecovery && !settled && obs.nowMs < graceEndsMs) return decision(`no leader; start-up grace for ${graceEndsMs - obs.nowMs} ms`);
   if (syncMode) {
     // Sync mode replaces the ranking: only members of the published set compete, and only one that
     // has fresh positions of enough of them to be sure it holds every acknowledged commit.

@@ -314,10 +314,18 @@ export class HaLoop {
   private startLongTask(kind: LongTaskState['kind'], task: () => Promise<void>): void {
     if (this.longTask !== null) return;
     const startedMs = this.deps.clock.nowMs();
+    const dataTask = kind === 'clone-from' || kind === 'rejoin' || kind === 'initialize-cluster';
     const promise = task()
+      .then(() => {
+        if (dataTask) this.deps.memory.dataTaskFailures = null;
+      })
       .catch((error: unknown) => {
         this.snapshotValue = { ...this.snapshotValue, lastError: errorMessage(error) };
         this.deps.log.error({ task: kind, err: errorMessage(error) }, `${kind} failed`);
+        if (dataTask) {
+          const count = (this.deps.memory.dataTaskFailures?.count ?? 0) + 1;
+          this.deps.memory.dataTaskFailures = { count, lastFailedMs: this.deps.clock.nowMs() };
+        }
       })
       .finally(() => {
         this.longTask = null;
@@ -353,6 +361,7 @@ export class HaLoop {
       restartRequested: memory.restartRequested,
       consecutiveCrashes: memory.consecutiveCrashes,
       lastLeaderSeenMs: memory.lastLeaderSeenMs,
+      dataTaskFailures: memory.dataTaskFailures,
       failsafe: memory.failsafe,
       failsafeAck: memory.failsafeAck,
       leaderSync,

@@ -109,6 +109,8 @@ export interface Observation {
   consecutiveCrashes?: number;
   /** Last time this agent read a leader key in etcd (the `not-streaming` eligibility measure); null: never. */
   lastLeaderSeenMs?: number | null;
+  /** Failed clone/rejoin/initialize attempts in a row and when the last one failed (null: none). */
+  dataTaskFailures?: { count: number; lastFailedMs: number } | null;
   /**
    * Failsafe mode, leader side: the latest check of every member's REST API, made by the loop
    * while etcd was unreachable (src/ha/failsafe.ts); null: none since the node last held the key.

@@ -41,6 +41,9 @@ export const DEFAULT_POSTGRES_PARAMETERS: Readonly<Record<string, ConfValue>> = 
   max_wal_senders: 10,
   max_replication_slots: 10,
   wal_keep_size: '128MB',
+  // A member that is down or far behind keeps WAL on the leader through its replication slot; past
+  // this much the slot is invalidated (the member re-clones) instead of the leader's disk filling.
+  max_slot_wal_keep_size: '1GB',
   // Needed by pg_rewind when a former primary rejoins (checksums also cover it; both is harmless).
   wal_log_hints: true,
   hot_standby_feedback: true,

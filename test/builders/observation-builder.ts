@@ -141,6 +141,7 @@ export interface ObservationOverrides {
   consecutiveCrashes?: number;
   /** Last time a leader key was seen; default null. */
   lastLeaderSeenMs?: number | null;
+  dataTaskFailures?: { count: number; lastFailedMs: number } | null;
   /** Failsafe: the leader's latest all-members check; default null. */
   failsafe?: FailsafeCheck | null;
   /** Failsafe: this member's promise to a failsafe leader; default null. */
@@ -167,6 +168,7 @@ export function observation(overrides: ObservationOverrides = {}): Observation {
     restartRequested: overrides.restartRequested ?? false,
     consecutiveCrashes: overrides.consecutiveCrashes ?? 0,
     lastLeaderSeenMs: overrides.lastLeaderSeenMs ?? null,
+    dataTaskFailures: overrides.dataTaskFailures ?? null,
     failsafe: overrides.failsafe ?? null,
     failsafeAck: overrides.failsafeAck ?? null,
   };

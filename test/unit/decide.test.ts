@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Action } from '../../src/ha/actions.js';
-import { decide, divergedAfterMs, fenceMarginMs, leaseDeadlineMs } from '../../src/ha/decide.js';
+import { dataTaskBackoffMs, decide, divergedAfterMs, fenceMarginMs, leaseDeadlineMs } from '../../src/ha/decide.js';
 import { parseMemberRecord, type MemberRecord } from '../../src/ha/member-record.js';
 import type { DcsView, LocalPostgres, Observation } from '../../src/ha/observation.js';
 import {
@@ -204,7 +204,30 @@ void describe('decide, rule B: no data directory', () => {
       obs: observation({ pg: noData(), dcs: reachable({ leader: 'node2', members: [leader] }) }),
       actions: [{ kind: 'clone-from', leader: 'node2' }],
     },
+    {
+      name: 'after 3 failed clones in a row: wait 8 s before the next attempt',
+      obs: observation({ pg: noData(), dcs: reachable({ leader: 'node2', members: [leader] }), dataTaskFailures: { count: 3, lastFailedMs: NOW - 7_999 } }),
+      actions: [],
+      summary: /cloning from leader node2: waiting 1 ms after 3 failed attempts/,
+    },
+    {
+      name: 'the backoff over: clone again',
+      obs: observation({ pg: noData(), dcs: reachable({ leader: 'node2', members: [leader] }), dataTaskFailures: { count: 3, lastFailedMs: NOW - 8_000 } }),
+      actions: [{ kind: 'clone-from', leader: 'node2' }],
+    },
+    {
+      name: 'the backoff never delays a decision without a data task',
+      obs: observation({ pg: noData(), dcs: reachable({ leader: 'node2', members: [primaryRecord({ name: 'node2', state: 'starting' })] }), dataTaskFailures: { count: 9, lastFailedMs: NOW } }),
+      actions: [],
+      summary: /^waiting for leader node2 to be running$/,
+    },
   ]);
+});
+
+void describe('dataTaskBackoffMs', () => {
+  void it('doubles from 2 s and stops at 60 s', () => {
+    assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7, 50].map(dataTaskBackoffMs), [0, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000]);
+  });
 });
 
 void describe('decide, rule C: postgres stopped', () => {
@@ -656,6 +679,23 @@ void describe('decide, rule E: election (running, no leader)', () => {
       obs: observation({ pg: running(), agentStartedMs: NOW - TTL_MS + 1 }),
       actions: [],
       summary: /start-up grace for 1 ms/,
+    },
+    {
+      name: 'no grace for a fresh agent that has seen a leader for two loop waits since it started (the leader died)',
+      obs: observation({ pg: running(), agentStartedMs: NOW - 3_000, lastLeaderSeenMs: NOW - 1_000 }),
+      actions: acquireAndPromote,
+    },
+    {
+      name: 'a leader seen only briefly after the start does not end the grace',
+      obs: observation({ pg: running(), agentStartedMs: NOW - 3_000, lastLeaderSeenMs: NOW - 2_500 }),
+      actions: [],
+      summary: /start-up grace/,
+    },
+    {
+      name: 'a leader seen before the lease was re-granted (etcd outage) does not end the grace',
+      obs: observation({ pg: running(), agentStartedMs: NOW - 60_000, lease: { holdsLeader: false, lastRenewedMs: NOW, ttlSeconds: 6, grantedMs: NOW - 1_000 }, lastLeaderSeenMs: NOW - 2_000 }),
+      actions: [],
+      summary: /start-up grace/,
     },
     {
       name: 'the grace ends exactly one TTL after the agent started',

@@ -58,6 +58,7 @@ void test('renderPostgresqlConf renders identity, replication defaults and overr
   assert.equal(s.get('max_wal_senders'), '10');
   assert.equal(s.get('max_replication_slots'), '10');
   assert.equal(s.get('wal_keep_size'), "'128MB'");
+  assert.equal(s.get('max_slot_wal_keep_size'), "'1GB'");
   assert.equal(s.get('wal_log_hints'), 'on');
   assert.equal(s.get('hot_standby_feedback'), 'on');
   assert.equal(s.get('password_encryption'), "'scram-sha-256'");
