@@ -10,13 +10,13 @@
  * The child is bounded: SIGINT at 5 minutes (the runner cleans up on SIGINT), SIGKILL 60 s later.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { REPO_ROOT } from '../helpers/cli.js';
+import { runBounded, type BoundedRunResult } from '../helpers/run-bounded.js';
 import { isPidAlive } from '../helpers/wait.js';
 
 const RUN_TIMEOUT_MS = 5 * 60_000;
@@ -31,39 +31,9 @@ function skipReason(): string | false {
   return false;
 }
 
-interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-}
 
-function runChaos(args: string[]): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'chaos', 'run.js'), ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    let killTimer: NodeJS.Timeout | undefined;
-    const interruptTimer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGINT');
-      killTimer = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
-    }, RUN_TIMEOUT_MS);
-    child.once('error', (error) => {
-      clearTimeout(interruptTimer);
-      clearTimeout(killTimer);
-      reject(error);
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(interruptTimer);
-      clearTimeout(killTimer);
-      resolve({ code, signal, stdout, stderr, timedOut });
-    });
-  });
+function runChaos(args: string[]): Promise<BoundedRunResult> {
+  return runBounded('dist/chaos/run.js', args, { timeoutMs: RUN_TIMEOUT_MS, killGraceMs: KILL_GRACE_MS });
 }
 
 interface Report {
