@@ -71,19 +71,28 @@ interface Options {
   out: string;
 }
 
+/** Repeated outage measurements of one kind: every sample, their median/max and failed attempts. */
+interface OutageSeries<S> {
+  samplesMs: number[];
+  medianMs: number | null;
+  maxMs: number | null;
+  failedAttempts: number | null;
+  samples: S[];
+}
+
 interface SystemReport {
   system: System;
   profile: Profile;
   settings: Record<string, unknown>;
   bootstrapMs: number | null;
-  failover: { samplesMs: number[]; medianMs: number | null; maxMs: number | null; failedAttempts: number | null; samples: FailoverSample[] };
+  failover: OutageSeries<FailoverSample>;
   /**
    * Whole-host loss: every HA process of the leader's node and its postmaster SIGKILLed at once
    * (pgpilot: agent + fencing watchdog). Only for systems with node-local sidecars; for Patroni the
    * unplanned failover above is already that case.
    */
-  hostLoss?: { samplesMs: number[]; medianMs: number | null; maxMs: number | null; failedAttempts: number | null; samples: FailoverSample[] } | null;
-  postgresCrash: { samplesMs: number[]; medianMs: number | null; maxMs: number | null; failedAttempts: number | null; sameLeader: boolean[]; samples: CrashSample[] };
+  hostLoss?: OutageSeries<FailoverSample> | null;
+  postgresCrash: OutageSeries<CrashSample> & { sameLeader: boolean[] };
   switchover: {
     unavailableMs: number | null;
     maxUnavailableMs: number | null;
@@ -301,37 +310,23 @@ async function runSystem(plan: Plan, options: Options): Promise<SystemReport> {
     }
     return result;
   };
+  /** `count` samples of one outage measurement (a failed one is recorded by `step` and left out). */
+  const outageSeries = async <S extends { ms: number; failedAttempts: number }>(name: string, count: number, measure: () => Promise<S>): Promise<OutageSeries<S>> => {
+    const samples: S[] = [];
+    for (let i = 1; i <= count; i += 1) {
+      const sample = await step(`${name} ${i}/${count}`, measure);
+      if (sample !== null) samples.push(sample);
+    }
+    const samplesMs = samples.map((sample) => sample.ms);
+    return { samplesMs, ...summarize(samplesMs), failedAttempts: samples.length === 0 ? null : sum(samples.map((sample) => sample.failedAttempts)), samples };
+  };
   try {
-    for (let i = 1; i <= options.reps; i += 1) {
-      const sample = await step(`unplanned failover ${i}/${options.reps}`, () => measureUnplannedFailover(cluster, log));
-      if (sample !== null) report.failover.samples.push(sample);
-    }
-    const failovers = report.failover.samples;
-    report.failover.samplesMs = failovers.map((s) => s.ms);
-    Object.assign(report.failover, summarize(report.failover.samplesMs));
-    report.failover.failedAttempts = failovers.length === 0 ? null : sum(failovers.map((s) => s.failedAttempts));
-
+    report.failover = await outageSeries('unplanned failover', options.reps, () => measureUnplannedFailover(cluster, log));
     if (cluster.sidecarPids !== undefined) {
-      const hostLoss = { samplesMs: [] as number[], medianMs: null, maxMs: null, failedAttempts: null as number | null, samples: [] as FailoverSample[] };
-      for (let i = 1; i <= options.hostLosses; i += 1) {
-        const sample = await step(`host loss ${i}/${options.hostLosses}`, () => measureUnplannedFailover(cluster, log, 120_000, 'host'));
-        if (sample !== null) hostLoss.samples.push(sample);
-      }
-      hostLoss.samplesMs = hostLoss.samples.map((s) => s.ms);
-      Object.assign(hostLoss, summarize(hostLoss.samplesMs));
-      hostLoss.failedAttempts = hostLoss.samples.length === 0 ? null : sum(hostLoss.samples.map((s) => s.failedAttempts));
-      report.hostLoss = hostLoss;
+      report.hostLoss = await outageSeries('host loss', options.hostLosses, () => measureUnplannedFailover(cluster, log, 120_000, 'host'));
     }
-
-    for (let i = 1; i <= options.crashes; i += 1) {
-      const sample = await step(`postgres crash ${i}/${options.crashes}`, () => measurePostgresCrash(cluster, log));
-      if (sample !== null) report.postgresCrash.samples.push(sample);
-    }
-    const crashes = report.postgresCrash.samples;
-    report.postgresCrash.samplesMs = crashes.map((s) => s.ms);
-    Object.assign(report.postgresCrash, summarize(report.postgresCrash.samplesMs));
-    report.postgresCrash.failedAttempts = crashes.length === 0 ? null : sum(crashes.map((s) => s.failedAttempts));
-    report.postgresCrash.sameLeader = crashes.map((s) => s.sameLeader);
+    const crashes = await outageSeries('postgres crash', options.crashes, () => measurePostgresCrash(cluster, log));
+    report.postgresCrash = { ...crashes, sameLeader: crashes.samples.map((s) => s.sameLeader) };
 
     for (let i = 1; i <= options.switchovers; i += 1) {
       const sample = await step(`switchover ${i}/${options.switchovers}`, () => measureSwitchover(cluster, log));

@@ -35,6 +35,7 @@ import { findFreePorts, LOOPBACK_HOST } from '../../src/shared/ports.js';
 import { isOwnedProcessAlive, isPidRunning, readCmdline, stopOwnedProcess } from '../../src/shared/pid.js';
 import { asPostgresUser, POSTGRES_OS_USER, runCommand } from '../../src/shared/process-runner.js';
 import { clientUrl, startEtcd, waitForEtcd } from '../../src/providers/local/etcd-server.js';
+import { WaitAbortedError, waitUntil } from '../../test/helpers/wait.js';
 
 const PATRONI_BIN = '/usr/bin/patroni';
 const PG_BIN_DIR = '/usr/lib/postgresql/15/bin';
@@ -83,35 +84,6 @@ export type PatroniCreateOptions = CreateOptions & { nodes?: number; workDir?: s
 
 function elapsedMs(since: number): number {
   return Math.round(performance.now() - since);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
-}
-
-class FatalWaitError extends Error {}
-
-/**
- * Polls `probe` every `pollMs` until it returns a value (not null/undefined/false). Errors from the
- * probe are remembered and polling goes on, except FatalWaitError, which ends the wait at once.
- */
-async function pollUntil<T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined | false>, pollMs = POLL_MS): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let lastError: unknown = null;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== null && value !== undefined && value !== false) return value;
-    } catch (error) {
-      if (error instanceof FatalWaitError) throw error;
-      lastError = error;
-    }
-    if (performance.now() >= deadline) {
-      const detail = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
-    }
-    await sleep(Math.min(pollMs, deadline - performance.now()));
-  }
 }
 
 async function restRequest(
@@ -354,11 +326,11 @@ class PatroniBenchCluster implements BenchCluster {
     }
     node.patroniPid = pid;
     // setpriv execs patroni in place: the same PID must soon show patroni with this config.
-    await pollUntil(`${node.name}: pid ${pid} to exec patroni`, 10_000, async () => {
+    await waitUntil(`${node.name}: pid ${pid} to exec patroni`, async () => {
       const cmdline = await readCmdline(pid);
-      if (cmdline === null) throw new FatalWaitError(`${node.name}: patroni (pid ${pid}) exited at once:\n${tail(node.logFile)}`);
+      if (cmdline === null) throw new WaitAbortedError(`${node.name}: patroni (pid ${pid}) exited at once:\n${tail(node.logFile)}`);
       return cmdline.includes(PATRONI_BIN) && cmdline.includes(node.configFile) && !cmdline.startsWith('setpriv');
-    }, 20);
+    }, 10_000, 20);
     return pid;
   }
 
@@ -402,32 +374,32 @@ class PatroniBenchCluster implements BenchCluster {
   async waitHealthy(timeoutMs: number, failIfAgentDies = false): Promise<BenchNode[]> {
     let last: BenchNode[] = [];
     try {
-      return await pollUntil('one primary with every replica streaming', timeoutMs, async () => {
+      return await waitUntil('one primary with every replica streaming', async () => {
         if (failIfAgentDies) {
           for (const node of this.members) {
             if (!(await this.patroniAlive(node))) {
-              throw new FatalWaitError(`${node.name}: patroni (pid ${node.patroniPid}) exited; log tail:\n${tail(node.logFile)}`);
+              throw new WaitAbortedError(`${node.name}: patroni (pid ${node.patroniPid}) exited; log tail:\n${tail(node.logFile)}`);
             }
           }
         }
         last = await this.nodes();
         return PatroniBenchCluster.isHealthy(last) ? last : null;
-      });
+      }, timeoutMs, POLL_MS);
     } catch (error) {
-      if (error instanceof FatalWaitError) throw error;
+      if (error instanceof WaitAbortedError) throw error;
       throw new Error(`${(error as Error).message}; last view: ${this.describe(last)}`);
     }
   }
 
   /** Reads back the timing settings in force: GET /config (DCS), Patroni defaults for unset keys, etcd lease grants. */
   async readSettings(): Promise<Record<string, unknown>> {
-    const config = await pollUntil('GET /config', 10_000, async () => {
+    const config = await waitUntil('GET /config', async () => {
       for (const node of this.members) {
         const body = await restGetJson<Record<string, unknown>>(node.restPort, '/config');
         if (body !== null) return body;
       }
       return null;
-    });
+    }, 10_000, POLL_MS);
     const settings: Record<string, unknown> = {};
     const fromDefaults: string[] = [];
     for (const key of Object.keys(PATRONI_DEFAULTS) as Array<keyof typeof PATRONI_DEFAULTS>) {
@@ -495,19 +467,19 @@ class PatroniBenchCluster implements BenchCluster {
     );
     let last: BenchNode[] = [];
     try {
-      await pollUntil(`a primary other than ${leader.name}`, this.switchoverTimeoutMs(), async () => {
+      await waitUntil(`a primary other than ${leader.name}`, async () => {
         const outcome = postOutcome;
-        if (outcome instanceof Error) throw new FatalWaitError(`POST /switchover failed: ${outcome.message}`);
+        if (outcome instanceof Error) throw new WaitAbortedError(`POST /switchover failed: ${outcome.message}`);
         if (outcome !== null && outcome.status !== 200) {
-          throw new FatalWaitError(`POST /switchover answered ${outcome.status}: ${outcome.text.trim()}`);
+          throw new WaitAbortedError(`POST /switchover answered ${outcome.status}: ${outcome.text.trim()}`);
         }
         last = await this.nodes();
         const primaries = last.filter((node) => node.role === 'primary');
         return primaries.length === 1 && primaries[0]?.name !== leader.name;
-      });
+      }, this.switchoverTimeoutMs(), POLL_MS);
     } catch (error) {
       await post;
-      if (error instanceof FatalWaitError) throw error;
+      if (error instanceof WaitAbortedError) throw error;
       throw new Error(`${(error as Error).message}; last view: ${this.describe(last)}`);
     }
     // Let the POST finish in the background; its outcome no longer matters once the REST API shows it.
@@ -520,12 +492,12 @@ class PatroniBenchCluster implements BenchCluster {
     this.log(`patroni: restarting ${name}`);
     const pid = await this.spawnPatroni(node);
     // Up = its REST API answers (rejoining as a replica, with pg_rewind when needed, follows).
-    await pollUntil(`${name}: patroni REST API on port ${node.restPort}`, 60_000, async () => {
+    await waitUntil(`${name}: patroni REST API on port ${node.restPort}`, async () => {
       if (!(await isOwnedProcessAlive({ pid, marker: node.configFile }))) {
-        throw new FatalWaitError(`${name}: patroni (pid ${pid}) exited; log tail:\n${tail(node.logFile)}`);
+        throw new WaitAbortedError(`${name}: patroni (pid ${pid}) exited; log tail:\n${tail(node.logFile)}`);
       }
       return (await restGetJson<PatroniStatus>(node.restPort, '/patroni')) !== null;
-    });
+    }, 60_000, POLL_MS);
   }
 
   async footprintPids(): Promise<Array<{ node: string; label: string; pid: number }>> {

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { agentConfigSchema, dynamicConfigSchema, type AgentConfig, type ClusterSecrets } from '../../src/config/schema.js';
 import { EtcdDcs } from '../../src/dcs/etcd-dcs.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
-import { parseMemberRecord, type MemberRecord } from '../../src/ha/member-record.js';
+import { memberRecordsIn, type MemberRecord } from '../../src/ha/member-record.js';
 import { findPgBinDir } from '../../src/postgres/bin-dir.js';
 import { generateSecrets, writeAgentConfig, writeSecrets } from '../../src/providers/local/cluster-store.js';
 import { clientUrl, etcdArgs, findEtcdBinary, waitForEtcd } from '../../src/providers/local/etcd-server.js';
@@ -207,12 +207,7 @@ export async function readDcsView(): Promise<DcsView> {
   return withDcs(async (dcs) => {
     const keys = clusterKeys(CLUSTER_NAME);
     const all = await dcs.getPrefix(keys.root);
-    const members: MemberRecord[] = [];
-    for (const [key, value] of all) {
-      if (!key.startsWith(keys.membersPrefix)) continue;
-      const record = parseMemberRecord(value);
-      if (record !== null) members.push(record);
-    }
+    const members = memberRecordsIn(all, keys);
     let synchronous: string | null = null;
     try {
       synchronous = (JSON.parse(all.get(keys.config) ?? 'null') as { synchronous?: string } | null)?.synchronous ?? null;

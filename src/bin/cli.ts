@@ -19,6 +19,7 @@ import * as agentCommand from '../cli/commands/agent.js';
 import * as switchoverCommand from '../cli/commands/switchover.js';
 import * as eventsCommand from '../cli/commands/events.js';
 import * as configCommand from '../cli/commands/config.js';
+import type { ConfigUpdates } from '../cli/commands/config.js';
 import * as watchdogCommand from '../cli/commands/watchdog.js';
 import * as restartCommand from '../cli/commands/restart.js';
 import * as haproxyConfigCommand from '../cli/commands/haproxy-config.js';
@@ -255,36 +256,11 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     )
     .action(
       wrap(
-        async (
-          name: string,
-          opts: HomeOption & {
-            synchronous?: string;
-            synchronousStrict?: boolean;
-            synchronousNodeCount?: number;
-            ttlSeconds?: number;
-            loopWaitMs?: number;
-            maximumLagOnFailoverBytes?: number;
-            failsafe?: boolean;
-            json?: boolean;
-          },
-        ) =>
-          configCommand.runUpdate(
-            {
-              home: resolveHome(opts.home),
-              name,
-              json: opts.json === true,
-              updates: {
-                synchronous: opts.synchronous,
-                synchronousStrict: opts.synchronousStrict,
-                synchronousNodeCount: opts.synchronousNodeCount,
-                ttlSeconds: opts.ttlSeconds,
-                loopWaitMs: opts.loopWaitMs,
-                maximumLagOnFailoverBytes: opts.maximumLagOnFailoverBytes,
-                failsafe: opts.failsafe,
-              },
-            },
-            output,
-          ),
+        async (name: string, opts: HomeOption & ConfigUpdates & { json?: boolean }) => {
+          // Every other option commander collected is one of the settings (ConfigUpdates).
+          const { home, json, ...updates } = opts;
+          return configCommand.runUpdate({ home: resolveHome(home), name, json: json === true, updates }, output);
+        },
       ),
     );
 

@@ -6,7 +6,6 @@
  * Logs one summary line per tick when the summary changes (and every minute otherwise).
  */
 import { LeaseNotFoundError } from '../dcs/dcs.js';
-import { memberNameFromKey } from '../dcs/keys.js';
 import { defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig, type Tags } from '../config/schema.js';
 import { errorMessage } from '../shared/errors.js';
 import { isLsn, maxLsn } from '../shared/lsn.js';
@@ -17,7 +16,7 @@ import { Executor, type ExecutorDeps } from './executor.js';
 import { noopHaMetrics, type HaMetrics } from './ha-metrics.js';
 import type { DcsView, LocalPostgres, LongTaskState, Observation } from './observation.js';
 import { parseIntent } from './intent.js';
-import { parseMemberRecord, type MemberRecord, type ReplicationEntry } from './member-record.js';
+import { memberRecordsIn, type MemberRecord, type ReplicationEntry } from './member-record.js';
 import { parseHistory } from './history.js';
 import { notStreamingMsOf } from './election.js';
 import { failsafeDeadlineMs, fenceMarginMs } from './decide.js';
@@ -559,12 +558,7 @@ export class HaLoop {
         memory.lastRenewedMs = clock.nowMs();
         await dcs.revokeLease(old).catch(() => undefined);
       }
-      const members: MemberRecord[] = [];
-      for (const [key, value] of all) {
-        if (memberNameFromKey(keys, key) === null) continue;
-        const record = parseMemberRecord(value);
-        if (record !== null) members.push(record);
-      }
+      const members = memberRecordsIn(all, keys);
       return {
         kind: 'reachable',
         leader,

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { tagsSchema } from '../config/schema.js';
 import { isLsn } from '../shared/lsn.js';
 import { parseJsonOrNull } from '../shared/json.js';
+import { memberNameFromKey, type ClusterKeys } from '../dcs/keys.js';
 
 /** An LSN as postgres prints it; anything else makes the whole record unreadable (ignored). */
 const lsnSchema = z.string().refine(isLsn, 'not an LSN');
@@ -66,4 +67,15 @@ export type MemberRecord = z.infer<typeof memberRecordSchema>;
 /** Parses a member value; null for anything malformed (a bad record must not crash a reader). */
 export function parseMemberRecord(text: string): MemberRecord | null {
   return parseJsonOrNull(memberRecordSchema, text);
+}
+
+/** Every readable member record in a read of the cluster prefix (malformed ones are skipped). */
+export function memberRecordsIn(all: ReadonlyMap<string, string>, keys: ClusterKeys): MemberRecord[] {
+  const members: MemberRecord[] = [];
+  for (const [key, value] of all) {
+    if (memberNameFromKey(keys, key) === null) continue;
+    const record = parseMemberRecord(value);
+    if (record !== null) members.push(record);
+  }
+  return members;
 }

@@ -3,6 +3,7 @@
  * it to settle: shared by the integration tests that drive real clusters.
  */
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import type { ClusterStatus, MemberStatus } from '../../src/providers/local/cluster-status.js';
 import { runCli } from './cli.js';
 import { waitUntil } from './wait.js';
@@ -16,6 +17,18 @@ export async function clusterStatusOf(home: string, name: string): Promise<Clust
 /** The superuser password, from the writer connection string. */
 export function passwordOf(status: ClusterStatus): string {
   return decodeURIComponent(/postgresql:\/\/[^:]+:([^@]+)@/.exec(status.connectionString)?.[1] ?? '');
+}
+
+/** Runs `fn` with a superuser connection straight to `member`'s postgres, closed afterwards. */
+export async function withNode<T>(status: ClusterStatus, member: MemberStatus, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ host: member.host, port: member.port, user: 'postgres', password: passwordOf(status), database: 'postgres', connectionTimeoutMillis: 2_000 });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }
 
 export function leaderOf(status: ClusterStatus): MemberStatus {

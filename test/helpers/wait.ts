@@ -4,6 +4,13 @@ import { SystemClock } from '../../src/shared/clock.js';
 
 const clock = new SystemClock();
 
+/** Thrown by a probe to end the wait at once (the state cannot come any more), instead of being retried. */
+export class WaitAbortedError extends Error {}
+
+/**
+ * Polls `probe` every `pollMs` until it returns a value (not null/undefined/false). A probe error is
+ * remembered and polling goes on, except `WaitAbortedError`, which ends the wait at once.
+ */
 export async function waitUntil<T>(what: string | (() => string), probe: () => Promise<T | null | undefined | false>, timeoutMs = 30_000, pollMs = 200): Promise<T> {
   const deadlineMs = clock.nowMs() + timeoutMs;
   let lastError: unknown = null;
@@ -12,13 +19,14 @@ export async function waitUntil<T>(what: string | (() => string), probe: () => P
       const value = await probe();
       if (value !== null && value !== undefined && value !== false) return value;
     } catch (error) {
+      if (error instanceof WaitAbortedError) throw error;
       lastError = error;
     }
     if (clock.nowMs() >= deadlineMs) {
       const detail = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}${detail}`);
     }
-    await clock.sleep(pollMs);
+    await clock.sleep(Math.max(0, Math.min(pollMs, deadlineMs - clock.nowMs())));
   }
 }
 

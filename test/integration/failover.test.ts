@@ -8,27 +8,15 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import type { ClusterStatus, MemberStatus } from '../../src/providers/local/cluster-status.js';
 import { EtcdDcs } from '../../src/dcs/etcd-dcs.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
-import { clusterStatusOf, leaderOf, passwordOf, waitConverged } from '../helpers/cluster.js';
+import { clusterStatusOf, leaderOf, waitConverged, withNode } from '../helpers/cluster.js';
 
 const NAME = 'ha';
 const statusOf = (home: string): Promise<ClusterStatus> => clusterStatusOf(home, NAME);
-
-async function withNode<T>(status: ClusterStatus, member: MemberStatus, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ host: member.host, port: member.port, user: 'postgres', password: passwordOf(status), database: 'postgres', connectionTimeoutMillis: 2_000 });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
 
 async function insertRows(status: ClusterStatus, from: number, count: number): Promise<void> {
   await withNode(status, leaderOf(status), (c) => c.query('INSERT INTO acked SELECT g FROM generate_series($1::int, $2::int) g', [from, from + count - 1]));

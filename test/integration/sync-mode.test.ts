@@ -8,24 +8,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
-import type { ClusterStatus, MemberStatus } from '../../src/providers/local/cluster-status.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
-import { clusterStatusOf, leaderOf, passwordOf, waitConverged } from '../helpers/cluster.js';
+import { clusterStatusOf, leaderOf, waitConverged, withNode } from '../helpers/cluster.js';
 
 const NAME = 'syncq';
-
-async function withNode<T>(status: ClusterStatus, member: MemberStatus, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ host: member.host, port: member.port, user: 'postgres', password: passwordOf(status), database: 'postgres', connectionTimeoutMillis: 2_000 });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
 
 void describe('sync mode: quorum commit on a real cluster', () => {
   let home = '';

@@ -18,18 +18,6 @@ import { parseLsn } from '../../src/shared/lsn.js';
 import { SimCluster } from './sim-cluster.js';
 import { Driver, bootstrapped, writeAndReplicate } from './driver.js';
 
-/** The machine of `name` goes off: its agent stops for good (no timers), its postgres dies, its etcd client is cut. */
-async function powerOff(sim: SimCluster, name: string): Promise<void> {
-  const agent = sim.agent(name);
-  await agent.loop.stop();
-  agent.guard?.disarm();
-  agent.client.setReachable(false);
-  sim.world.crash(name);
-  await agent.pg.close();
-  await agent.client.close();
-  sim.agents = sim.agents.filter((a) => a !== agent);
-}
-
 /**
  * The agent of `name` freezes (SIGSTOP, stalled VM): it neither ticks nor runs its in-process fence
  * timer; its postgres keeps running until the fencing watchdog (if any) kills it at the deadline.
@@ -75,7 +63,7 @@ void describe('elections: ranking when the leader dies', () => {
     await sim.agent('node3').pg.observe();
     assert.equal(sim.world.lsnOf('node3'), ahead);
     const leaseExpiresMs = lastRenewedOf(sim, 'node1') + ttlMsOf(sim);
-    await powerOff(sim, 'node1');
+    await sim.powerOff('node1');
     assert.equal(sim.world.lsnOf('node2'), base);
 
     await d.until('node3 leads and node2 streams from it', () => sim.leader() === 'node3' && sim.isStreamingFrom('node2', 'node3'));
@@ -128,7 +116,7 @@ void describe('elections: ranking when the leader dies', () => {
     const { sim, d } = await bootstrapped();
     await writeAndReplicate(d, 'node1', 4_096n);
     sim.agents = [sim.agent('node3'), sim.agent('node2'), sim.agent('node1')];
-    await powerOff(sim, 'node1');
+    await sim.powerOff('node1');
 
     await d.until('node2 leads and node3 streams from it', () => sim.leader() === 'node2' && sim.isStreamingFrom('node3', 'node2'));
     assert.equal(sim.world.count('promote'), 1);
@@ -147,7 +135,7 @@ void describe('elections: nofailover', () => {
     assert.equal(sim.world.lsnOf('node3'), ahead);
     // node3 ticks first: it sees the free key before node2 can take it.
     sim.agents = [sim.agent('node3'), sim.agent('node2'), sim.agent('node1')];
-    await powerOff(sim, 'node1');
+    await sim.powerOff('node1');
 
     await d.until('node2 leads', () => sim.leader() === 'node2');
     assert.ok(d.summariesOf('node3').some((s) => /not eligible \(nofailover\)/.test(s)), [...new Set(d.summariesOf('node3'))].join('\n'));
@@ -163,7 +151,7 @@ void describe('elections: nofailover', () => {
     const { sim, d } = await bootstrapped({ names: ['node1', 'node2'], tags: { node2: { nofailover: true } } });
     await writeAndReplicate(d, 'node1', 4_096n);
     const leaseExpiresMs = lastRenewedOf(sim, 'node1') + ttlMsOf(sim);
-    await powerOff(sim, 'node1');
+    await sim.powerOff('node1');
     await d.until('the dead leader\'s lease expired', () => sim.clock.nowMs() > leaseExpiresMs);
     await d.rounds(50);
     assert.equal(sim.leader(), null);
@@ -185,7 +173,7 @@ void describe('elections: maximumLagOnFailoverBytes', () => {
     await sim.stopAgent(laggard);
     const lastLeaderLsn = await writeAndReplicate(d, 'node1', maxLagOf(sim) + extraBytes);
     const leaseExpiresMs = lastRenewedOf(sim, 'node1') + ttlMsOf(sim);
-    await powerOff(sim, 'node1');
+    await sim.powerOff('node1');
     sim.startAgent(laggard);
     return { lastLeaderLsn, leaseExpiresMs };
   }
@@ -271,7 +259,7 @@ void describe('elections: operator intents', () => {
     await sim.agent('node2').pg.observe();
     assert.equal(sim.world.lsnOf('node2'), ahead);
     const leaseExpiresMs = lastRenewedOf(sim, 'node1') + ttlMsOf(sim);
-    await powerOff(sim, 'node1');
+    await sim.powerOff('node1');
     putIntent(sim, { kind: 'failover', from: 'node1', to: 'node3', requestedAtMs: sim.clock.nowMs() });
 
     await d.until('node3 leads', () => sim.leader() === 'node3');
@@ -294,7 +282,7 @@ void describe('elections: operator intents', () => {
     await sim.stopAgent('node2');
     await writeAndReplicate(d, 'node1', maxLagOf(sim) + 1_048_576n);
     const leaseExpiresMs = lastRenewedOf(sim, 'node1') + ttlMsOf(sim);
-    await powerOff(sim, 'node1');
+    await sim.powerOff('node1');
     sim.startAgent('node2');
     sim.startAgent('node3');
     await d.until('the dead leader\'s lease expired', () => sim.clock.nowMs() > leaseExpiresMs);

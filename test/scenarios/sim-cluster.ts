@@ -147,6 +147,18 @@ export class SimCluster {
     return order.map((name) => this.startAgent(name));
   }
 
+  /** The machine of `name` goes off: its agent stops for good (no timers), its postgres dies, its etcd client is cut. */
+  async powerOff(name: string): Promise<void> {
+    const agent = this.agent(name);
+    await agent.loop.stop();
+    agent.guard?.disarm();
+    agent.client.setReachable(false);
+    this.world.crash(name);
+    await agent.pg.close();
+    await agent.client.close();
+    this.agents = this.agents.filter((a) => a !== agent);
+  }
+
   agent(name: string): SimAgent {
     const agent = this.agents.find((a) => a.name === name);
     assert.ok(agent, `agent ${name} is not running`);

@@ -27,18 +27,6 @@ function standbyNamesOf(sim: SimCluster, node: string): string {
   return sim.world.dataOf(node)?.synchronousStandbyNames ?? '';
 }
 
-/** The machine of `name` goes off: agent gone for good, postgres killed, etcd client cut (as elections.test.ts). */
-async function powerOff(sim: SimCluster, name: string): Promise<void> {
-  const agent = sim.agent(name);
-  await agent.loop.stop();
-  agent.guard?.disarm();
-  agent.client.setReachable(false);
-  sim.world.crash(name);
-  await agent.pg.close();
-  await agent.client.close();
-  sim.agents = sim.agents.filter((a) => a !== agent);
-}
-
 /**
  * The safety invariant, checked on the fake world: every acknowledged commit is on at least
  * `quorum` members of the published set, and the leader's synchronous_standby_names covers it (C1).
@@ -118,7 +106,7 @@ void describe('scenario: synchronous quorum mode', () => {
       await sim.round();
     }
     assert.equal(acked.length, 5);
-    await powerOff(sim, 'node1');
+    await sim.powerOff('node1');
     await untilSafe(sim, 'a replica leads', () => sim.leader() !== null && sim.leader() !== 'node1' && sim.world.isWritable(sim.leader() ?? ''));
     const leader = sim.leader() ?? '';
     const last = acked.at(-1) ?? '';
@@ -143,8 +131,8 @@ void describe('scenario: synchronous quorum mode', () => {
     assert.ok(acked.length > 0);
     assert.ok(parseLsn(sim.world.lsnOf('node3') ?? '0/0') < parseLsn(acked.at(-1) ?? '0/0'), 'node3 lacks acknowledged commits');
     sim.world.pauseReceiver('node3', false);
-    await powerOff(sim, 'node1');
-    await powerOff(sim, 'node2');
+    await sim.powerOff('node1');
+    await sim.powerOff('node2');
     const ttlRounds = (defaultDynamicConfig().ttlSeconds * 1000) / sim.stepMs;
     for (let i = 0; i < 4 * ttlRounds; i += 1) {
       await sim.round();
@@ -162,8 +150,8 @@ void describe('scenario: synchronous quorum mode', () => {
       await sim.round();
     }
     sim.world.pauseReceiver('node3', false);
-    await powerOff(sim, 'node1');
-    await powerOff(sim, 'node2');
+    await sim.powerOff('node1');
+    await sim.powerOff('node2');
     await sim.until('node3 leads', () => sim.leader() === 'node3' && sim.world.isWritable('node3'));
   });
 
@@ -173,7 +161,7 @@ void describe('scenario: synchronous quorum mode', () => {
     assert.equal(c.acknowledged, true);
     sim.silentPeers.add('node2');
     sim.silentPeers.add('node3');
-    await powerOff(sim, 'node1');
+    await sim.powerOff('node1');
     const ttlRounds = (defaultDynamicConfig().ttlSeconds * 1000) / sim.stepMs;
     for (let i = 0; i < 2 * ttlRounds; i += 1) await sim.round();
     assert.equal(sim.leader(), null, 'P = {node2, node3}, quorum 1: each needs the other position');

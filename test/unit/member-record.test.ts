@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseMemberRecord, type MemberRecord } from '../../src/ha/member-record.js';
+import { memberRecordsIn, parseMemberRecord, type MemberRecord } from '../../src/ha/member-record.js';
+import { clusterKeys } from '../../src/dcs/keys.js';
 import { memberRecord, primaryRecord } from '../builders/observation-builder.js';
 
 const REPLICATION_ENTRY = { applicationName: 'node2', state: 'streaming', replayLsn: '0/3000000', lagBytes: 0, syncState: 'async' };
@@ -54,5 +55,24 @@ void describe('parseMemberRecord', () => {
     for (const value of ['', 'not json', '{', 'null', '[]', '42', '{}', text({ ...memberRecord({ name: 'node2' }), role: 'leader' })]) {
       assert.equal(parseMemberRecord(value), null, value);
     }
+  });
+});
+
+void describe('memberRecordsIn', () => {
+  void it('returns the readable records directly under the members prefix, nothing else', () => {
+    const keys = clusterKeys('demo');
+    const node1 = primaryRecord({ name: 'node1' });
+    const node2 = memberRecord({ name: 'node2' });
+    const all = new Map<string, string>([
+      [keys.leader, 'node1'],
+      [`${keys.membersPrefix}node1`, JSON.stringify(node1)],
+      [`${keys.membersPrefix}node2`, JSON.stringify(node2)],
+      [`${keys.membersPrefix}node3`, '{not json'],
+      [`${keys.membersPrefix}nested/node4`, JSON.stringify(memberRecord({ name: 'node4' }))],
+    ]);
+    assert.deepEqual(
+      memberRecordsIn(all, keys).map((m) => m.name),
+      ['node1', 'node2'],
+    );
   });
 });

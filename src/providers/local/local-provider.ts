@@ -22,7 +22,7 @@ import { clusterManifestSchema, nameSchema, MAX_NODES, MIN_NODES, type AgentConf
 import { parseConfig } from '../../config/load.js';
 import { clusterKeys } from '../../dcs/keys.js';
 import { EtcdDcs } from '../../dcs/etcd-dcs.js';
-import { parseMemberRecord, type MemberRecord } from '../../ha/member-record.js';
+import { memberRecordsIn, type MemberRecord } from '../../ha/member-record.js';
 import { parseHistory } from '../../ha/history.js';
 import { defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig } from '../../config/schema.js';
 import { findPgBinDir } from '../../postgres/bin-dir.js';
@@ -356,12 +356,7 @@ export async function snapshotCluster(manifest: ClusterManifest): Promise<Cluste
   try {
     const keys = clusterKeys(manifest.name);
     const all = await dcs.getPrefix(keys.root);
-    const members: MemberRecord[] = [];
-    for (const [key, value] of all) {
-      if (!key.startsWith(keys.membersPrefix)) continue;
-      const record = parseMemberRecord(value);
-      if (record !== null) members.push(record);
-    }
+    const members = memberRecordsIn(all, keys);
     const config = parseJsonOrNull(dynamicConfigSchema, all.get(keys.config)) ?? defaultDynamicConfig();
     return {
       etcd: 'running',
