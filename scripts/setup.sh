@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian 12 machine: installs what is missing (PostgreSQL 15, etcd,
-# util-linux's setpriv, HAProxy (the proxy ports' data plane), Prometheus with promtool (pgpilot
+# util-linux's setpriv, HAProxy (the proxy ports' data plane), PgBouncer (pgpilot pooler), Prometheus with promtool (pgpilot
 # monitoring --serve, and the tests of the shipped alert rules), Patroni (only for the side-by-side
 # benchmark, npm run bench; pgpilot never uses it)) with apt, then the Node
 # dependencies (npm ci) and the build. Prints what it did. Safe to run again: it skips what is
@@ -12,7 +12,7 @@ say() { printf 'setup: %s\n' "$*"; }
 
 need_packages=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for pkg in postgresql-15 postgresql-contrib etcd-server etcd-client util-linux iproute2 nftables haproxy prometheus patroni; do
+for pkg in postgresql-15 postgresql-contrib etcd-server etcd-client util-linux iproute2 nftables haproxy pgbouncer prometheus patroni; do
   if have_pkg "$pkg"; then say "$pkg already installed"; else need_packages+=("$pkg"); fi
 done
 
@@ -50,8 +50,8 @@ if [ "${#need_packages[@]}" -gt 0 ]; then
   # The same holds for etcd-server, whose service would otherwise listen on 2379, for patroni
   # (the benchmark starts its own Patroni processes), and for prometheus (9090) and the
   # node exporter it recommends (9100): `pgpilot monitoring NAME --serve` runs its own Prometheus
-  # on a free loopback port.
-  for service in haproxy etcd patroni prometheus prometheus-node-exporter; do
+  # on a free loopback port. And for pgbouncer (6432): `pgpilot pooler enable` runs one per node.
+  for service in haproxy etcd patroni prometheus prometheus-node-exporter pgbouncer; do
     pkg=$service; [ "$service" = etcd ] && pkg=etcd-server; [ "$service" = prometheus-node-exporter ] && pkg=prometheus
     if [[ " ${need_packages[*]} " == *" $pkg "* ]] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
       $SUDO systemctl disable --now "$service.service" >/dev/null 2>&1 || true

@@ -22,7 +22,8 @@ import { buildApi } from '../api/build-api.js';
 import { HttpPeerProbe } from './http-peer-probe.js';
 import { HttpPeerPositions } from './http-peer-positions.js';
 import type { AgentConfig } from '../config/schema.js';
-import { clusterSecretsSchema } from '../config/schema.js';
+import { clusterSecretsSchema, defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig } from '../config/schema.js';
+import { parseJsonOrNull } from '../shared/json.js';
 import { parseConfig } from '../config/load.js';
 import { EtcdDcs } from '../dcs/etcd-dcs.js';
 import { clusterKeys } from '../dcs/keys.js';
@@ -36,6 +37,12 @@ import { PGPILOT_VERSION } from '../shared/version.js';
 import { AgentMetrics } from '../metrics/agent-metrics.js';
 import { PostgresSampler } from '../metrics/postgres-sampler.js';
 import { connectLocal } from '../postgres/queries.js';
+import { PoolerSupervisor } from '../pooler/pooler-supervisor.js';
+import { BackupChild } from './backup-child.js';
+import { BackupScheduler } from './backup-scheduler.js';
+import { listBackups } from '../backup/backup-catalog.js';
+import { openObjectStore, readStoreConfigFile } from '../backup/store-config.js';
+import { storeLayout } from '../backup/store-layout.js';
 
 /** How often event-loop stalls are checked, and from which longest delay one is logged. */
 const EVENT_LOOP_REPORT_EVERY_MS = 10_000;
@@ -46,7 +53,7 @@ export interface RunningAgent {
   done: Promise<void>;
 }
 
-export async function startAgent(config: AgentConfig, options: { cliEntry: string }): Promise<RunningAgent> {
+export async function startAgent(config: AgentConfig, options: { cliEntry: string; configFile?: string }): Promise<RunningAgent> {
   const log = createLogger({ destination: pino.destination({ dest: config.logFile, mkdir: true, sync: false }) }).child({
     cluster: config.cluster,
     node: config.node,
@@ -60,7 +67,22 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
   const dcs = new EtcdDcs({ endpoints: [...config.etcdEndpoints], operationTimeoutMs: 2_000 });
   const keys = clusterKeys(config.cluster);
   const memory = freshAgentMemory();
-  const pg = new LocalPostgresNode({ config, secrets, clock, log: log.child({ component: 'postgres' }) });
+  // postgresql.conf is rendered from /config each time it is written (start, follow, promotion,
+  // POST /reload), read fresh so that a restart or reload right after `config update` uses the new
+  // values without waiting for the loop's next read; the loop's copy if etcd does not answer in 1 s.
+  const postgresParameters = async (): Promise<DynamicConfig['postgresql']['parameters']> => {
+    const timer = new AbortController();
+    const fresh = await Promise.race([
+      dcs
+        .get(keys.config)
+        .then((raw) => (raw === null ? defaultDynamicConfig() : parseJsonOrNull(dynamicConfigSchema, raw)))
+        .catch(() => null),
+      clock.sleep(1_000, timer.signal).then(() => null, () => null),
+    ]);
+    timer.abort();
+    return (fresh ?? loopRef?.currentConfig() ?? defaultDynamicConfig()).postgresql.parameters;
+  };
+  const pg = new LocalPostgresNode({ config, secrets, clock, log: log.child({ component: 'postgres' }), parameters: postgresParameters });
   const apiUrl = `http://${config.host}:${config.apiPort}`;
   const watchdog = await WatchdogClient.start({
     // The lean entry next to the CLI's (dist/src/bin/watchdog.js), not the whole CLI.
@@ -110,8 +132,33 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     postgresStats: (timeoutMs) => sampler.sample(timeoutMs),
     dataDirectory: config.dataDir,
     processMetrics: true,
+    ...(config.backupStoreFile === undefined ? {} : { backupStatus: () => Promise.resolve(backups?.scheduler.status() ?? null) }),
     onCollectError: (what, message) => metricsLog.warn({ err: message }, `metrics: could not read ${what}`),
   });
+  // The backup schedule (leader only; the run is a child process: src/agent/backup-scheduler.ts).
+  let backups: { scheduler: BackupScheduler; child: BackupChild } | null = null;
+  if (config.backupStoreFile !== undefined && options.configFile !== undefined) {
+    const storeFile = config.backupStoreFile;
+    const child = new BackupChild({ cliEntry: options.cliEntry, agentConfigFile: options.configFile, logFile: path.join(config.nodeDir, 'backup.log') });
+    const scheduler = new BackupScheduler({
+      clock,
+      log: log.child({ component: 'backup' }),
+      isLeader: () => memory.holdsLeader,
+      settings: () => loopRef?.currentConfig().backup ?? null,
+      listBackups: async () => {
+        const store = openObjectStore(await readStoreConfigFile(storeFile));
+        try {
+          return await listBackups(store, storeLayout(config.cluster));
+        } finally {
+          await store.close().catch(() => undefined);
+        }
+      },
+      runBackup: () => child.run(),
+      lockHolder: () => dcs.get(keys.backupLock),
+      referenceMs: clock.nowMs(),
+    });
+    backups = { scheduler, child };
+  }
   let replicaTurn = 0;
   const proxyLog = log.child({ component: 'proxy' });
   let dataPlane: HaproxyDataPlane | null = null;
@@ -165,6 +212,28 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     const routes = desiredRoutes(view, clock.nowMs(), loopRef?.currentConfig().maximumLagOnFailoverBytes ?? 0);
     void dataPlane.apply(knownTargets(view), routes).then(() => dataPlane?.refreshStats());
   };
+  // PgBouncer in front of this node's leader port while the dynamic config enables it (src/pooler/).
+  const pooler = new PoolerSupervisor({
+    node: config.node,
+    nodeDir: config.nodeDir,
+    listenAddress: config.listenAddress,
+    poolerPort: config.poolerPort,
+    proxyPort: config.proxyPort,
+    secretsFile: config.secretsFile,
+    clock,
+    log: log.child({ component: 'pooler' }),
+    connect: (database) =>
+      connectLocal({
+        host: config.host,
+        port: config.pgPort,
+        user: secrets.superuser.name,
+        password: secrets.superuser.password,
+        database,
+        connectTimeoutMs: 2_000,
+        statementTimeoutMs: 10_000,
+        applicationName: `pgpilot-pooler-${config.node}`,
+      }),
+  });
   const loop = new HaLoop({
     node: config.node,
     host: config.host,
@@ -183,6 +252,7 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
       leaderRouter.notify();
       replicaRouter.notify();
       applyRoutes();
+      if (loopRef !== null) pooler.reconcile(loopRef.currentConfig().pooler, memory.holdsLeader);
       reportEventLoopStalls();
     },
     tags: config.tags,
@@ -215,6 +285,7 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
       memory.restartRequested = true;
       loop.wake();
     },
+    reloadConfiguration: () => pg.reloadConfiguration(),
     answerFailsafe: (request) => loop.answerFailsafe(request),
     walPosition: () => loop.walPosition(),
     metrics,
@@ -241,11 +312,15 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     });
   log.info({ apiUrl, pgPort: config.pgPort, version: PGPILOT_VERSION }, 'agent started');
   const done = loop.run();
+  const schedulerDone = backups?.scheduler.run() ?? Promise.resolve();
 
   let stopping: Promise<void> | null = null;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       log.info('stopping: shutting postgres down cleanly, then releasing etcd keys');
+      backups?.child.stop();
+      await backups?.scheduler.stop();
+      await schedulerDone;
       await loop.stop();
       await done;
       await watch?.cancel().catch(() => undefined);
@@ -258,6 +333,7 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
       await watchdog.stop().catch(() => undefined);
       await loop.releaseAll();
       await api.close().catch(() => undefined);
+      await pooler.stop();
       await dataPlane?.stop();
       await leaderRouter.stop();
       await replicaRouter.stop();

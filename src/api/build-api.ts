@@ -8,6 +8,7 @@
  *   GET /metrics  Prometheus text format (src/metrics/agent-metrics.ts), collected at scrape time
  *                 within a time bound; read-only and without secrets, so it needs no token
  *   POST /restart restart postgres in its current role (202; the agent does it on its next tick)
+ *   POST /reload  rewrite postgresql.conf from the stored cluster config and reload (200 when done)
  * Mutating routes require `Authorization: Bearer <cluster token>` (auth.ts): 401 without it.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -28,6 +29,8 @@ export interface ApiDeps {
   apiToken: string;
   /** Records a restart request and wakes the HA loop; the agent, not the API, acts on it. */
   requestRestart(): void;
+  /** POST /reload: rewrite postgresql.conf from the stored cluster config and reload postgres; absent: 404. */
+  reloadConfiguration?: () => Promise<void>;
   /** POST /failsafe (failsafe mode): the HA loop's answer to a failsafe leader; absent: 404. */
   answerFailsafe?: (request: FailsafeRequest) => FailsafeAnswer;
   /** GET /metrics; absent: 404. */
@@ -121,6 +124,21 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     }
     deps.requestRestart();
     return reply.code(202).send({ accepted: true });
+  });
+
+  // `config update` of reloadable settings: done at once (a file write and a SIGHUP), answered
+  // when done; 503 when postgres does not run here (it gets the config at its next start).
+  app.post('/reload', async (request, reply) => {
+    if (!isAuthorized(request.headers.authorization, deps.apiToken)) {
+      return reply.code(401).send({ error: 'missing or wrong API token', hint: 'send Authorization: Bearer <apiToken from secrets.json>' });
+    }
+    if (deps.reloadConfiguration === undefined) return reply.code(404).send({ error: 'reload is not enabled on this agent' });
+    try {
+      await deps.reloadConfiguration();
+    } catch (error) {
+      return reply.code(503).send({ error: error instanceof Error ? error.message : String(error) });
+    }
+    return reply.code(200).send({ reloaded: true });
   });
 
   return app;

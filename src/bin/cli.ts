@@ -25,6 +25,11 @@ import * as restartCommand from '../cli/commands/restart.js';
 import * as haproxyConfigCommand from '../cli/commands/haproxy-config.js';
 import * as monitoringCommand from '../cli/commands/monitoring.js';
 import { runStart, runStop } from '../cli/commands/start-stop.js';
+import { registerBackupCommands } from '../cli/register-backup-commands.js';
+import { registerAppCommands } from '../cli/register-app-commands.js';
+import { registerOperateCommands } from '../cli/register-operate-commands.js';
+import { registerTuningCommands } from '../cli/register-tuning-commands.js';
+import * as configParameters from '../cli/commands/config-parameters.js';
 
 const output = processOutput;
 
@@ -83,14 +88,44 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     .option('--bin-dir <dir>', 'PostgreSQL 15 binaries (default: /usr/lib/postgresql/15/bin)')
     .option('--timeout <seconds>', 'how long to wait for the cluster to be ready', parseInteger('--timeout'), 180)
     .option('--json', 'print the final status as JSON')
-    .addHelpText('after', examples('pgpilot create demo', 'pgpilot create dev --nodes 1', 'pgpilot create demo --home /srv/pgpilot --json'))
+    .option('--from-backup <cluster>', 'restore: start from a base backup of this cluster and its WAL archive (the source is not changed)')
+    .option('--backup <id>', 'restore: this base backup (default: the newest one consistent before the target)')
+    .option('--target-time <time>', 'restore: recover up to this time (ISO 8601 with a timezone), then promote')
+    .option('--target-lsn <lsn>', 'restore: recover up to this WAL position, then promote')
+    .option('--backup-store <url>', "restore: read the source's backups from this store (e.g. the S3 store of a destroyed cluster)")
+    .addHelpText(
+      'after',
+      examples(
+        'pgpilot create demo',
+        'pgpilot create dev --nodes 1',
+        'pgpilot create demo --home /srv/pgpilot --json',
+        'pgpilot create demo2 --from-backup demo',
+        'pgpilot create demo2 --from-backup demo --target-time "2026-11-26T07:30:00Z"',
+        'pgpilot create demo2 --from-backup demo --backup 20261126T030000Z --target-lsn 0/5000060',
+      ),
+    )
     .action(
-      wrap(async (name: string, opts: HomeOption & { nodes: number; binDir?: string; timeout: number; json?: boolean }) =>
-        createCommand.run(
-          { home: resolveHome(opts.home), name, nodes: opts.nodes, binDir: opts.binDir, timeoutSeconds: opts.timeout, json: opts.json === true },
-          providerDeps(),
-          output,
-        ),
+      wrap(
+        async (
+          name: string,
+          opts: HomeOption & { nodes: number; binDir?: string; timeout: number; json?: boolean; fromBackup?: string; backup?: string; targetTime?: string; targetLsn?: string; backupStore?: string },
+        ) => {
+          if (opts.fromBackup === undefined && [opts.backup, opts.targetTime, opts.targetLsn, opts.backupStore].some((v) => v !== undefined)) {
+            throw new PgpilotError('INPUT_INVALID', '--backup, --target-time, --target-lsn and --backup-store need --from-backup', {
+              hint: `pgpilot create ${name} --from-backup SOURCE [--target-time T]`,
+              exitCode: 2,
+            });
+          }
+          const restore =
+            opts.fromBackup === undefined
+              ? undefined
+              : { fromBackup: opts.fromBackup, backupId: opts.backup, targetTime: opts.targetTime, targetLsn: opts.targetLsn, backupStore: opts.backupStore };
+          return createCommand.run(
+            { home: resolveHome(opts.home), name, nodes: opts.nodes, binDir: opts.binDir, timeoutSeconds: opts.timeout, json: opts.json === true, ...(restore === undefined ? {} : { restore }) },
+            providerDeps(),
+            output,
+          );
+        },
       ),
     );
 
@@ -218,8 +253,8 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
 
   const configGroup = program
     .command('config')
-    .description('show or change the dynamic cluster config in etcd (sync mode, timing, failover lag limit, failsafe)')
-    .addHelpText('after', examples('pgpilot config show demo', 'pgpilot config update demo --synchronous quorum'));
+    .description('show or change the dynamic cluster config in etcd (sync mode, timing, failover lag limit, failsafe, postgres parameters)')
+    .addHelpText('after', examples('pgpilot config show demo', 'pgpilot config update demo --synchronous quorum', 'pgpilot config update demo --set work_mem=16MB'));
   configGroup
     .command('show')
     .description('print the dynamic cluster config')
@@ -232,8 +267,13 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     );
   configGroup
     .command('update')
-    .description('change settings of the dynamic cluster config (validated as a whole; prints what changed)')
+    .description('change settings of the dynamic cluster config (validated as a whole; prints what changed); postgres parameters with --set are checked against pg_settings, then reloaded or applied with a rolling restart')
     .argument('<name>', 'cluster name')
+    .option('--set <key=value>', 'a postgres parameter (or a pgpilot setting such as ttlSeconds); repeat for more', (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option('--reset <key>', 'remove a postgres parameter override (the default applies again); repeat for more', (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option('--yes', 'do not ask before a rolling restart')
+    .option('--dry-run', 'with --set/--reset: print the plan and change nothing')
+    .option('--timeout <seconds>', 'with --set/--reset: how long to wait for each member to restart', parseInteger('--timeout'), 120)
     .addOption(new Option('--synchronous <mode>', 'synchronous replication: off, or quorum (ANY k of the healthy replicas confirm each commit)').choices(['off', 'quorum']))
     .option('--synchronous-strict', 'sync mode: when no synchronous replica is left, writes block (no silent fall-back to async)')
     .option('--no-synchronous-strict', 'sync mode: when no synchronous replica is left, commit asynchronously (default)')
@@ -252,13 +292,24 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
         'pgpilot config update demo --synchronous quorum --synchronous-node-count 2 --synchronous-strict',
         'pgpilot config update demo --synchronous off',
         'pgpilot config update demo --ttl-seconds 10 --loop-wait-ms 2000 --json',
-      ),
+        'pgpilot config update demo --set work_mem=16MB --set log_min_duration_statement=500ms',
+        'pgpilot config update demo --set max_connections=200 --yes   # rolling restart: replicas, switchover, leader',
+        'pgpilot config update demo --reset work_mem',
+      ) + '\nContexts, rolling restarts and refused settings: docs/configuration.md.\n',
     )
     .action(
       wrap(
-        async (name: string, opts: HomeOption & ConfigUpdates & { json?: boolean }) => {
+        async (name: string, opts: HomeOption & ConfigUpdates & { json?: boolean; set: string[]; reset: string[]; yes?: boolean; dryRun?: boolean; timeout: number }) => {
           // Every other option commander collected is one of the settings (ConfigUpdates).
-          const { home, json, ...updates } = opts;
+          const { home, json, set, reset, yes, dryRun, timeout, ...updates } = opts;
+          if (set.length > 0 || reset.length > 0 || dryRun === true) {
+            return configParameters.runParameterUpdate(
+              { home: resolveHome(home), name, set: set.map(configParameters.parseSetPair), reset, pgpilot: updates },
+              { yes: yes === true, dryRun: dryRun === true, json: json === true, timeoutSeconds: timeout },
+              providerDeps(),
+              output,
+            );
+          }
           return configCommand.runUpdate({ home: resolveHome(home), name, json: json === true, updates }, output);
         },
       ),
@@ -342,6 +393,8 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
       ),
     );
 
+  registerBackupCommands(program, { wrap, homeOption, examples, parseInteger, output });
+
   program
     .command('agent')
     .description('run the node agent in the foreground (started for you by create/start)')
@@ -354,6 +407,10 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     .description('fencing watchdog fed by the agent over stdin (started by the agent, not by hand)')
     .option('--etcd-endpoints <urls>', 'comma-separated etcd client URLs: release the agent lease there after fencing')
     .action(wrap(async () => watchdogCommand.run()));
+
+  registerAppCommands(program, { wrap, homeOption, examples, output, parseInteger });
+  registerOperateCommands(program, { wrap, homeOption, examples, output, parseInteger });
+  registerTuningCommands(program, { wrap, homeOption, examples, output, parseInteger });
 
   return program;
 }

@@ -38,6 +38,8 @@ export const nodeManifestSchema = z
     apiPort: portSchema,
     proxyPort: portSchema,
     replicaProxyPort: portSchema,
+    /** PgBouncer's port on this node (`pooler enable`); absent in clusters created before pgpilot had a pooler. */
+    poolerPort: portSchema.optional(),
     nodeDir: z.string().min(1),
     dataDir: z.string().min(1),
     configFile: z.string().min(1),
@@ -76,6 +78,8 @@ export const clusterSecretsSchema = z
     superuser: z.object({ name: z.string().min(1), password: z.string().min(16) }).strict(),
     replication: z.object({ name: z.string().min(1), password: z.string().min(16) }).strict(),
     apiToken: z.string().min(32),
+    /** PgBouncer's auth_user (`pooler enable`, src/pooler/): only looks up SCRAM verifiers. */
+    pooler: z.object({ name: z.string().min(1), password: z.string().min(16) }).strict().optional(),
   })
   .strict();
 export type ClusterSecrets = z.infer<typeof clusterSecretsSchema>;
@@ -94,6 +98,8 @@ export const agentConfigSchema = z
     proxyPort: portSchema,
     /** Replica port of the built-in proxy: streaming replicas within the lag limit, else the leader. */
     replicaProxyPort: portSchema,
+    /** PgBouncer's port (src/pooler/): it runs while the dynamic config's `pooler.enabled` is true. */
+    poolerPort: portSchema.optional(),
     /** How long the proxy holds a new connection while there is no leader (failover, switchover). */
     proxyHoldTimeoutMs: z.number().int().min(0).max(600_000).default(30_000),
     nodeDir: z.string().min(1),
@@ -106,9 +112,44 @@ export const agentConfigSchema = z
     tags: tagsSchema.default({}),
     /** CIDRs allowed in pg_hba.conf (scram-sha-256 only). */
     allowedCidrs: z.array(z.string().min(1)).min(1).default(['127.0.0.1/32', '::1/128']),
+    /**
+     * The backup store config file (src/backup/store-config.ts, 0600, readable by the postgres OS
+     * user). When set, every member archives WAL there and the leader runs the backup schedule.
+     */
+    backupStoreFile: z.string().min(1).optional(),
   })
   .strict();
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
+
+export const backupSettingsSchema = z
+  .object({
+    schedule: z.string().min(1).nullable().default('0 3 * * *'),
+    keepDaily: z.number().int().min(0).max(3650).default(7),
+    keepWeekly: z.number().int().min(0).max(520).default(4),
+    /** Keep every backup younger than this many days (null: rule off). */
+    keepDays: z.number().int().min(1).max(3650).nullable().default(null),
+  })
+  .strict();
+export type BackupSettings = z.infer<typeof backupSettingsSchema>;
+
+export function defaultBackupSettings(): BackupSettings {
+  return { schedule: '0 3 * * *', keepDaily: 7, keepWeekly: 4, keepDays: null };
+}
+
+/** PgBouncer on every node (`pooler enable`, src/pooler/), in front of the node's leader port. */
+export const poolerSettingsSchema = z
+  .object({
+    enabled: z.boolean().default(false),
+    poolMode: z.enum(['transaction', 'session']).default('transaction'),
+    /** Server connections per (database, user) pair on each node. */
+    defaultPoolSize: z.number().int().min(1).max(1000).default(20),
+  })
+  .strict();
+export type PoolerSettings = z.infer<typeof poolerSettingsSchema>;
+
+export function defaultPoolerSettings(): PoolerSettings {
+  return { enabled: false, poolMode: 'transaction', defaultPoolSize: 20 };
+}
 
 export const dynamicConfigSchema = z
   .object({
@@ -129,6 +170,13 @@ export const dynamicConfigSchema = z
     /** Sync mode: k in `ANY k (...)`, the number of replicas that must confirm each commit. */
     synchronousNodeCount: z.number().int().min(1).max(16).default(1),
     failsafe: z.boolean().default(false),
+    /**
+     * Base backups (src/backup/): a 5-field cron expression in UTC run by the leader's agent
+     * (null: no scheduled backups), and how many to keep (src/backup/retention.ts).
+     */
+    backup: backupSettingsSchema.default(defaultBackupSettings()),
+    /** PgBouncer on every node (src/pooler/): each agent starts, reloads or stops its own. */
+    pooler: poolerSettingsSchema.default(defaultPoolerSettings()),
     postgresql: z
       .object({
         parameters: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),

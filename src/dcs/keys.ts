@@ -11,6 +11,10 @@
  *                     written only by the leader, compare-and-set (src/ha/sync-set.ts); no lease
  *   failover, history, status/lastLsn: see architecture.md
  *   events            JSON list of cluster events (role changes, switchovers, fencing, rejoins)
+ *   backup-lock       id of the running base backup, on that run's lease (one backup at a time)
+ *   backup-lock       id of the running base backup, on that run's lease (one backup at a time)
+ *   apps/<app>        JSON { app, database, user, createdAt }: an attached app (pgpilot attach);
+ *                     created if absent, so an app is attached at most once; never a password
  */
 
 export const KEY_ROOT = '/pgpilot';
@@ -27,6 +31,10 @@ export interface ClusterKeys {
   history: string;
   events: string;
   lastLsn: string;
+  /** Held (on a lease) by the one base backup that runs at a time (src/backup/base-backup.ts). */
+  backupLock: string;
+  appsPrefix: string;
+  app(name: string): string;
 }
 
 export function clusterKeys(cluster: string): ClusterKeys {
@@ -43,6 +51,9 @@ export function clusterKeys(cluster: string): ClusterKeys {
     history: `${root}history`,
     events: `${root}events`,
     lastLsn: `${root}status/lastLsn`,
+    backupLock: `${root}backup-lock`,
+    appsPrefix: `${root}apps/`,
+    app: (name: string) => `${root}apps/${name}`,
   };
 }
 

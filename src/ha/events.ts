@@ -27,6 +27,17 @@ export const eventKindSchema = z.enum([
   'switchover-failed',
   'failover-requested',
   'failover-completed',
+  'restored',
+  'backup-completed',
+  'backup-failed',
+  // Operations (src/cli/commands/scale-count.ts, image.ts, pooler.ts).
+  'member-added',
+  'member-removed',
+  'image-update-started',
+  'image-update-completed',
+  'image-update-failed',
+  'pooler-enabled',
+  'pooler-disabled',
 ]);
 export type EventKind = z.infer<typeof eventKindSchema>;
 

@@ -669,6 +669,7 @@ export class HaLoop {
             leaderInSight,
           }),
           systemIdentifier: pg.systemIdentifier,
+          archive: pg.archiver ?? null,
         };
     }
   }

@@ -27,6 +27,23 @@ export const replicationEntrySchema = z.object({
 });
 export type ReplicationEntry = z.infer<typeof replicationEntrySchema>;
 
+/** pg_stat_archiver of the member: every member archives WAL (archive_mode = always). */
+export const archiveStateSchema = z.object({
+  archivedCount: z.number(),
+  failedCount: z.number(),
+  lastArchivedWal: z.string().nullable(),
+  lastArchivedAtMs: z.number().nullable(),
+  lastFailedWal: z.string().nullable(),
+  lastFailedAtMs: z.number().nullable(),
+});
+export type ArchiveState = z.infer<typeof archiveStateSchema>;
+
+/** True when the member's newest archive attempt failed (postgres retries; pg_wal grows meanwhile). */
+export function isArchiveFailing(archive: ArchiveState | null | undefined): boolean {
+  if (archive === null || archive === undefined || archive.lastFailedAtMs === null) return false;
+  return archive.lastArchivedAtMs === null || archive.lastFailedAtMs > archive.lastArchivedAtMs;
+}
+
 export const memberRecordSchema = z.object({
   name: z.string(),
   role: memberRoleSchema,
@@ -59,6 +76,8 @@ export const memberRecordSchema = z.object({
   tags: tagsSchema,
   replication: z.array(replicationEntrySchema).default([]),
   systemIdentifier: z.string().nullable(),
+  /** WAL archiving on this member (absent from older agents and while postgres is not running). */
+  archive: archiveStateSchema.nullable().optional(),
   version: z.string(),
   updatedAtMs: z.number(),
 });

@@ -5,7 +5,7 @@
  * slot). `decide` reads nothing else, so every decision is reproducible from an observation.
  */
 import type { DynamicConfig, Tags } from '../config/schema.js';
-import type { MemberRecord } from './member-record.js';
+import type { ArchiveState, MemberRecord } from './member-record.js';
 import type { FailoverIntent } from './intent.js';
 import type { FailsafeAck, FailsafeCheck } from './failsafe.js';
 import type { PeerPosition, SyncReplica, SyncSet } from './sync-set.js';
@@ -69,6 +69,8 @@ export type LocalPostgres =
       receiveLsn: string | null;
       walReceiverStatus: string | null;
       systemIdentifier: string;
+      /** pg_stat_archiver, when known (published in the member record). */
+      archiver?: ArchiveState;
     };
 
 export interface LeaseState {

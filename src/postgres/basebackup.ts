@@ -98,3 +98,68 @@ export async function runBasebackup(options: BasebackupOptions): Promise<void> {
     throw error;
   }
 }
+
+export interface TarBackupOptions {
+  binDir: string;
+  /** An empty or missing directory that receives base.tar.gz, pg_wal.tar.gz and backup_manifest. */
+  targetDir: string;
+  host: string;
+  port: number;
+  user: string;
+  /** libpq password file readable by the user running this process (mode 0600). */
+  passfile: string;
+  label: string;
+  timeoutMs?: number;
+  /** Called with each parsed progress report of pg_basebackup (done/total kB). */
+  onProgress?: (progress: { doneKb: number; totalKb: number; percent: number }) => void;
+}
+
+/** The pg_basebackup argv of a backup to compressed tar files with a SHA-256 backup manifest (pure). */
+export function tarBackupArgs(options: { targetDir: string; host: string; port: number; user: string; label: string }): string[] {
+  const base = basebackupArgs({ dataDir: options.targetDir, host: options.host, port: options.port, user: options.user });
+  // -Xstream: the WAL needed to make the copy consistent travels with it (pg_wal.tar.gz), so a
+  // backup restores even if the archive lost a segment; the manifest lets pg_verifybackup check
+  // every file and that WAL.
+  return [...base, '--format=tar', '--gzip', '--manifest-checksums=SHA256', '--progress', `--label=${options.label}`];
+}
+
+/** One progress report of `pg_basebackup --progress` ("  1234/5678 kB (21%), 0/1 tablespace"), or null. */
+export function parseBasebackupProgress(text: string): { doneKb: number; totalKb: number; percent: number } | null {
+  const match = /(\d+)\/(\d+) kB \((\d+)%\)/.exec(text);
+  if (match === null) return null;
+  return { doneKb: Number(match[1]), totalKb: Number(match[2]), percent: Number(match[3]) };
+}
+
+/** Runs pg_basebackup into `targetDir` as the current OS user (a client; the server is never root). */
+export async function runTarBackup(options: TarBackupOptions): Promise<void> {
+  const args = tarBackupArgs(options);
+  const state = await dirState(options.targetDir);
+  if (state === 'non-empty') throw new PgpilotError('INPUT_INVALID', `backup work directory ${options.targetDir} is not empty`);
+  let pending = '';
+  try {
+    await runCommand(pgBinary(options.binDir, 'pg_basebackup'), args, {
+      env: basebackupEnv({ passfile: options.passfile, applicationName: `pgpilot-backup` }),
+      cwd: '/',
+      timeoutMs: options.timeoutMs ?? 6 * 60 * 60_000,
+      onStderr: (chunk) => {
+        pending += chunk;
+        const parts = pending.split(/[\r\n]/);
+        pending = parts.pop() ?? '';
+        for (const part of parts) {
+          const progress = parseBasebackupProgress(part);
+          if (progress !== null) options.onProgress?.(progress);
+        }
+      },
+    });
+  } catch (error) {
+    await rm(options.targetDir, { recursive: true, force: true });
+    if (error instanceof PgpilotError && error.code === 'COMMAND_FAILED') {
+      throw new PgpilotError('BACKUP_FAILED', `pg_basebackup from ${options.host}:${options.port} failed: ${error.message}`, {
+        hint: 'check that the source node is up and streaming, and that it has room for the backup checkpoint',
+        retryable: true,
+        cause: error,
+      });
+    }
+    throw error;
+  }
+}

@@ -29,6 +29,24 @@ export interface PostgresqlConfInput {
   parameters?: Record<string, ConfValue>;
   /** When given, the node follows `primaryConninfo`; the caller also writes standby.signal. */
   standby?: StandbyConf | null;
+  /** WAL archiving: every member archives (`archive_mode = always`; src/backup/wal-archive.ts). */
+  archive?: ArchiveConf | null;
+  /** Archive recovery of a restored backup (the caller also writes recovery.signal). */
+  recovery?: RecoveryConf | null;
+}
+
+export interface ArchiveConf {
+  /** Shell command with %p / %f (render with `walCommand`). */
+  command: string;
+  /** `always`: standbys archive what they receive too (no gap after a failover); `on`: only a primary. */
+  mode: 'always' | 'on';
+  /** Force a segment switch after this long with WAL activity (bounds the data a restore can miss). */
+  timeoutSeconds: number;
+}
+
+export interface RecoveryConf {
+  restoreCommand: string;
+  target: { kind: 'latest' } | { kind: 'time'; time: string } | { kind: 'lsn'; lsn: string };
 }
 
 /** Safe defaults for a streaming-replication member; `parameters` may override any of these. */
@@ -61,7 +79,7 @@ export const DEFAULT_POSTGRES_PARAMETERS: Readonly<Record<string, ConfValue>> = 
 });
 
 /** Settings pgpilot derives from the typed input; `parameters` may not set them. */
-const MANAGED_PARAMETERS = new Set([
+export const MANAGED_PARAMETERS: ReadonlySet<string> = new Set([
   'port',
   'listen_addresses',
   'unix_socket_directories',
@@ -69,6 +87,17 @@ const MANAGED_PARAMETERS = new Set([
   'primary_conninfo',
   'primary_slot_name',
   'recovery_target_timeline',
+  'recovery_target',
+  'recovery_target_time',
+  'recovery_target_lsn',
+  'recovery_target_xid',
+  'recovery_target_name',
+  'recovery_target_action',
+  'recovery_target_inclusive',
+  'restore_command',
+  'archive_mode',
+  'archive_command',
+  'archive_library',
   'data_directory',
   'config_file',
   'hba_file',
@@ -143,6 +172,30 @@ export function renderPostgresqlConf(input: PostgresqlConfInput): string {
   ];
   for (const [name, value] of settings) lines.push(`${name} = ${quoteConfValue(value)}`);
 
+  if (input.archive) {
+    lines.push(
+      '',
+      '# continuous WAL archive (pgpilot wal push)',
+      `archive_mode = ${quoteConfValue(input.archive.mode)}`,
+      `archive_command = ${quoteConfValue(input.archive.command)}`,
+    );
+    // A cluster override of archive_timeout (in the parameters above) wins over pgpilot's default.
+    if (!settings.has('archive_timeout')) lines.push(`archive_timeout = ${quoteConfValue(`${input.archive.timeoutSeconds}s`)}`);
+  }
+  if (input.recovery) {
+    const target = input.recovery.target;
+    lines.push(
+      '',
+      '# archive recovery of a restored backup (pgpilot wal fetch); recovery.signal is present',
+      `restore_command = ${quoteConfValue(input.recovery.restoreCommand)}`,
+      `recovery_target_timeline = ${quoteConfValue('latest')}`,
+    );
+    if (target.kind === 'time') lines.push(`recovery_target_time = ${quoteConfValue(target.time)}`);
+    if (target.kind === 'lsn') lines.push(`recovery_target_lsn = ${quoteConfValue(target.lsn)}`);
+    // Promote at the target (or at the end of the archive): the restored node becomes the new
+    // cluster's first leader on a timeline of its own.
+    lines.push(`recovery_target_action = ${quoteConfValue('promote')}`);
+  }
   if (input.standby) {
     lines.push(
       '',
@@ -255,4 +308,19 @@ export function renderConninfo(fields: Record<string, string | number>): string 
       return `${key}=${quoteConninfoValue(value)}`;
     })
     .join(' ');
+}
+
+/** One word for /bin/sh: single-quoted, with `'` written as `'\''`. */
+export function shellQuote(word: string): string {
+  return `'${word.replace(/'/g, "'\\''")}'`;
+}
+
+/**
+ * The archive_command / restore_command line running `node <entry> <args...>` (pure). Words are
+ * shell-quoted and `%` is doubled (postgres expands `%p`, `%f`, `%%` in these commands); the
+ * placeholders given in `placeholders` are appended unquoted, as postgres expects them.
+ */
+export function walCommand(node: string, entry: string, args: readonly string[], placeholders: readonly ('%p' | '%f')[]): string {
+  const words = [node, entry, ...args].map((word) => shellQuote(word).replace(/%/g, '%%'));
+  return [...words, ...placeholders].join(' ');
 }

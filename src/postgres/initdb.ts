@@ -55,6 +55,13 @@ export async function ensurePostgresOwnedDir(dir: string, mode: number): Promise
   await chmod(dir, mode);
 }
 
+/** Hands an existing file to the postgres user when we are root (its mode is kept). */
+export async function givePostgres(file: string): Promise<void> {
+  if (!isRoot()) return;
+  const ids = await postgresOsIds();
+  await chown(file, ids.uid, ids.gid);
+}
+
 /** Writes a file only the postgres user (or, not as root, we) can read. */
 export async function writePostgresPrivateFile(file: string, content: string): Promise<void> {
   await writeFile(file, content, { mode: 0o600 });

@@ -19,6 +19,7 @@ import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import { PgpilotError, errorMessage } from '../shared/errors.js';
 import { lsnDiffBytes } from '../shared/lsn.js';
+import { archiveCommandFor } from '../backup/wal-entry.js';
 import { runBasebackup } from './basebackup.js';
 import { runRewind } from './rewind.js';
 import { renderConninfo, renderPgHba, renderPgpass, renderPostgresqlConf } from './conf.js';
@@ -40,8 +41,11 @@ export interface LocalPostgresNodeOptions {
   secrets: ClusterSecrets;
   clock: Clock;
   log: Logger;
-  /** Dynamic postgres parameters from the cluster config (applied at the next start). */
-  parameters?: () => Record<string, string | number | boolean>;
+  /**
+   * Dynamic postgres parameters from the cluster config, read each time postgresql.conf is written
+   * (every start, follow, promotion and `reloadConfiguration`), so a start uses the stored config.
+   */
+  parameters?: () => Record<string, string | number | boolean> | Promise<Record<string, string | number | boolean>>;
 }
 
 /** pg_controldata states of a data directory that was running as a primary (not a standby). */
@@ -51,6 +55,8 @@ const DRAIN_POLL_MS = 20;
 const READY_TIMEOUT_MS = 120_000;
 const FAST_STOP_TIMEOUT_MS = 60_000;
 const IMMEDIATE_STOP_TIMEOUT_MS = 10_000;
+/** A segment with writes in it is archived at the latest after this long (the data a restore can miss). */
+export const ARCHIVE_TIMEOUT_SECONDS = 300;
 
 export class LocalPostgresNode implements PostgresNode {
   private readonly postmaster: Postmaster;
@@ -58,6 +64,10 @@ export class LocalPostgresNode implements PostgresNode {
   private probeFailingSinceMs: number | null = null;
   private stopRequested = false;
   private readonly exitListeners: Array<() => void> = [];
+  /** The role the configuration files were last written for (what `reloadConfiguration` rewrites). */
+  private lastRole: { mode: 'primary' | 'standby'; upstream: UpstreamAddress | null } | null = null;
+  /** Tail of the configuration writes: one at a time, in call order (see `writeConfiguration`). */
+  private configWrites: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: LocalPostgresNodeOptions) {
     this.postmaster = new Postmaster({ clock: options.clock });
@@ -105,6 +115,7 @@ export class LocalPostgresNode implements PostgresNode {
           receiveLsn: probe.receiveLsn,
           walReceiverStatus: probe.walReceiverStatus,
           systemIdentifier: probe.systemIdentifier,
+          archiver: probe.archiver,
         };
       } catch {
         await this.dropClient();
@@ -302,6 +313,23 @@ export class LocalPostgresNode implements PostgresNode {
     this.options.log.info({ synchronousStandbyNames: value }, 'synchronous_standby_names set');
   }
 
+  /**
+   * Rewrites postgresql.conf for the role it was last written for, from the current parameters,
+   * and reloads postgres (`POST /reload` after `config update`). The role is read inside the
+   * serialized write, so a reload racing a promotion or a re-point never writes an older role
+   * after the newer one. Settings that need a restart stay pending until the next start.
+   */
+  async reloadConfiguration(): Promise<void> {
+    if (!this.postmaster.isRunning()) throw new PgpilotError('POSTGRES_FAILED', 'postgres is not running; cannot reload', { retryable: true });
+    await this.serializedWrite(async () => {
+      const role = this.lastRole;
+      if (role === null) throw new PgpilotError('POSTGRES_FAILED', 'postgres was not started by this agent; cannot reload', { retryable: true });
+      await this.writeConfigurationNow(role.mode, role.upstream);
+    });
+    if (!this.postmaster.reload()) throw new PgpilotError('POSTGRES_FAILED', 'postgres is not running; cannot reload', { retryable: true });
+    this.options.log.info('configuration rewritten and reloaded');
+  }
+
   async close(): Promise<void> {
     await this.dropClient();
   }
@@ -379,8 +407,23 @@ export class LocalPostgresNode implements PostgresNode {
     );
   }
 
-  /** Rewrites postgresql.conf, pg_hba.conf and standby.signal for the role; the passfile too. */
-  private async writeConfiguration(mode: 'primary' | 'standby', upstream: UpstreamAddress | null): Promise<void> {
+  /** Runs `write` after every configuration write queued before it (a failed one does not block the next). */
+  private serializedWrite(write: () => Promise<void>): Promise<void> {
+    const next = this.configWrites.then(write, write);
+    this.configWrites = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * Rewrites postgresql.conf, pg_hba.conf and standby.signal for the role; the passfile too.
+   * Serialized with `reloadConfiguration` (the loop and the REST API both write these files).
+   */
+  private writeConfiguration(mode: 'primary' | 'standby', upstream: UpstreamAddress | null): Promise<void> {
+    return this.serializedWrite(() => this.writeConfigurationNow(mode, upstream));
+  }
+
+  private async writeConfigurationNow(mode: 'primary' | 'standby', upstream: UpstreamAddress | null): Promise<void> {
+    this.lastRole = { mode, upstream };
     const { config, secrets } = this.options;
     await this.writePassfile();
     const standby =
@@ -403,8 +446,12 @@ export class LocalPostgresNode implements PostgresNode {
       socketDir: this.socketDir,
       clusterName: config.cluster,
       nodeName: config.node,
-      parameters: this.options.parameters?.() ?? {},
+      parameters: (await this.options.parameters?.()) ?? {},
       standby,
+      archive:
+        config.backupStoreFile === undefined
+          ? null
+          : { mode: 'always', command: archiveCommandFor(config.backupStoreFile, config.cluster), timeoutSeconds: ARCHIVE_TIMEOUT_SECONDS },
     });
     await writePostgresPrivateFile(path.join(this.dataDir, 'postgresql.conf'), conf);
     await writePostgresPrivateFile(

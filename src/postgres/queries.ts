@@ -94,6 +94,17 @@ export interface NodeProbe {
   walReceiverStatus: string | null;
   walReceiverPrimaryHost: string | null;
   walReceiverPrimaryPort: number | null;
+  /** pg_stat_archiver (the WAL archive, src/backup/wal-archive.ts). */
+  archiver: ArchiverProbe;
+}
+
+export interface ArchiverProbe {
+  archivedCount: number;
+  failedCount: number;
+  lastArchivedWal: string | null;
+  lastArchivedAtMs: number | null;
+  lastFailedWal: string | null;
+  lastFailedAtMs: number | null;
 }
 
 interface ProbeRow {
@@ -108,6 +119,12 @@ interface ProbeRow {
   wr_received_tli: number | null;
   wr_sender_host: string | null;
   wr_sender_port: number | null;
+  ar_archived_count: string | number;
+  ar_failed_count: string | number;
+  ar_last_archived_wal: string | null;
+  ar_last_archived_ms: string | number | null;
+  ar_last_failed_wal: string | null;
+  ar_last_failed_ms: string | number | null;
 }
 
 // One statement, so every value comes from the same snapshot of the node. The CASEs keep
@@ -123,9 +140,16 @@ SELECT r.in_recovery,
        w.status AS wr_status,
        w.received_tli AS wr_received_tli,
        w.sender_host AS wr_sender_host,
-       w.sender_port AS wr_sender_port
+       w.sender_port AS wr_sender_port,
+       a.archived_count AS ar_archived_count,
+       a.failed_count AS ar_failed_count,
+       a.last_archived_wal AS ar_last_archived_wal,
+       (extract(epoch FROM a.last_archived_time) * 1000)::bigint AS ar_last_archived_ms,
+       a.last_failed_wal AS ar_last_failed_wal,
+       (extract(epoch FROM a.last_failed_time) * 1000)::bigint AS ar_last_failed_ms
   FROM (SELECT pg_is_in_recovery() AS in_recovery) AS r
-  LEFT JOIN pg_stat_wal_receiver AS w ON true`;
+  LEFT JOIN pg_stat_wal_receiver AS w ON true
+  CROSS JOIN pg_stat_archiver AS a`;
 
 /** Role, position and upstream of the node behind `client`. */
 export async function probeNode(client: PgClient): Promise<NodeProbe> {
@@ -149,6 +173,14 @@ export async function probeNode(client: PgClient): Promise<NodeProbe> {
     walReceiverStatus: stringOrNull(row.wr_status),
     walReceiverPrimaryHost: stringOrNull(row.wr_sender_host),
     walReceiverPrimaryPort: numberOrNull(row.wr_sender_port),
+    archiver: {
+      archivedCount: Number(row.ar_archived_count),
+      failedCount: Number(row.ar_failed_count),
+      lastArchivedWal: stringOrNull(row.ar_last_archived_wal),
+      lastArchivedAtMs: numberOrNull(row.ar_last_archived_ms),
+      lastFailedWal: stringOrNull(row.ar_last_failed_wal),
+      lastFailedAtMs: numberOrNull(row.ar_last_failed_ms),
+    },
   };
 }
 

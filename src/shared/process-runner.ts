@@ -24,6 +24,8 @@ export interface RunOptions {
   input?: string;
   /** When true (default) a non-zero exit throws COMMAND_FAILED with the stderr tail. */
   check?: boolean;
+  /** Called with each chunk of stderr as it arrives (progress output); stderr is still captured. */
+  onStderr?: (chunk: string) => void;
 }
 
 const DEFAULT_TIMEOUT_MS = 120_000;
@@ -49,6 +51,7 @@ export async function runCommand(command: string, args: readonly string[], optio
     });
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       if (stderr.length < OUTPUT_LIMIT_CHARS) stderr += chunk;
+      options.onStderr?.(chunk);
     });
     child.on('error', (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);

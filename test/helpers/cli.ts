@@ -18,13 +18,13 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(args: readonly string[], options: { home: string; timeoutMs?: number }): Promise<CliResult> {
+export function runCli(args: readonly string[], options: { home: string; timeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<CliResult> {
   return new Promise((resolve) => {
     const child = execFile(
       PGPILOT_BIN,
       [...args],
       {
-        env: { ...process.env, PGPILOT_HOME: options.home },
+        env: { ...process.env, ...options.env, PGPILOT_HOME: options.home },
         timeout: options.timeoutMs ?? 240_000,
         killSignal: 'SIGKILL',
         maxBuffer: 16 * 1024 * 1024,

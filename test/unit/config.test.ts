@@ -53,6 +53,8 @@ void describe('dynamicConfigSchema', () => {
       synchronousStrict: false,
       synchronousNodeCount: 1,
       failsafe: false,
+      backup: { schedule: '0 3 * * *', keepDaily: 7, keepWeekly: 4, keepDays: null },
+      pooler: { enabled: false, poolMode: 'transaction', defaultPoolSize: 20 },
       postgresql: { parameters: {} },
     });
     assert.deepEqual(defaultDynamicConfig(), dynamicConfigSchema.parse({}));

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { clusterPaths, clustersDir, defaultHome, nodeName, nodePaths, resolveHome } from '../../src/providers/local/paths.js';
+import { clusterPaths, clusterPathsIn, clustersDir, defaultHome, nodeName, nodePaths, resolveHome } from '../../src/providers/local/paths.js';
 
 const runningAsRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const expectedDefault = runningAsRoot ? '/var/lib/pgpilot' : path.join(os.homedir(), '.pgpilot');
@@ -52,7 +52,10 @@ void describe('cluster and node layout', () => {
       etcdPidFile: '/h/clusters/demo/etcd/etcd.pid',
       nodesDir: '/h/clusters/demo/nodes',
       backupsDir: '/h/clusters/demo/backups',
+      backupStoreFile: '/h/clusters/demo/backup-store.json',
+      tmpDir: '/h/clusters/demo/tmp',
     });
+    assert.deepEqual(clusterPathsIn('/h/clusters/demo'), clusterPaths('/h', 'demo'));
   });
 
   void it('places each node under nodes/<node> with pgdata and agent.log', () => {

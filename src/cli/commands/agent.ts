@@ -9,7 +9,7 @@ import { loadJsonFile } from '../../config/load.js';
 export async function run(options: { configFile: string }): Promise<number> {
   const config = loadJsonFile(agentConfigSchema, options.configFile);
   // The watchdog is started from the same CLI entry point as this agent.
-  const agent = await startAgent(config, { cliEntry: process.argv[1] ?? '' });
+  const agent = await startAgent(config, { cliEntry: process.argv[1] ?? '', configFile: options.configFile });
   const onSignal = (): void => {
     void agent.stop();
   };

@@ -5,7 +5,10 @@
  * The dynamic cluster config lives in etcd under /config; the agents read it every tick. `update`
  * merges the flags over the stored value, validates the whole result with the same zod schema the
  * agents use (one line per problem, nothing written on error), writes it with a compare-and-set
- * (a concurrent update is reported, not overwritten) and prints what changed.
+ * (a concurrent update is reported, not overwritten) and prints what changed. `show` also lists the
+ * postgres parameters (pgpilot defaults and overrides). Postgres parameters are changed with
+ * `update --set/--reset` in config-parameters.ts (checked against pg_settings, then reloaded or
+ * applied by a rolling restart).
  */
 import { clusterKeys } from '../../dcs/keys.js';
 import { defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig } from '../../config/schema.js';
@@ -14,6 +17,7 @@ import { readManifest } from '../../providers/local/cluster-store.js';
 import { parseJsonOrNull } from '../../shared/json.js';
 import { PgpilotError } from '../../shared/errors.js';
 import { printJson, renderTable, type Output } from '../output.js';
+import { effectiveParameters } from '../../postgres/settings-validation.js';
 
 /** The settings `config update` can change (each is optional: absent means unchanged). */
 export interface ConfigUpdates {
@@ -91,8 +95,14 @@ export async function runShow(options: ConfigOptions, output: Output): Promise<n
   const { dcs } = await openClusterDcs(manifest);
   try {
     const { config } = await readStored(dcs, clusterKeys(manifest.name).config);
-    if (options.json) printJson(output, config);
-    else output.out(renderConfig(config));
+    // Postgres parameters: pgpilot's defaults with the cluster's overrides (`config update --set`).
+    const parameters = effectiveParameters(config.postgresql.parameters);
+    if (options.json) printJson(output, { ...config, postgresParameters: parameters });
+    else {
+      output.out(renderConfig(config));
+      output.out('');
+      output.out(renderTable(['POSTGRES PARAMETER', 'VALUE', 'SOURCE'], parameters.map((p) => [p.name, typeof p.value === 'boolean' ? (p.value ? 'on' : 'off') : String(p.value), p.source === 'override' ? 'override (config update --set)' : 'pgpilot default'])));
+    }
     return 0;
   } finally {
     await dcs.close().catch(() => undefined);

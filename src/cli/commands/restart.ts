@@ -37,7 +37,7 @@ async function requestRestart(member: MemberStatus, token: string): Promise<void
 }
 
 /** Restarts one member and waits until it runs again in the same role (a replica: streaming). */
-async function restartMember(options: RestartOptions, deps: ProviderDeps, member: MemberStatus, token: string): Promise<ClusterStatus> {
+export async function restartMember(options: Pick<RestartOptions, 'home' | 'name' | 'timeoutSeconds'>, deps: ProviderDeps, member: MemberStatus, token: string): Promise<ClusterStatus> {
   deps.progress(`${member.name}: restarting (${member.role})`);
   await requestRestart(member, token);
   const deadlineMs = deps.clock.nowMs() + options.timeoutSeconds * 1000;

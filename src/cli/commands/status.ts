@@ -6,6 +6,7 @@
 import { clusterStatus } from '../../providers/local/local-provider.js';
 import { maskPassword, type ClusterStatus } from '../../providers/local/cluster-status.js';
 import { printJson, renderTable, type Output } from '../output.js';
+import { poolerStatusLines } from '../../pooler/pooler-status.js';
 
 export interface StatusOptions {
   home: string;
@@ -35,7 +36,27 @@ export function renderStatus(status: ClusterStatus, options: { showPasswords: bo
     '',
     `connection string (writes):  ${show(status.connectionString)}`,
     `connection string (reads):   ${show(status.replicaConnectionString)}`,
+    `attached apps:               ${describeApps(status)}`,
+    `WAL archive:                 ${describeArchive(status)}`,
+    ...poolerStatusLines(status.pooler ?? null, show),
   ].join('\n');
+}
+
+/** `ok, last 0000...07 at 2026-...Z`, or `FAILING on node2 (WAL 0000...08, 12 failed attempts since ...)`. */
+export function describeArchive(status: ClusterStatus): string {
+  const archive = status.archive;
+  if (archive === undefined || archive.state === 'unknown') return 'unknown (no member reports)';
+  const last = archive.lastArchivedWal === null ? 'nothing archived yet' : `last ${archive.lastArchivedWal} at ${archive.lastArchivedAt ?? '?'}`;
+  if (archive.state !== 'failing') return archive.state === 'idle' ? 'ok, nothing archived yet' : `ok, ${last}`;
+  const where = archive.failing.map((f) => `${f.node} (WAL ${f.wal ?? '?'}, ${f.failedCount} failed attempts, last ${f.since ?? '?'})`).join('; ');
+  return `FAILING on ${where}; ${last}. Check the backup store (pgpilot backup config ${status.cluster}) and postgres.log`;
+}
+
+/** `shop (database shop, user shop), blog (...)`, or `none`. */
+export function describeApps(status: ClusterStatus): string {
+  const apps = status.apps ?? [];
+  if (apps.length === 0) return 'none';
+  return apps.map((a) => `${a.app} (database ${a.database}, user ${a.user})`).join(', ');
 }
 
 /** `off`, `quorum: ANY 1 of node2, node3 (strict)`, or `quorum: no synchronous replica (...)`. */

@@ -8,9 +8,10 @@
  */
 import type { SyncSet } from '../../ha/sync-set.js';
 import type { ClusterManifest, ClusterSecrets, Tags } from '../../config/schema.js';
-import type { MemberRecord } from '../../ha/member-record.js';
+import { isArchiveFailing, type MemberRecord } from '../../ha/member-record.js';
 import { isLsn, lsnDiffBytes } from '../../shared/lsn.js';
 import { highestKnownTimeline, memberIneligibility, notStreamingLimitMs } from '../../ha/election.js';
+import { buildPoolerStatus, type PoolerSnapshot, type PoolerStatus } from '../../pooler/pooler-status.js';
 
 export interface MemberStatus {
   name: string;
@@ -79,6 +80,55 @@ export interface ClusterStatus {
   members: MemberStatus[];
   connectionString: string;
   replicaConnectionString: string;
+  /** Attached apps (`pgpilot attach`), by app name; [] when none or when etcd could not be read. */
+  apps?: AttachedAppStatus[];
+  /** The continuous WAL archive as the members report it (pg_stat_archiver). Always set by `buildClusterStatus`. */
+  archive?: ArchiveStatus;
+  /** PgBouncer (`pooler enable`, src/pooler/pooler-status.ts); null when etcd could not be read. Always set by `buildClusterStatus`. */
+  pooler?: PoolerStatus | null;
+}
+
+/**
+ * `failing`: some member's newest archive attempt failed (postgres retries; its pg_wal grows and
+ * point-in-time recovery may have a gap until it succeeds). `idle`: nothing archived yet.
+ */
+export interface ArchiveStatus {
+  state: 'ok' | 'failing' | 'idle' | 'unknown';
+  lastArchivedWal: string | null;
+  lastArchivedAt: string | null;
+  failing: Array<{ node: string; wal: string | null; since: string | null; failedCount: number }>;
+}
+
+/** The cluster's archive state from the members' records (pure). */
+export function archiveStatusOf(records: readonly MemberRecord[]): ArchiveStatus {
+  const reporting = records.filter((r) => r.archive !== undefined && r.archive !== null);
+  if (reporting.length === 0) return { state: 'unknown', lastArchivedWal: null, lastArchivedAt: null, failing: [] };
+  const failing = reporting
+    .filter((r) => isArchiveFailing(r.archive))
+    .map((r) => ({
+      node: r.name,
+      wal: r.archive?.lastFailedWal ?? null,
+      since: r.archive?.lastFailedAtMs === null || r.archive?.lastFailedAtMs === undefined ? null : new Date(r.archive.lastFailedAtMs).toISOString(),
+      failedCount: r.archive?.failedCount ?? 0,
+    }));
+  let newest: { wal: string | null; atMs: number } | null = null;
+  for (const r of reporting) {
+    const atMs = r.archive?.lastArchivedAtMs ?? null;
+    if (atMs !== null && (newest === null || atMs > newest.atMs)) newest = { wal: r.archive?.lastArchivedWal ?? null, atMs };
+  }
+  return {
+    state: failing.length > 0 ? 'failing' : newest === null ? 'idle' : 'ok',
+    lastArchivedWal: newest?.wal ?? null,
+    lastArchivedAt: newest === null ? null : new Date(newest.atMs).toISOString(),
+    failing,
+  };
+}
+
+/** One attached app in the status: its database and role (never its password). */
+export interface AttachedAppStatus {
+  app: string;
+  database: string;
+  user: string;
 }
 
 export interface StatusInputs {
@@ -100,6 +150,10 @@ export interface StatusInputs {
   ttlSeconds?: number;
   /** Sync mode settings and the /sync value; absent: off, nothing published. */
   synchronous?: { strict: boolean; nodeCount: number; set: SyncSet | null };
+  /** Attached apps read from etcd (`/apps/`); absent: none known. */
+  apps?: readonly AttachedAppStatus[];
+  /** Pooler settings from etcd and the live PgBouncer PIDs; absent: unknown. */
+  pooler?: PoolerSnapshot;
 }
 
 export function buildClusterStatus(input: StatusInputs): ClusterStatus {
@@ -180,6 +234,9 @@ export function buildClusterStatus(input: StatusInputs): ClusterStatus {
     etcd: input.etcd,
     members: members.map((m) => ({ ...m, sync: synchronous.members.includes(m.name) })),
     ...connectionStrings(input.manifest, input.secrets),
+    apps: (input.apps ?? []).map((a) => ({ app: a.app, database: a.database, user: a.user })),
+    archive: archiveStatusOf(input.members.filter((m) => input.aliveAgents.get(m.name) === m.pid)),
+    pooler: buildPoolerStatus(input.manifest, input.secrets, input.pooler),
   };
 }
 

@@ -21,6 +21,7 @@ import path from 'node:path';
 import { clusterManifestSchema, nameSchema, MAX_NODES, MIN_NODES, type AgentConfig, type ClusterManifest } from '../../config/schema.js';
 import { parseConfig } from '../../config/load.js';
 import { clusterKeys } from '../../dcs/keys.js';
+import { attachmentsIn, type AppAttachment } from './app-attachments.js';
 import { EtcdDcs } from '../../dcs/etcd-dcs.js';
 import { memberRecordsIn, type MemberRecord } from '../../ha/member-record.js';
 import { parseHistory } from '../../ha/history.js';
@@ -46,8 +47,20 @@ import {
   writeSecrets,
 } from './cluster-store.js';
 import { clientUrl, findEtcdBinary, startEtcd, waitForEtcd } from './etcd-server.js';
-import { clusterPaths, monitoringPaths, nodeName, nodePaths } from './paths.js';
+import { clusterPaths, clusterPathsIn, monitoringPaths, nodeName, nodePaths } from './paths.js';
 import { stopPrometheus } from './prometheus-server.js';
+import { openObjectStore, writeStoreConfigFile, type StoreConfig } from '../../backup/store-config.js';
+import type { RestorePlan } from '../../backup/restore-plan.js';
+import { describeTarget, restoreDataDirectory } from '../../backup/restore.js';
+import { storeLayout } from '../../backup/store-layout.js';
+import { archiveCommandFor, restoreCommandFor } from '../../backup/wal-entry.js';
+import { ensurePostgresOwnedDir, givePostgres } from '../../postgres/initdb.js';
+import { ARCHIVE_TIMEOUT_SECONDS } from '../../postgres/local-postgres-node.js';
+import { recordEvent } from '../../ha/events.js';
+import { livePoolerPids } from '../../pooler/pooler-files.js';
+import type { PoolerSnapshot } from '../../pooler/pooler-status.js';
+import { readdir, rename } from 'node:fs/promises';
+import { connectLocal, dropSlotIfExists, slotNameFor } from '../../postgres/queries.js';
 
 export interface ProviderDeps {
   clock: Clock;
@@ -63,11 +76,22 @@ export interface CreateOptions {
   nodes: number;
   binDir?: string;
   timeoutMs?: number;
+  /** Bring the first node up from a base backup and archived WAL instead of initdb. */
+  restore?: RestoreRequest;
+}
+
+/** `create NEW --from-backup SRC`: the checked plan (src/backup/restore-plan.ts) and where to read it. */
+export interface RestoreRequest {
+  sourceCluster: string;
+  sourceStore: StoreConfig;
+  plan: RestorePlan;
+  /** Bound on the archive recovery. */
+  recoveryTimeoutMs: number;
 }
 
 const DEFAULT_READY_TIMEOUT_MS = 180_000;
-/** postgres, REST API, proxy leader port, proxy replica port. */
-const PORTS_PER_NODE = 4;
+/** postgres, REST API, proxy leader port, proxy replica port, pooler (PgBouncer, used once `pooler enable`d). */
+export const PORTS_PER_NODE = 5;
 const ETCD_READY_TIMEOUT_MS = 30_000;
 const AGENT_STOP_GRACE_MS = 60_000;
 
@@ -156,11 +180,16 @@ export async function createCluster(options: CreateOptions, deps: ProviderDeps):
   // From here on, a failure removes everything this call made.
   let manifest: ClusterManifest | null = null;
   try {
-    for (const dir of [path.dirname(paths.clusterDir), paths.clusterDir, paths.etcdDir, paths.nodesDir, paths.backupsDir]) {
+    for (const dir of [path.dirname(paths.clusterDir), paths.clusterDir, paths.etcdDir, paths.nodesDir]) {
       await makeDirectories(dir);
       await chmod(dir, 0o755);
     }
     await ensurePostgresCanReach(paths.nodesDir);
+    // The default backup store: every member's archive_command (run as the postgres OS user)
+    // writes WAL here, so the postgres user owns it; nobody else needs to read it.
+    await ensurePostgresOwnedDir(paths.backupsDir, 0o700);
+    await makeDirectories(paths.tmpDir, 0o700);
+    await writeStoreConfig(paths.backupStoreFile, { kind: 'fs', rootDir: paths.backupsDir });
     const ports = await findFreePorts(2 + nodeCount * PORTS_PER_NODE);
     const port = (i: number): number => ports[i] as number;
     const secrets = generateSecrets();
@@ -191,6 +220,7 @@ export async function createCluster(options: CreateOptions, deps: ProviderDeps):
             apiPort: port(3 + i * PORTS_PER_NODE),
             proxyPort: port(4 + i * PORTS_PER_NODE),
             replicaProxyPort: port(5 + i * PORTS_PER_NODE),
+            poolerPort: port(6 + i * PORTS_PER_NODE),
             nodeDir: node.nodeDir,
             dataDir: node.dataDir,
             configFile: node.configFile,
@@ -208,7 +238,8 @@ export async function createCluster(options: CreateOptions, deps: ProviderDeps):
       await writeAgentConfig(node.configFile, agentConfigFor(manifest, node.name));
     }
     deps.progress(`creating cluster ${name}: etcd and ${nodeCount} node${nodeCount === 1 ? '' : 's'} (PostgreSQL from ${binDir})`);
-    await startProcesses(manifest, deps);
+    const restore = options.restore;
+    await startProcesses(manifest, deps, restore === undefined ? undefined : (created) => restoreFirstNode(created, restore, deps));
     return await waitUntilReady(manifest, deps, options.timeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
   } catch (error) {
     const kept = manifest === null ? null : await keepFailedLogs(options.home, manifest, deps.clock);
@@ -237,6 +268,7 @@ function agentConfigFor(manifest: ClusterManifest, name: string): AgentConfig {
     apiPort: node.apiPort,
     proxyPort: node.proxyPort,
     replicaProxyPort: node.replicaProxyPort,
+    ...(node.poolerPort === undefined ? {} : { poolerPort: node.poolerPort }),
     proxyHoldTimeoutMs: 30_000,
     nodeDir: node.nodeDir,
     dataDir: node.dataDir,
@@ -247,7 +279,72 @@ function agentConfigFor(manifest: ClusterManifest, name: string): AgentConfig {
     etcdEndpoints: [clientUrl(manifest.etcd.host, manifest.etcd.clientPort)],
     tags: {},
     allowedCidrs: ['127.0.0.1/32', '::1/128'],
+    backupStoreFile: clusterPathsIn(manifest.clusterDir).backupStoreFile,
   };
+}
+
+/** The backup store config, readable by the postgres OS user only (it may hold S3 credentials). */
+export async function writeStoreConfig(file: string, config: StoreConfig): Promise<void> {
+  await writeStoreConfigFile(file, config);
+  await givePostgres(file);
+}
+
+/**
+ * Restores the backup into the first node's data directory while only etcd runs, then records
+ * the restored system as the cluster's (/initialize) so that no node runs initdb: the first node
+ * takes the lead with the restored data (a cleanly shut-down primary) and the others clone it.
+ */
+async function restoreFirstNode(manifest: ClusterManifest, request: RestoreRequest, deps: ProviderDeps): Promise<void> {
+  const node = manifest.nodes[0];
+  if (node === undefined) throw new PgpilotError('INTERNAL', 'a cluster without nodes');
+  const paths = clusterPathsIn(manifest.clusterDir);
+  const secrets = readSecrets(manifest.secretsFile);
+  const sourceStoreFile = path.join(node.nodeDir, 'restore-store.json');
+  await writeStoreConfig(sourceStoreFile, request.sourceStore);
+  const store = openObjectStore(request.sourceStore);
+  try {
+    const { systemIdentifier } = await restoreDataDirectory({
+      store,
+      layout: storeLayout(request.sourceCluster),
+      record: request.plan.backup,
+      target: request.plan.target,
+      restoreCommand: restoreCommandFor(sourceStoreFile, request.sourceCluster),
+      archive: { mode: 'on', command: archiveCommandFor(paths.backupStoreFile, manifest.name), timeoutSeconds: ARCHIVE_TIMEOUT_SECONDS },
+      binDir: manifest.binDir,
+      dataDir: node.dataDir,
+      stageDir: path.join(paths.tmpDir, 'restore-stage'),
+      socketDir: path.join(node.nodeDir, 'run'),
+      postgresLogFile: node.postgresLogFile,
+      port: node.pgPort,
+      clusterName: manifest.name,
+      nodeName: node.name,
+      secrets,
+      cidrs: ['127.0.0.1/32', '::1/128'],
+      clock: deps.clock,
+      progress: (line) => deps.progress(line),
+      timeoutMs: request.recoveryTimeoutMs,
+    });
+    const dcs = new EtcdDcs({ endpoints: [clientUrl(manifest.etcd.host, manifest.etcd.clientPort)], operationTimeoutMs: 5_000 });
+    try {
+      const keys = clusterKeys(manifest.name);
+      await dcs.createIfAbsent(keys.config, JSON.stringify(defaultDynamicConfig()));
+      if (!(await dcs.createIfAbsent(keys.initialize, systemIdentifier))) {
+        throw new PgpilotError('INTERNAL', `cluster ${manifest.name} was initialized while its first node was being restored`);
+      }
+      await recordEvent(dcs, keys, {
+        at: new Date(deps.clock.nowMs()).toISOString(),
+        kind: 'restored',
+        node: node.name,
+        message: `restored from backup ${request.plan.backup.id} of ${request.sourceCluster} to ${describeTarget(request.plan.target)}`,
+        timeline: null,
+      });
+    } finally {
+      await dcs.close().catch(() => undefined);
+    }
+  } finally {
+    await store.close().catch(() => undefined);
+    await rm(sourceStoreFile, { force: true });
+  }
 }
 
 async function keepFailedLogs(home: string, manifest: ClusterManifest, clock: Clock): Promise<string | null> {
@@ -267,8 +364,8 @@ async function keepFailedLogs(home: string, manifest: ClusterManifest, clock: Cl
   }
 }
 
-/** Starts etcd and every agent that is not already running (by recorded PID). */
-async function startProcesses(manifest: ClusterManifest, deps: ProviderDeps): Promise<void> {
+/** Starts etcd and every agent that is not already running (by recorded PID); `beforeAgents` runs in between. */
+async function startProcesses(manifest: ClusterManifest, deps: ProviderDeps, beforeAgents?: (manifest: ClusterManifest) => Promise<void>): Promise<void> {
   const etcdMarker = manifest.etcd.dataDir;
   const endpoint = clientUrl(manifest.etcd.host, manifest.etcd.clientPort);
   if ((await livePid(manifest.etcd.pidFile, etcdMarker)) === null) {
@@ -286,6 +383,7 @@ async function startProcesses(manifest: ClusterManifest, deps: ProviderDeps): Pr
     deps.progress(`etcd started (pid ${pid}, ${endpoint})`);
   }
   await waitForEtcd(endpoint, deps.clock, ETCD_READY_TIMEOUT_MS, { logFile: manifest.etcd.logFile });
+  if (beforeAgents !== undefined) await beforeAgents(manifest);
   for (const node of manifest.nodes) {
     if ((await livePid(node.pidFile, node.configFile)) !== null) continue;
     await assertPortFree(node.pgPort, `postgres on ${node.name}`);
@@ -341,6 +439,10 @@ export interface ClusterSnapshot {
   ttlSeconds?: number;
   /** Sync mode settings and the published set (/sync). */
   synchronous?: { strict: boolean; nodeCount: number; set: SyncSet | null };
+  /** Attached apps (/apps/, `pgpilot attach`). */
+  apps?: AppAttachment[];
+  /** Pooler settings (/config) and the live PgBouncer PIDs (src/pooler/). */
+  pooler?: PoolerSnapshot;
 }
 
 /** Reads etcd (when our etcd runs) and checks every recorded PID. Never throws for a down cluster. */
@@ -369,6 +471,8 @@ export async function snapshotCluster(manifest: ClusterManifest): Promise<Cluste
       historyTimeline: parseHistory(all.get(keys.history) ?? null).at(-1)?.timeline ?? null,
       ttlSeconds: config.ttlSeconds,
       synchronous: { strict: config.synchronousStrict, nodeCount: config.synchronousNodeCount, set: parseSyncSet(all.get(keys.sync) ?? null) },
+      apps: attachmentsIn(all, keys),
+      pooler: { settings: config.pooler, alive: await livePoolerPids(manifest.nodes) },
     };
   } catch {
     return { etcd: 'unreachable', leader: null, members: [], syncMode: 'off', aliveAgents };
@@ -538,4 +642,344 @@ export async function listClusters(home: string): Promise<ClusterListEntry[]> {
     }
   }
   return entries;
+}
+
+// ----- scale count and agent restarts (src/cli/commands/scale-count.ts, image.ts) -----
+
+/** Where `scale count` keeps the data of removed nodes (nothing is deleted without --delete-data). */
+export function removedNodesDir(clusterDir: string): string {
+  return path.join(clusterDir, 'removed');
+}
+
+const REMOVED_STAMP = /^(.+)-\d{4}-\d{2}-\d{2}T[0-9-]+Z$/;
+
+/**
+ * Names for `count` new nodes (pure): `nodeN`, continuing after the highest number among the
+ * members, node directories and kept data of removed nodes (`<node>-<stamp>`), so a name whose
+ * data still exists anywhere is never given to a new node.
+ */
+export function nextNodeNames(taken: readonly string[], count: number): string[] {
+  const names = new Set(taken.map((t) => REMOVED_STAMP.exec(t)?.[1] ?? t));
+  let highest = 0;
+  for (const name of names) {
+    const match = /^node(\d+)$/.exec(name);
+    if (match?.[1] !== undefined) highest = Math.max(highest, Number.parseInt(match[1], 10));
+  }
+  const result: string[] = [];
+  for (let i = highest + 1; result.length < count; i += 1) if (!names.has(`node${i}`)) result.push(`node${i}`);
+  return result;
+}
+
+function nodeNumber(name: string): number {
+  const match = /^node(\d+)$/.exec(name);
+  return match?.[1] === undefined ? 0 : Number.parseInt(match[1], 10);
+}
+
+/**
+ * The members `scale count` removes when shrinking by `count` (pure). Never the leader. First the
+ * members that do not serve (not a streaming replica), then those beyond the failover lag limit,
+ * then asynchronous before synchronous replicas (removing a sync member makes the leader rebuild
+ * its set), then the highest-numbered. Fewer than `count` names when there are not enough.
+ */
+export function chooseNodesToRemove(status: ClusterStatus, count: number, maxLagBytes: number): string[] {
+  const rank = (m: ClusterStatus['members'][number]): number[] => [
+    m.role === 'replica' && m.streaming ? 1 : 0,
+    m.lagBytes !== null && m.lagBytes <= maxLagBytes ? 1 : 0,
+    m.sync === true ? 1 : 0,
+    -nodeNumber(m.name),
+  ];
+  const candidates = status.members.filter((m) => m.name !== status.leader);
+  candidates.sort((a, b) => {
+    const ra = rank(a);
+    const rb = rank(b);
+    for (let i = 0; i < ra.length; i += 1) if ((ra[i] ?? 0) !== (rb[i] ?? 0)) return (ra[i] ?? 0) - (rb[i] ?? 0);
+    return b.name.localeCompare(a.name);
+  });
+  return candidates.slice(0, count).map((m) => m.name);
+}
+
+/** `count` free loopback ports that no node or etcd of the manifest has recorded (a stopped node's port looks free). */
+async function freePortsExcluding(manifest: ClusterManifest, count: number): Promise<number[]> {
+  const recorded = new Set<number>([manifest.etcd.clientPort, manifest.etcd.peerPort]);
+  for (const n of manifest.nodes) for (const p of [n.pgPort, n.apiPort, n.proxyPort, n.replicaProxyPort, n.poolerPort]) if (p !== undefined) recorded.add(p);
+  const ports = new Set<number>();
+  // Bounded: each round asks the kernel for fresh ephemeral ports.
+  for (let round = 0; ports.size < count && round < 10; round += 1) {
+    for (const p of await findFreePorts(count)) if (!recorded.has(p)) ports.add(p);
+  }
+  if (ports.size < count) throw new PgpilotError('PORT_BUSY', `could not find ${count} free loopback ports`, { hint: 'free some ports and try again', retryable: true });
+  return [...ports].slice(0, count);
+}
+
+export interface ScaleOptions {
+  /** Shrinking: remove exactly these nodes (default: `chooseNodesToRemove`). */
+  remove?: readonly string[];
+  /** Shrinking: delete removed nodes' data instead of moving it to `<clusterDir>/removed/`. */
+  deleteData?: boolean;
+  timeoutMs?: number;
+}
+
+export interface ScaleResult {
+  cluster: string;
+  from: number;
+  to: number;
+  added: string[];
+  /** Removed nodes and where their data was kept (null: deleted with --delete-data, or there was none). */
+  removed: Array<{ name: string; dataKeptAt: string | null }>;
+  status: ClusterStatus;
+}
+
+/**
+ * `scale count NAME N`: adds replicas (cloned from the leader while the cluster serves) or removes
+ * them (never the leader). Growing records the new nodes in cluster.json *before* starting their
+ * agents, so `stop`/`destroy` always know every process; shrinking stops the agent first, then
+ * deletes its member key and its replication slot on the leader, then forgets the node and moves
+ * its directory aside. Both end by waiting until every remaining member runs (replicas stream).
+ */
+export async function scaleCluster(home: string, name: string, count: number, deps: ProviderDeps, options: ScaleOptions = {}): Promise<ScaleResult> {
+  const manifest = await readManifest(home, validateClusterName(name));
+  if (!Number.isInteger(count) || count < MIN_NODES || count > MAX_NODES) {
+    throw new PgpilotError('INPUT_INVALID', `invalid node count ${String(count)}`, { hint: `use a whole number from ${MIN_NODES} to ${MAX_NODES}`, exitCode: 2 });
+  }
+  const status = await clusterStatus(home, manifest.name);
+  if (status.etcd !== 'running' || status.leader === null || !status.members.some((m) => m.name === status.leader && m.role === 'primary')) {
+    throw new PgpilotError('CLUSTER_NOT_RUNNING', `cluster ${manifest.name} has no running leader; scaling needs one`, {
+      hint: `start it with: pgpilot start ${manifest.name} (pgpilot status ${manifest.name} shows why)`,
+    });
+  }
+  const timeoutMs = options.timeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
+  const from = manifest.nodes.length;
+  if (count === from) return { cluster: manifest.name, from, to: count, added: [], removed: [], status };
+  if (count > from) return growCluster(manifest, status, count, deps, timeoutMs);
+  return shrinkCluster(manifest, status, count, deps, options, timeoutMs);
+}
+
+async function growCluster(manifest: ClusterManifest, status: ClusterStatus, count: number, deps: ProviderDeps, timeoutMs: number): Promise<ScaleResult> {
+  const stopped = status.members.filter((m) => m.pid === null).map((m) => m.name);
+  if (stopped.length > 0) {
+    throw new PgpilotError('CLUSTER_NOT_RUNNING', `${stopped.join(', ')} of ${manifest.name} ${stopped.length === 1 ? 'is' : 'are'} not running; scale up a cluster whose every node runs`, {
+      hint: `start it with: pgpilot start ${manifest.name}, or remove the stopped node(s): pgpilot scale count ${manifest.name} N --node ${stopped.join(',')}`,
+    });
+  }
+  const paths = clusterPathsIn(manifest.clusterDir);
+  const onDisk = [
+    ...(await readdir(paths.nodesDir).catch(() => [] as string[])),
+    ...(await readdir(removedNodesDir(manifest.clusterDir)).catch(() => [] as string[])),
+  ];
+  const names = nextNodeNames([...manifest.nodes.map((n) => n.name), ...onDisk], count - manifest.nodes.length);
+  const ports = await freePortsExcluding(manifest, names.length * PORTS_PER_NODE);
+  const port = (i: number): number => ports[i] as number;
+  const added = names.map((nodeName_, i) => {
+    const node = nodePaths(manifest.clusterDir, nodeName_);
+    return {
+      name: nodeName_,
+      host: LOOPBACK_HOST,
+      pgPort: port(i * PORTS_PER_NODE),
+      apiPort: port(1 + i * PORTS_PER_NODE),
+      proxyPort: port(2 + i * PORTS_PER_NODE),
+      replicaProxyPort: port(3 + i * PORTS_PER_NODE),
+      poolerPort: port(4 + i * PORTS_PER_NODE),
+      nodeDir: node.nodeDir,
+      dataDir: node.dataDir,
+      configFile: node.configFile,
+      logFile: node.logFile,
+      postgresLogFile: node.postgresLogFile,
+      pidFile: node.pidFile,
+    };
+  });
+  const next = parseConfig(clusterManifestSchema, { ...manifest, nodes: [...manifest.nodes, ...added] }, 'cluster manifest');
+  for (const node of added) {
+    await makeDirectories(node.nodeDir);
+    await writeAgentConfig(node.configFile, agentConfigFor(next, node.name));
+  }
+  // Recorded before anything starts: stop and destroy find every agent through cluster.json.
+  await writeManifest(next);
+  deps.progress(`scaling ${manifest.name} from ${manifest.nodes.length} to ${count} nodes: adding ${names.join(', ')} (cloned from the leader ${status.leader ?? '?'})`);
+  await startAgents(next, names, deps);
+  const ready = await waitUntilReady(next, deps, timeoutMs);
+  await recordClusterEvents(next, names.map((n) => ({ kind: 'member-added' as const, node: n, message: `${n} added by scale count (${manifest.nodes.length} -> ${count} nodes)` })), deps);
+  return { cluster: manifest.name, from: manifest.nodes.length, to: count, added: names, removed: [], status: ready };
+}
+
+async function shrinkCluster(manifest: ClusterManifest, status: ClusterStatus, count: number, deps: ProviderDeps, options: ScaleOptions, timeoutMs: number): Promise<ScaleResult> {
+  const needed = manifest.nodes.length - count;
+  const { dcs, config } = await openClusterDcs(manifest);
+  try {
+    const victims = options.remove !== undefined ? [...new Set(options.remove)] : chooseNodesToRemove(status, needed, config.maximumLagOnFailoverBytes);
+    for (const v of victims) {
+      if (!manifest.nodes.some((n) => n.name === v)) {
+        throw new PgpilotError('NODE_NOT_FOUND', `no node ${v} in cluster ${manifest.name}`, { hint: `nodes: ${manifest.nodes.map((n) => n.name).join(', ')}`, exitCode: 2 });
+      }
+      if (v === status.leader) {
+        const other = status.members.find((m) => m.name !== v && m.role === 'replica' && m.streaming)?.name ?? 'ANOTHER_NODE';
+        throw new PgpilotError('LEADER_REMOVAL_REFUSED', `${v} is the leader of ${manifest.name}; scale count never removes the leader`, {
+          hint: `switch over first: pgpilot switchover ${manifest.name} --to ${other}, then run the command again`,
+          exitCode: 2,
+        });
+      }
+    }
+    if (victims.length !== needed) {
+      throw new PgpilotError('INPUT_INVALID', `going from ${manifest.nodes.length} to ${count} nodes removes ${needed} node${needed === 1 ? '' : 's'}, not ${victims.length} (${victims.join(', ') || 'none'})`, {
+        hint: `name exactly ${needed} node${needed === 1 ? '' : 's'} with --node, or leave --node out`,
+        exitCode: 2,
+      });
+    }
+    const remaining = status.members.filter((m) => !victims.includes(m.name) && m.name !== status.leader && m.tags.nofailover !== true).length;
+    if (config.synchronous === 'quorum' && config.synchronousStrict && remaining < config.synchronousNodeCount) {
+      throw new PgpilotError('INPUT_INVALID', `strict sync mode needs ${config.synchronousNodeCount} synchronous replica(s); ${remaining} would be left, and every write would block`, {
+        hint: `lower it first: pgpilot config update ${manifest.name} --synchronous-node-count ${Math.max(1, remaining)} (or --no-synchronous-strict)`,
+        exitCode: 2,
+      });
+    }
+    deps.progress(`scaling ${manifest.name} from ${manifest.nodes.length} to ${count} nodes: removing ${victims.join(', ')} (leader ${status.leader ?? '?'} stays)`);
+    const keys = clusterKeys(manifest.name);
+    for (const victim of victims) {
+      const node = manifest.nodes.find((n) => n.name === victim);
+      if (node === undefined) continue;
+      const pid = await livePid(node.pidFile, node.configFile);
+      if (pid !== null) {
+        // The agent stops postgres (fast) and deletes its member key before it exits.
+        const how = await stopOwnedProcess({ pid, marker: node.configFile }, deps.clock, { signal: 'SIGTERM', graceMs: AGENT_STOP_GRACE_MS });
+        deps.progress(`${victim}: agent ${how === 'killed' ? 'killed after the grace period' : 'stopped'}`);
+      }
+      const postmaster = await readPidFile(path.join(node.dataDir, 'postmaster.pid')).catch(() => null);
+      if (postmaster !== null) await stopOwnedProcess({ pid: postmaster, marker: node.dataDir }, deps.clock, { signal: 'SIGINT', graceMs: 30_000 });
+      await rm(node.pidFile, { force: true });
+      await dcs.delete(keys.member(victim));
+    }
+    await dropSlotsOnLeader(manifest, status, victims, deps);
+    const next = parseConfig(clusterManifestSchema, { ...manifest, nodes: manifest.nodes.filter((n) => !victims.includes(n.name)) }, 'cluster manifest');
+    await writeManifest(next);
+    const removed: ScaleResult['removed'] = [];
+    const stamp = new Date(deps.clock.nowMs()).toISOString().replace(/[:.]/g, '-');
+    for (const victim of victims) {
+      const node = manifest.nodes.find((n) => n.name === victim);
+      if (node === undefined || !existsSync(node.nodeDir)) {
+        removed.push({ name: victim, dataKeptAt: null });
+        continue;
+      }
+      if (options.deleteData === true) {
+        await rm(node.nodeDir, { recursive: true, force: true });
+        deps.progress(`${victim}: data deleted (--delete-data)`);
+        removed.push({ name: victim, dataKeptAt: null });
+      } else {
+        const target = path.join(removedNodesDir(manifest.clusterDir), `${victim}-${stamp}`);
+        await makeDirectories(removedNodesDir(manifest.clusterDir));
+        await rename(node.nodeDir, target);
+        deps.progress(`${victim}: data kept in ${target} (delete it when you no longer need it)`);
+        removed.push({ name: victim, dataKeptAt: target });
+      }
+    }
+    await recordClusterEvents(next, victims.map((v) => ({ kind: 'member-removed' as const, node: v, message: `${v} removed by scale count (${manifest.nodes.length} -> ${count} nodes)` })), deps);
+    // The leader may have re-created a slot from a member list it read just before the key went.
+    await dropSlotsOnLeader(manifest, status, victims, deps, { settleMs: config.loopWaitMs * 3 });
+    if (config.synchronous === 'quorum') await waitForSyncSetWithout(next, victims, deps);
+    const ready = await waitUntilReady(next, deps, timeoutMs);
+    return { cluster: manifest.name, from: manifest.nodes.length, to: count, added: [], removed, status: ready };
+  } finally {
+    await dcs.close().catch(() => undefined);
+  }
+}
+
+async function recordClusterEvents(manifest: ClusterManifest, events: Array<{ kind: 'member-added' | 'member-removed'; node: string; message: string }>, deps: ProviderDeps): Promise<void> {
+  const dcs = new EtcdDcs({ endpoints: [clientUrl(manifest.etcd.host, manifest.etcd.clientPort)], operationTimeoutMs: 3_000 });
+  try {
+    for (const e of events) await recordEvent(dcs, clusterKeys(manifest.name), { at: new Date(deps.clock.nowMs()).toISOString(), ...e, timeline: null });
+  } finally {
+    await dcs.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Drops the removed members' replication slots on the leader (a slot nobody reads keeps WAL
+ * forever). A walsender can outlive its standby for a moment, so an active slot is retried
+ * (bounded); with `settleMs`, waits that long first and drops again whatever the leader's slot
+ * upkeep re-created from a member list read before the member keys went.
+ */
+async function dropSlotsOnLeader(manifest: ClusterManifest, status: ClusterStatus, victims: readonly string[], deps: ProviderDeps, options: { settleMs?: number } = {}): Promise<void> {
+  const leader = status.members.find((m) => m.name === status.leader);
+  if (leader === undefined) return;
+  if (options.settleMs !== undefined) await deps.clock.sleep(options.settleMs);
+  const secrets = readSecrets(manifest.secretsFile);
+  const client = await connectLocal({
+    host: leader.host,
+    port: leader.port,
+    user: secrets.superuser.name,
+    password: secrets.superuser.password,
+    connectTimeoutMs: 5_000,
+    applicationName: 'pgpilot-scale',
+  });
+  try {
+    for (const victim of victims) {
+      const slot = slotNameFor(victim);
+      const deadlineMs = deps.clock.nowMs() + 30_000;
+      for (;;) {
+        const result = await dropSlotIfExists(client, slot);
+        if (result === 'dropped') deps.progress(`${leader.name}: replication slot ${slot} dropped`);
+        if (result !== 'active') break;
+        if (deps.clock.nowMs() >= deadlineMs) {
+          deps.progress(`warning: replication slot ${slot} on ${leader.name} is still in use; drop it later with: SELECT pg_drop_replication_slot('${slot}')`);
+          break;
+        }
+        await deps.clock.sleep(250);
+      }
+    }
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Sync mode: waits (bounded) until the leader's published synchronous set no longer names removed members. */
+async function waitForSyncSetWithout(manifest: ClusterManifest, victims: readonly string[], deps: ProviderDeps): Promise<void> {
+  const deadlineMs = deps.clock.nowMs() + 30_000;
+  for (;;) {
+    const snapshot = await snapshotCluster(manifest);
+    const members = snapshot.synchronous?.set?.members ?? [];
+    if (!members.some((m) => victims.includes(m))) return;
+    if (deps.clock.nowMs() >= deadlineMs) {
+      deps.progress(`warning: the published synchronous set still names ${members.filter((m) => victims.includes(m)).join(', ')} (see pgpilot status ${manifest.name})`);
+      return;
+    }
+    await deps.clock.sleep(250);
+  }
+}
+
+/** Starts the agents of `names` (each after checking its ports are free), recording their PIDs. */
+async function startAgents(manifest: ClusterManifest, names: readonly string[], deps: ProviderDeps): Promise<void> {
+  for (const name of names) {
+    const node = manifest.nodes.find((n) => n.name === name);
+    if (node === undefined) throw new PgpilotError('NODE_NOT_FOUND', `no node ${name} in cluster ${manifest.name}`);
+    if ((await livePid(node.pidFile, node.configFile)) !== null) continue;
+    await assertPortFree(node.pgPort, `postgres on ${node.name}`);
+    await assertPortFree(node.apiPort, `the REST API of ${node.name}`);
+    await assertPortFree(node.proxyPort, `the leader proxy port of ${node.name}`);
+    await assertPortFree(node.replicaProxyPort, `the replica proxy port of ${node.name}`);
+    if (node.poolerPort !== undefined) await assertPortFree(node.poolerPort, `the pooler port of ${node.name}`);
+    const pid = spawnAgent(deps.cliEntry, node.configFile, path.join(node.nodeDir, 'agent.out'));
+    await writePidFile(node.pidFile, pid);
+    deps.progress(`${node.name}: agent started (pid ${pid}, log ${node.logFile})`);
+  }
+}
+
+/**
+ * Restarts one node's agent (and with it postgres, which is its child): SIGTERM by recorded PID
+ * (the agent stops postgres cleanly and releases its keys), then a new agent from the node's
+ * agent.json, which it reads afresh (e.g. a new binDir). Returns the new agent's PID.
+ */
+export async function restartNodeAgent(home: string, name: string, node: string, deps: ProviderDeps): Promise<number> {
+  const manifest = await readManifest(home, validateClusterName(name));
+  const entry = manifest.nodes.find((n) => n.name === node);
+  if (entry === undefined) throw new PgpilotError('NODE_NOT_FOUND', `no node ${node} in cluster ${manifest.name}`, { hint: `nodes: ${manifest.nodes.map((n) => n.name).join(', ')}`, exitCode: 2 });
+  const pid = await livePid(entry.pidFile, entry.configFile);
+  if (pid !== null) {
+    const how = await stopOwnedProcess({ pid, marker: entry.configFile }, deps.clock, { signal: 'SIGTERM', graceMs: AGENT_STOP_GRACE_MS });
+    deps.progress(`${node}: agent ${how === 'killed' ? 'killed after the grace period' : 'stopped'}`);
+  }
+  const postmaster = await readPidFile(path.join(entry.dataDir, 'postmaster.pid')).catch(() => null);
+  if (postmaster !== null) await stopOwnedProcess({ pid: postmaster, marker: entry.dataDir }, deps.clock, { signal: 'SIGINT', graceMs: 30_000 });
+  await rm(entry.pidFile, { force: true });
+  await startAgents(manifest, [node], deps);
+  const started = await livePid(entry.pidFile, entry.configFile);
+  if (started === null) throw new PgpilotError('CLUSTER_START_FAILED', `the agent of ${node} exited right after starting`, { hint: `read ${entry.logFile} and ${path.join(entry.nodeDir, 'agent.out')}` });
+  return started;
 }

@@ -27,7 +27,12 @@ export interface ClusterPaths {
   etcdLogFile: string;
   etcdPidFile: string;
   nodesDir: string;
+  /** The default (filesystem) backup store: base backups and the WAL archive (postgres-owned, 0700). */
   backupsDir: string;
+  /** Where the cluster's backup store is configured (0600, readable by the postgres OS user). */
+  backupStoreFile: string;
+  /** Scratch space for backups, verification and restores (same disk as the cluster). */
+  tmpDir: string;
 }
 
 export function clustersDir(home: string): string {
@@ -35,7 +40,11 @@ export function clustersDir(home: string): string {
 }
 
 export function clusterPaths(home: string, name: string): ClusterPaths {
-  const clusterDir = path.join(clustersDir(home), name);
+  return clusterPathsIn(path.join(clustersDir(home), name));
+}
+
+/** The paths of the cluster whose directory is `clusterDir` (ClusterManifest.clusterDir). */
+export function clusterPathsIn(clusterDir: string): ClusterPaths {
   const etcdDir = path.join(clusterDir, 'etcd');
   return {
     clusterDir,
@@ -47,6 +56,8 @@ export function clusterPaths(home: string, name: string): ClusterPaths {
     etcdPidFile: path.join(etcdDir, 'etcd.pid'),
     nodesDir: path.join(clusterDir, 'nodes'),
     backupsDir: path.join(clusterDir, 'backups'),
+    backupStoreFile: path.join(clusterDir, 'backup-store.json'),
+    tmpDir: path.join(clusterDir, 'tmp'),
   };
 }
 

@@ -1,0 +1,166 @@
+/**
+ * The one module that runs the `pgbouncer` binary (Debian's pgbouncer 1.18): find it, start it in
+ * the foreground as our child, reload it (SIGHUP), stop it by PID, read its version.
+ *
+ * Invariants and why:
+ * - PgBouncer runs in the foreground (no `-d`), started through `setpriv ... --pdeathsig KILL --`
+ *   (asPostgresUser: as the postgres OS user when we are root, since PgBouncer refuses root; setpriv
+ *   and nice exec, so the PID we record is PgBouncer's), so it dies with the agent that started it:
+ *   a killed agent cannot leave a pooler behind that keeps accepting clients.
+ * - Its stderr (its log) goes straight to a file through an inherited descriptor: no pipe to drain.
+ * - `startPgbouncer` resolves only once the listen port is open *in that process* (read from /proc,
+ *   without connecting); if PgBouncer exits first, the log tail is the error.
+ * - Signals go only to a PID whose /proc/PID/cmdline still names our ini file (src/shared/pid.ts);
+ *   SIGTERM is PgBouncer's immediate shutdown, SIGKILL after a bounded wait.
+ * - The distribution's pgbouncer service is never used or touched (scripts/setup.sh disables it).
+ */
+import { spawn } from 'node:child_process';
+import { accessSync, closeSync, constants, openSync } from 'node:fs';
+import { readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Clock } from '../shared/clock.js';
+import { PgpilotError, errorMessage } from '../shared/errors.js';
+import { isOwnedProcessAlive, stopOwnedProcess } from '../shared/pid.js';
+import { asPostgresUser, runCommand } from '../shared/process-runner.js';
+import { parseListeningPorts } from '../proxy/haproxy-process.js';
+
+const INSTALL_HINT = 'run scripts/setup.sh (installs the pgbouncer package)';
+/** Debian installs pgbouncer in /usr/sbin, which is not on a normal user's PATH. */
+const EXTRA_BIN_DIRS = ['/usr/sbin', '/usr/local/sbin', '/sbin'];
+const DEFAULT_READY_TIMEOUT_MS = 10_000;
+
+/** The pgbouncer executable, or BINARY_MISSING with the setup hint. */
+export function findPgbouncerBinary(env: NodeJS.ProcessEnv = process.env): string {
+  const dirs = [...(env['PATH'] ?? '').split(path.delimiter).filter((d) => d.length > 0), ...EXTRA_BIN_DIRS];
+  for (const dir of dirs) {
+    const candidate = path.join(dir, 'pgbouncer');
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here; try the next directory
+    }
+  }
+  throw new PgpilotError('BINARY_MISSING', 'pgbouncer was not found', { hint: INSTALL_HINT });
+}
+
+/** `PgBouncer 1.18.0` (first line of `pgbouncer --version`) -> `1.18.0`; null when unrecognised. */
+export function parsePgbouncerVersion(text: string): string | null {
+  const match = /^PgBouncer\s+(\d+\.\d+(?:\.\d+)?)/m.exec(text);
+  return match?.[1] ?? null;
+}
+
+export async function pgbouncerVersion(binary: string): Promise<string | null> {
+  const result = await runCommand(binary, ['--version'], { timeoutMs: 10_000, check: false });
+  return parsePgbouncerVersion(`${result.stdout}\n${result.stderr}`);
+}
+
+async function listeningPortsOf(pid: number): Promise<Set<number>> {
+  const inodes = new Set<string>();
+  for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [] as string[])) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    const match = /^socket:\[(\d+)\]$/.exec(target);
+    if (match?.[1] !== undefined) inodes.add(match[1]);
+  }
+  const ports = new Set<number>();
+  for (const table of ['tcp', 'tcp6']) {
+    const text = await readFile(`/proc/${pid}/net/${table}`, 'utf8').catch(() => '');
+    for (const port of parseListeningPorts(text, inodes)) ports.add(port);
+  }
+  return ports;
+}
+
+async function logTail(logFile: string): Promise<string> {
+  const text = await readFile(logFile, 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0)
+    .slice(-3)
+    .join(' | ');
+}
+
+export interface StartPgbouncerOptions {
+  binary: string;
+  iniFile: string;
+  logFile: string;
+  pidFile: string;
+  /** The port of the ini file: ready once PgBouncer listens on it. */
+  listenPort: number;
+  clock: Clock;
+  readyTimeoutMs?: number;
+  /** Called once when the process exits (after it started), with how. */
+  onExit?: (how: string) => void;
+}
+
+/** Starts PgBouncer as our child; resolves with its PID once it listens. */
+export async function startPgbouncer(options: StartPgbouncerOptions): Promise<{ pid: number }> {
+  const { clock } = options;
+  const logFd = openSync(options.logFile, 'a', 0o640);
+  // Written by the child's exit handler while we poll below.
+  const state: { exited: string | null } = { exited: null };
+  let pid: number;
+  try {
+    // Data plane: normal CPU priority (asPostgresUser), a session of its own (detached), and the
+    // parent-death signal, so it still dies with the agent.
+    const wrapped = asPostgresUser(options.binary, [options.iniFile]);
+    const child = spawn(wrapped.command, wrapped.args, { stdio: ['ignore', logFd, logFd], detached: true, cwd: '/' });
+    child.once('exit', (code, signal) => {
+      state.exited = `exit ${code ?? signal ?? '?'}`;
+      options.onExit?.(state.exited);
+    });
+    pid = await new Promise<number>((resolve, reject) => {
+      child.once('error', (error: NodeJS.ErrnoException) =>
+        reject(error.code === 'ENOENT' ? new PgpilotError('BINARY_MISSING', 'setpriv was not found', { hint: 'run scripts/setup.sh (installs util-linux)' }) : error),
+      );
+      child.once('spawn', () => resolve(child.pid ?? -1));
+    });
+    child.unref();
+  } finally {
+    closeSync(logFd);
+  }
+  const owned = { pid, marker: options.iniFile };
+  const deadlineMs = clock.nowMs() + (options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
+  for (;;) {
+    if (state.exited !== null) {
+      throw new PgpilotError('COMMAND_FAILED', `pgbouncer stopped right after starting (${state.exited}): ${await logTail(options.logFile)}`, {
+        hint: `see ${options.logFile}; its port may be in use`,
+        retryable: true,
+      });
+    }
+    if ((await listeningPortsOf(pid)).has(options.listenPort)) break;
+    if (clock.nowMs() >= deadlineMs) {
+      await stopOwnedProcess(owned, clock, { graceMs: 2_000 }).catch(() => undefined);
+      throw new PgpilotError('TIMEOUT', `pgbouncer did not listen on port ${options.listenPort} in time: ${await logTail(options.logFile)}`, {
+        hint: `see ${options.logFile}`,
+        retryable: true,
+      });
+    }
+    await clock.sleep(25);
+  }
+  try {
+    const temp = `${options.pidFile}.tmp-${process.pid}`;
+    await writeFile(temp, `${pid}\n`, { mode: 0o644 });
+    await rename(temp, options.pidFile);
+  } catch (error) {
+    await stopOwnedProcess(owned, clock, { graceMs: 2_000 }).catch(() => undefined);
+    throw new PgpilotError('COMMAND_FAILED', `could not write ${options.pidFile}: ${errorMessage(error)}`, { cause: error });
+  }
+  return { pid };
+}
+
+/** SIGHUP: PgBouncer re-reads its ini and auth files. False when the PID is not (or no longer) ours. */
+export async function reloadPgbouncer(pid: number, iniFile: string): Promise<boolean> {
+  if (!(await isOwnedProcessAlive({ pid, marker: iniFile }))) return false;
+  try {
+    process.kill(pid, 'SIGHUP');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Stops the PgBouncer with this PID (SIGTERM, SIGKILL after `graceMs`); nothing when it is not ours. */
+export async function stopPgbouncer(pid: number, iniFile: string, clock: Clock, graceMs = 5_000): Promise<'not-running' | 'stopped' | 'killed'> {
+  return stopOwnedProcess({ pid, marker: iniFile }, clock, { signal: 'SIGTERM', graceMs, pollMs: 25 });
+}
