@@ -3,13 +3,13 @@
  * one command module and maps its result or error to an exit code (message + hint, never a stack).
  */
 import { fileURLToPath } from 'node:url';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { SystemClock } from '../shared/clock.js';
 import { PgpilotError } from '../shared/errors.js';
 import { PGPILOT_VERSION } from '../shared/version.js';
 import { resolveHome } from '../providers/local/paths.js';
 import type { ProviderDeps } from '../providers/local/local-provider.js';
-import { processOutput, reportError } from '../cli/output.js';
+import { reportError } from '../cli/output.js';
 import * as createCommand from '../cli/commands/create.js';
 import * as statusCommand from '../cli/commands/status.js';
 import * as listCommand from '../cli/commands/list.js';
@@ -26,12 +26,11 @@ import * as haproxyConfigCommand from '../cli/commands/haproxy-config.js';
 import * as monitoringCommand from '../cli/commands/monitoring.js';
 import { runStart, runStop } from '../cli/commands/start-stop.js';
 import { registerBackupCommands } from '../cli/register-backup-commands.js';
+import { examples, homeOption, makeWrap, output, parseInteger, type HomeOption } from '../cli/program-helpers.js';
 import { registerAppCommands } from '../cli/register-app-commands.js';
 import { registerOperateCommands } from '../cli/register-operate-commands.js';
 import { registerTuningCommands } from '../cli/register-tuning-commands.js';
 import * as configParameters from '../cli/commands/config-parameters.js';
-
-const output = processOutput;
 
 function providerDeps(): ProviderDeps {
   return {
@@ -39,25 +38,6 @@ function providerDeps(): ProviderDeps {
     progress: (line) => output.err(line),
     cliEntry: fileURLToPath(import.meta.url),
   };
-}
-
-function parseInteger(label: string) {
-  return (value: string): number => {
-    if (!/^-?\d+$/.test(value.trim())) throw new InvalidArgumentError(`${label} must be a whole number`);
-    return Number.parseInt(value, 10);
-  };
-}
-
-function examples(...lines: string[]): string {
-  return `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
-}
-
-interface HomeOption {
-  home?: string;
-}
-
-function homeOption(): Option {
-  return new Option('--home <dir>', 'state directory (default: $PGPILOT_HOME, ~/.pgpilot, or /var/lib/pgpilot as root)');
 }
 
 export function buildProgram(setExitCode: (code: number) => void): Command {
@@ -69,15 +49,7 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     .exitOverride()
     .addHelpText('after', examples('pgpilot create demo', 'pgpilot status demo', 'pgpilot connect demo', 'pgpilot destroy demo --yes'));
 
-  const wrap =
-    <A extends unknown[]>(fn: (...args: A) => Promise<number>) =>
-    async (...args: A): Promise<void> => {
-      try {
-        setExitCode(await fn(...args));
-      } catch (error) {
-        setExitCode(reportError(output, error));
-      }
-    };
+  const wrap = makeWrap(setExitCode, output);
 
   program
     .command('create')

@@ -1,27 +1,16 @@
 /**
  * `pgpilot backup ...`: the subcommands and their help, wired to src/cli/commands/backup.ts.
  */
-import { Command } from 'commander';
-import type { Option } from 'commander';
+import type { Command } from 'commander';
+import type { HomeOption, ProgramContext } from './program-helpers.js';
 import { SystemClock } from '../shared/clock.js';
 import { PgpilotError } from '../shared/errors.js';
 import { resolveHome } from '../providers/local/paths.js';
-import type { Output } from './output.js';
 import * as backup from './commands/backup.js';
 
-export interface BackupCommandContext {
-  wrap: <A extends unknown[]>(fn: (...args: A) => Promise<number>) => (...args: A) => Promise<void>;
-  homeOption: () => Option;
-  examples: (...lines: string[]) => string;
-  parseInteger: (label: string) => (value: string) => number;
-  output: Output;
-}
 
-interface HomeOption {
-  home?: string;
-}
 
-export function registerBackupCommands(program: Command, ctx: BackupCommandContext): void {
+export function registerBackupCommands(program: Command, ctx: ProgramContext): void {
   const { wrap, homeOption, examples, parseInteger, output } = ctx;
   const group = program
     .command('backup')

@@ -16,13 +16,13 @@
  */
 import { spawn } from 'node:child_process';
 import { accessSync, closeSync, constants, openSync } from 'node:fs';
-import { readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Clock } from '../shared/clock.js';
-import { PgpilotError, errorMessage } from '../shared/errors.js';
+import { PgpilotError } from '../shared/errors.js';
 import { isOwnedProcessAlive, stopOwnedProcess } from '../shared/pid.js';
 import { asPostgresUser, runCommand } from '../shared/process-runner.js';
-import { parseListeningPorts } from '../proxy/haproxy-process.js';
+import { awaitListeningAndRecordPid } from '../shared/daemon-ready.js';
 
 const INSTALL_HINT = 'run scripts/setup.sh (installs the pgbouncer package)';
 /** Debian installs pgbouncer in /usr/sbin, which is not on a normal user's PATH. */
@@ -53,21 +53,6 @@ export function parsePgbouncerVersion(text: string): string | null {
 export async function pgbouncerVersion(binary: string): Promise<string | null> {
   const result = await runCommand(binary, ['--version'], { timeoutMs: 10_000, check: false });
   return parsePgbouncerVersion(`${result.stdout}\n${result.stderr}`);
-}
-
-async function listeningPortsOf(pid: number): Promise<Set<number>> {
-  const inodes = new Set<string>();
-  for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [] as string[])) {
-    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
-    const match = /^socket:\[(\d+)\]$/.exec(target);
-    if (match?.[1] !== undefined) inodes.add(match[1]);
-  }
-  const ports = new Set<number>();
-  for (const table of ['tcp', 'tcp6']) {
-    const text = await readFile(`/proc/${pid}/net/${table}`, 'utf8').catch(() => '');
-    for (const port of parseListeningPorts(text, inodes)) ports.add(port);
-  }
-  return ports;
 }
 
 async function logTail(logFile: string): Promise<string> {
@@ -121,31 +106,17 @@ export async function startPgbouncer(options: StartPgbouncerOptions): Promise<{ 
   }
   const owned = { pid, marker: options.iniFile };
   const deadlineMs = clock.nowMs() + (options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
-  for (;;) {
-    if (state.exited !== null) {
-      throw new PgpilotError('COMMAND_FAILED', `pgbouncer stopped right after starting (${state.exited}): ${await logTail(options.logFile)}`, {
-        hint: `see ${options.logFile}; its port may be in use`,
-        retryable: true,
-      });
-    }
-    if ((await listeningPortsOf(pid)).has(options.listenPort)) break;
-    if (clock.nowMs() >= deadlineMs) {
-      await stopOwnedProcess(owned, clock, { graceMs: 2_000 }).catch(() => undefined);
-      throw new PgpilotError('TIMEOUT', `pgbouncer did not listen on port ${options.listenPort} in time: ${await logTail(options.logFile)}`, {
-        hint: `see ${options.logFile}`,
-        retryable: true,
-      });
-    }
-    await clock.sleep(25);
-  }
-  try {
-    const temp = `${options.pidFile}.tmp-${process.pid}`;
-    await writeFile(temp, `${pid}\n`, { mode: 0o644 });
-    await rename(temp, options.pidFile);
-  } catch (error) {
-    await stopOwnedProcess(owned, clock, { graceMs: 2_000 }).catch(() => undefined);
-    throw new PgpilotError('COMMAND_FAILED', `could not write ${options.pidFile}: ${errorMessage(error)}`, { cause: error });
-  }
+  await awaitListeningAndRecordPid({
+    name: 'pgbouncer',
+    owned,
+    ports: [options.listenPort],
+    exited: () => state.exited,
+    logTail: () => logTail(options.logFile),
+    logFile: options.logFile,
+    pidFile: options.pidFile,
+    deadlineMs,
+    clock,
+  });
   return { pid };
 }
 

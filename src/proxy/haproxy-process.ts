@@ -18,12 +18,15 @@
  */
 import { spawn } from 'node:child_process';
 import { accessSync, closeSync, constants, openSync } from 'node:fs';
-import { readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SystemClock, type Clock } from '../shared/clock.js';
-import { PgpilotError, errorMessage } from '../shared/errors.js';
+import { PgpilotError } from '../shared/errors.js';
 import { stopOwnedProcess } from '../shared/pid.js';
 import { runCommand } from '../shared/process-runner.js';
+import { awaitListeningAndRecordPid } from '../shared/daemon-ready.js';
+
+export { parseListeningPorts } from '../shared/daemon-ready.js';
 
 const INSTALL_HINT = 'run scripts/setup.sh (installs the haproxy package)';
 /** Debian installs haproxy in /usr/sbin, which is not on a normal user's PATH. */
@@ -85,39 +88,6 @@ export function bindPortsOf(configText: string): number[] {
   return [...ports].sort((a, b) => a - b);
 }
 
-/**
- * Ports in LISTEN state on sockets held by `pid`, from /proc/PID/fd and /proc/PID/net/tcp{,6}
- * (columns: sl local_address rem_address st ... inode; state 0A is LISTEN).
- */
-export function parseListeningPorts(procNetTcp: string, socketInodes: ReadonlySet<string>): number[] {
-  const ports: number[] = [];
-  for (const line of procNetTcp.split('\n').slice(1)) {
-    const fields = line.trim().split(/\s+/);
-    const local = fields[1];
-    const state = fields[3];
-    const inode = fields[9];
-    if (local === undefined || state !== '0A' || inode === undefined || !socketInodes.has(inode)) continue;
-    const portHex = local.slice(local.lastIndexOf(':') + 1);
-    ports.push(Number.parseInt(portHex, 16));
-  }
-  return ports;
-}
-
-async function listeningPortsOf(pid: number): Promise<Set<number>> {
-  const inodes = new Set<string>();
-  for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [] as string[])) {
-    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
-    const match = /^socket:\[(\d+)\]$/.exec(target);
-    if (match?.[1] !== undefined) inodes.add(match[1]);
-  }
-  const ports = new Set<number>();
-  for (const table of ['tcp', 'tcp6']) {
-    const text = await readFile(`/proc/${pid}/net/${table}`, 'utf8').catch(() => '');
-    for (const port of parseListeningPorts(text, inodes)) ports.add(port);
-  }
-  return ports;
-}
-
 async function logTail(logFile: string): Promise<string> {
   const text = await readFile(logFile, 'utf8').catch(() => '');
   return parseHaproxyCheckOutput(text).split('\n').slice(-5).join(' | ');
@@ -167,34 +137,17 @@ export async function startHaproxy(options: StartHaproxyOptions): Promise<{ pid:
   }
   const owned = { pid, marker: options.configFile };
   const deadlineMs = clock.nowMs() + (options.readyTimeoutMs ?? 10_000);
-  for (;;) {
-    // We are the parent, so the exit event is authoritative; /proc/PID/cmdline is not while
-    // setpriv execs haproxy (it can read empty for a moment).
-    if (state.exited !== null) {
-      throw new PgpilotError('COMMAND_FAILED', `haproxy stopped right after starting (${state.exited}): ${await logTail(options.logFile)}`, {
-        hint: `see ${options.logFile}; a port of the config may be in use`,
-        retryable: true,
-      });
-    }
-    const listening = await listeningPortsOf(pid);
-    if (expectedPorts.every((p) => listening.has(p))) break;
-    if (clock.nowMs() >= deadlineMs) {
-      await stopOwnedProcess(owned, clock, { graceMs: 2_000 }).catch(() => undefined);
-      throw new PgpilotError('TIMEOUT', `haproxy did not listen on ${expectedPorts.join(', ')} in time: ${await logTail(options.logFile)}`, {
-        hint: `see ${options.logFile}`,
-        retryable: true,
-      });
-    }
-    await clock.sleep(25);
-  }
-  try {
-    const temp = `${options.pidFile}.tmp-${process.pid}`;
-    await writeFile(temp, `${pid}\n`, { mode: 0o644 });
-    await rename(temp, options.pidFile);
-  } catch (error) {
-    await stopOwnedProcess(owned, clock, { graceMs: 2_000 }).catch(() => undefined);
-    throw new PgpilotError('COMMAND_FAILED', `could not write ${options.pidFile}: ${errorMessage(error)}`, { cause: error });
-  }
+  await awaitListeningAndRecordPid({
+    name: 'haproxy',
+    owned,
+    ports: expectedPorts,
+    exited: () => state.exited,
+    logTail: () => logTail(options.logFile),
+    logFile: options.logFile,
+    pidFile: options.pidFile,
+    deadlineMs,
+    clock,
+  });
   return { pid };
 }
 

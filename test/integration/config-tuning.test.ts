@@ -16,18 +16,17 @@
  *   refused naming timescaledb-2-postgresql-15);
  * - scale vm: --dry-run prints the plan and changes nothing; applied, every member shows it.
  */
+import { writerLoop } from '../helpers/writer-loop.js';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdtempSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
-import { SystemClock } from '../../src/shared/clock.js';
 import { removeTempHome, runCli } from '../helpers/cli.js';
 import { clusterStatusOf, leaderOf, passwordOf, withNode } from '../helpers/cluster.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const NAME = 'tune';
-const clock = new SystemClock();
 const statusOf = (home: string): Promise<ClusterStatus> => clusterStatusOf(home, NAME);
 
 /** `SHOW name` on every running member, straight to its postgres (a session without settings of its own). */
@@ -47,44 +46,6 @@ async function storedConfig(home: string): Promise<unknown> {
   const shown = await runCli(['config', 'show', NAME, '--json'], { home });
   assert.equal(shown.code, 0, shown.stderr);
   return JSON.parse(shown.stdout);
-}
-
-interface WriterResult {
-  ok: number;
-  failed: number;
-  errors: string[];
-}
-
-/** New connection + INSERT into `table` every 50 ms through `port`, until `stop()`. */
-function writer(port: number, password: string, table: string): { okSoFar: () => number; stop: () => Promise<WriterResult> } {
-  const result: WriterResult = { ok: 0, failed: 0, errors: [] };
-  let running = true;
-  const done = (async () => {
-    while (running) {
-      const startedMs = clock.nowMs();
-      const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres', connectionTimeoutMillis: 60_000 });
-      client.on('error', () => undefined);
-      try {
-        await client.connect();
-        await client.query(`INSERT INTO ${table} DEFAULT VALUES`);
-        result.ok += 1;
-      } catch (error) {
-        result.failed += 1;
-        if (result.errors.length < 10) result.errors.push(error instanceof Error ? error.message : String(error));
-      } finally {
-        await client.end().catch(() => undefined);
-      }
-      await clock.sleep(Math.max(0, 50 - (clock.nowMs() - startedMs)));
-    }
-  })();
-  return {
-    okSoFar: () => result.ok,
-    stop: async () => {
-      running = false;
-      await done;
-      return result;
-    },
-  };
 }
 
 async function leaderQuery<T extends pg.QueryResultRow>(home: string, sql: string): Promise<T[]> {
@@ -157,7 +118,7 @@ void describe('config update, extensions and scale vm on a running cluster', () 
     const via = before.members.find((m) => m.name !== leader.name);
     assert.ok(via?.proxyPort);
     await leaderQuery(home, 'CREATE TABLE rolling_writes (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())');
-    const load = writer(via.proxyPort, passwordOf(before), 'rolling_writes');
+    const load = writerLoop(via.proxyPort, passwordOf(before), 'rolling_writes');
     await waitUntil('10 writes before the update', () => Promise.resolve(load.okSoFar() >= 10), 15_000, 50);
     const applied = await runCli(['config', 'update', NAME, '--set', 'max_connections=150', '--yes'], { home });
     const mark = load.okSoFar();

@@ -10,57 +10,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
-import { SystemClock } from '../../src/shared/clock.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
 import { clusterStatusOf, passwordOf } from '../helpers/cluster.js';
+import { writerLoop } from '../helpers/writer-loop.js';
 
 const NAME = 'route';
 const statusOf = (home: string): Promise<ClusterStatus> => clusterStatusOf(home, NAME);
-const clock = new SystemClock();
-
-interface LoopResult {
-  ok: number;
-  failed: number;
-  errors: string[];
-  maxGapMs: number;
-}
-
-/** New connection + INSERT every 50 ms through `port`, until `stop()` resolves the result. */
-function writerLoop(port: number, password: string): { okSoFar: () => number; stop: () => Promise<LoopResult> } {
-  const result: LoopResult = { ok: 0, failed: 0, errors: [], maxGapMs: 0 };
-  let running = true;
-  let lastOkMs = clock.nowMs();
-  const done = (async () => {
-    while (running) {
-      const startedMs = clock.nowMs();
-      const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres', connectionTimeoutMillis: 60_000 });
-      client.on('error', () => undefined);
-      try {
-        await client.connect();
-        await client.query('INSERT INTO writes DEFAULT VALUES');
-        const nowMs = clock.nowMs();
-        result.maxGapMs = Math.max(result.maxGapMs, nowMs - lastOkMs);
-        lastOkMs = nowMs;
-        result.ok += 1;
-      } catch (error) {
-        result.failed += 1;
-        if (result.errors.length < 10) result.errors.push(error instanceof Error ? error.message : String(error));
-      } finally {
-        await client.end().catch(() => undefined);
-      }
-      await clock.sleep(Math.max(0, 50 - (clock.nowMs() - startedMs)));
-    }
-  })();
-  return {
-    okSoFar: () => result.ok,
-    stop: async () => {
-      running = false;
-      await done;
-      return result;
-    },
-  };
-}
 
 void describe('built-in proxy: stable endpoint through switchover and failover', () => {
   let home = '';

@@ -14,7 +14,7 @@
  * If the first member restarted does not come back with the new values, the previous config is
  * written back (that member then starts with it) and the command fails saying so.
  */
-import { createInterface } from 'node:readline/promises';
+import { askOnTerminal } from '../confirm.js';
 import { clusterKeys } from '../../dcs/keys.js';
 import { dynamicConfigSchema, type DynamicConfig, type ClusterManifest, type ClusterSecrets } from '../../config/schema.js';
 import { DEFAULT_POSTGRES_PARAMETERS, type ConfValue } from '../../postgres/conf.js';
@@ -406,15 +406,8 @@ export function renderPlan(prepared: Prepared): string {
   return renderTable(['SETTING', 'CURRENT', 'NEW', 'APPLY'], rows);
 }
 
-async function confirmInteractively(question: string): Promise<boolean> {
-  if (!process.stdin.isTTY) return false;
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const answer = await rl.question(`${question} [y/N] `);
-    return /^y(es)?$/i.test(answer.trim());
-  } finally {
-    rl.close();
-  }
+function askYesNo(question: string): Promise<boolean> {
+  return askOnTerminal(`${question} [y/N] `, (answer) => /^y(es)?$/i.test(answer));
 }
 
 export interface MemberSettings {
@@ -542,7 +535,7 @@ export async function applyPrepared(prepared: Prepared, options: ApplyOptions, d
     return outcomeOf(prepared, options.dryRun, false, []);
   }
   if (prepared.plan.kind === 'rolling-restart' && !options.yes) {
-    const ok = await confirmInteractively(`This restarts postgres on every member of ${prepared.cluster}, one at a time${prepared.plan.order === 'replicas-first' ? ', with a switchover' : ', the leader first (a short write outage)'}. Go on?`);
+    const ok = await askYesNo(`This restarts postgres on every member of ${prepared.cluster}, one at a time${prepared.plan.order === 'replicas-first' ? ', with a switchover' : ', the leader first (a short write outage)'}. Go on?`);
     if (!ok) {
       throw new PgpilotError('CONFIRMATION_REQUIRED', `applying this needs a rolling restart of ${prepared.cluster}; nothing was changed`, {
         hint: 'run it again with --yes (or --dry-run to only see the plan)',

@@ -13,7 +13,7 @@
  * with it and starts again from the new binaries). Events `image-update-started`,
  * `image-update-completed` (or `image-update-failed`) record the procedure.
  */
-import { createInterface } from 'node:readline/promises';
+import { confirmYes } from '../confirm.js';
 import { access, constants } from 'node:fs/promises';
 import path from 'node:path';
 import { clusterKeys } from '../../dcs/keys.js';
@@ -172,16 +172,6 @@ export function checkSameMajor(target: PostgresVersion, running: ReadonlyArray<{
   }
 }
 
-async function confirmInteractively(question: string): Promise<boolean> {
-  if (!process.stdin.isTTY) return false;
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return (await rl.question(`${question} Type yes to confirm: `)).trim() === 'yes';
-  } finally {
-    rl.close();
-  }
-}
-
 async function event(manifest: ClusterManifest, kind: EventKind, message: string, deps: ProviderDeps): Promise<void> {
   const { dcs } = await openClusterDcs(manifest);
   try {
@@ -251,7 +241,7 @@ export async function runUpdate(options: ImageUpdateOptions, deps: ProviderDeps,
   checkSameMajor(target, running, targetDir);
   const from = `${manifest.binDir} (${before.report.installed ?? '?'}; running ${[...new Set(before.report.members.map((m) => m.running ?? '?'))].join(', ')})`;
   const to = `${targetDir} (${target.version})`;
-  if (!options.yes && !(await confirmInteractively(`This restarts every node of ${name} onto ${to}, replicas first, with one switchover.`))) {
+  if (!options.yes && !(await confirmYes(`This restarts every node of ${name} onto ${to}, replicas first, with one switchover.`))) {
     throw new PgpilotError('CONFIRMATION_REQUIRED', `refusing to restart ${name} onto new binaries without confirmation`, {
       hint: `run: pgpilot image update ${name}${options.binDir === undefined ? '' : ` --bin-dir ${targetDir}`} --yes`,
       exitCode: 2,

@@ -6,7 +6,7 @@
  * goes to stderr; the result (or JSON) to stdout. The work is in src/providers/local/local-provider.ts
  * (`scaleCluster`).
  */
-import { createInterface } from 'node:readline/promises';
+import { confirmYes } from '../confirm.js';
 import { chooseNodesToRemove, clusterStatus, openClusterDcs, scaleCluster, validateClusterName, type ProviderDeps, type ScaleResult } from '../../providers/local/local-provider.js';
 import { readManifest } from '../../providers/local/cluster-store.js';
 import { PgpilotError } from '../../shared/errors.js';
@@ -23,16 +23,6 @@ export interface ScaleCountOptions {
   yes: boolean;
   json: boolean;
   timeoutSeconds: number;
-}
-
-async function confirmInteractively(question: string): Promise<boolean> {
-  if (!process.stdin.isTTY) return false;
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return (await rl.question(`${question} Type yes to confirm: `)).trim() === 'yes';
-  } finally {
-    rl.close();
-  }
 }
 
 /** `--node node4,node5` (or repeated) -> names (pure). */
@@ -80,7 +70,7 @@ export async function run(options: ScaleCountOptions, deps: ProviderDeps, output
       remove = chooseNodesToRemove(status, from - options.count, config.maximumLagOnFailoverBytes);
     }
     const what = `This removes ${remove.join(', ')} from ${name} (${from} -> ${options.count} nodes); ${options.deleteData ? 'their data is DELETED' : `their data is kept under ${manifest.clusterDir}/removed/`}.`;
-    if (!options.yes && !(await confirmInteractively(what))) {
+    if (!options.yes && !(await confirmYes(what))) {
       throw new PgpilotError('CONFIRMATION_REQUIRED', `refusing to remove ${remove.join(', ')} from ${name} without confirmation`, {
         hint: `run: pgpilot scale count ${name} ${options.count} --yes`,
         exitCode: 2,

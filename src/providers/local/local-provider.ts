@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import { constants as fsConstants, existsSync, openSync, closeSync } from 'node:fs';
 import { access, chmod, cp, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { clusterManifestSchema, nameSchema, MAX_NODES, MIN_NODES, type AgentConfig, type ClusterManifest } from '../../config/schema.js';
+import { clusterManifestSchema, nameSchema, MAX_NODES, MIN_NODES, type AgentConfig, type ClusterManifest, type NodeManifest } from '../../config/schema.js';
 import { parseConfig } from '../../config/load.js';
 import { clusterKeys } from '../../dcs/keys.js';
 import { attachmentsIn, type AppAttachment } from './app-attachments.js';
@@ -211,24 +211,7 @@ export async function createCluster(options: CreateOptions, deps: ProviderDeps):
           logFile: paths.etcdLogFile,
           pidFile: paths.etcdPidFile,
         },
-        nodes: Array.from({ length: nodeCount }, (_, i) => {
-          const node = nodePaths(paths.clusterDir, nodeName(i));
-          return {
-            name: nodeName(i),
-            host: LOOPBACK_HOST,
-            pgPort: port(2 + i * PORTS_PER_NODE),
-            apiPort: port(3 + i * PORTS_PER_NODE),
-            proxyPort: port(4 + i * PORTS_PER_NODE),
-            replicaProxyPort: port(5 + i * PORTS_PER_NODE),
-            poolerPort: port(6 + i * PORTS_PER_NODE),
-            nodeDir: node.nodeDir,
-            dataDir: node.dataDir,
-            configFile: node.configFile,
-            logFile: node.logFile,
-            postgresLogFile: node.postgresLogFile,
-            pidFile: node.pidFile,
-          };
-        }),
+        nodes: Array.from({ length: nodeCount }, (_, i) => nodeManifestFor(paths.clusterDir, nodeName(i), (k) => port(2 + i * PORTS_PER_NODE + k))),
       },
       'cluster manifest',
     );
@@ -254,6 +237,26 @@ export async function createCluster(options: CreateOptions, deps: ProviderDeps):
     }
     throw error;
   }
+}
+
+/** A node of the manifest: its paths under `clusterDir` and its PORTS_PER_NODE ports (`port(0..4)`). */
+function nodeManifestFor(clusterDir: string, name: string, port: (k: number) => number): NodeManifest {
+  const node = nodePaths(clusterDir, name);
+  return {
+    name,
+    host: LOOPBACK_HOST,
+    pgPort: port(0),
+    apiPort: port(1),
+    proxyPort: port(2),
+    replicaProxyPort: port(3),
+    poolerPort: port(4),
+    nodeDir: node.nodeDir,
+    dataDir: node.dataDir,
+    configFile: node.configFile,
+    logFile: node.logFile,
+    postgresLogFile: node.postgresLogFile,
+    pidFile: node.pidFile,
+  };
 }
 
 function agentConfigFor(manifest: ClusterManifest, name: string): AgentConfig {
@@ -769,24 +772,7 @@ async function growCluster(manifest: ClusterManifest, status: ClusterStatus, cou
   const names = nextNodeNames([...manifest.nodes.map((n) => n.name), ...onDisk], count - manifest.nodes.length);
   const ports = await freePortsExcluding(manifest, names.length * PORTS_PER_NODE);
   const port = (i: number): number => ports[i] as number;
-  const added = names.map((nodeName_, i) => {
-    const node = nodePaths(manifest.clusterDir, nodeName_);
-    return {
-      name: nodeName_,
-      host: LOOPBACK_HOST,
-      pgPort: port(i * PORTS_PER_NODE),
-      apiPort: port(1 + i * PORTS_PER_NODE),
-      proxyPort: port(2 + i * PORTS_PER_NODE),
-      replicaProxyPort: port(3 + i * PORTS_PER_NODE),
-      poolerPort: port(4 + i * PORTS_PER_NODE),
-      nodeDir: node.nodeDir,
-      dataDir: node.dataDir,
-      configFile: node.configFile,
-      logFile: node.logFile,
-      postgresLogFile: node.postgresLogFile,
-      pidFile: node.pidFile,
-    };
-  });
+  const added = names.map((name, i) => nodeManifestFor(manifest.clusterDir, name, (k) => port(i * PORTS_PER_NODE + k)));
   const next = parseConfig(clusterManifestSchema, { ...manifest, nodes: [...manifest.nodes, ...added] }, 'cluster manifest');
   for (const node of added) {
     await makeDirectories(node.nodeDir);
