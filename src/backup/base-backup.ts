@@ -27,7 +27,7 @@ import { PgpilotError, errorMessage } from '../shared/errors.js';
 import { runCommand } from '../shared/process-runner.js';
 import { listBackups, writeBackupRecord } from './backup-catalog.js';
 import { newBackupId, parseBackupManifest, type BackupRecord } from './backup-record.js';
-import type { ObjectStore } from './object-store.js';
+import { putFile, type ObjectStore } from './object-store.js';
 import { storeLayout } from './store-layout.js';
 
 export interface BackupSource {
@@ -184,7 +184,7 @@ export async function createBackup(
         const sizeBytes = (await stat(file)).size;
         const sha256 = await sha256OfFile(file);
         ctx.progress(`backup ${id}: storing ${name} (${(sizeBytes / 1024 / 1024).toFixed(1)} MiB) in ${ctx.store.description}`);
-        await ctx.store.put(layout.backupFileKey(id, name), createReadStream(file), { metadata: { sha256 } });
+        await putFile(ctx.store, layout.backupFileKey(id, name), file, { metadata: { sha256 } });
         record.files.push({ name, sizeBytes, sha256, rawSizeBytes: sizeBytes });
       }
       const complete: BackupRecord = {

@@ -18,7 +18,7 @@
  * - Every OS error other than "absent" is STORE_UNAVAILABLE naming the store.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, open, readFile, readdir, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { chmod, copyFile, lstat, open, readFile, readdir, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
@@ -142,6 +142,42 @@ export class FsObjectStore implements ObjectStore {
         const conflict = await this.keyConflict(key);
         if (conflict !== null) throw conflict;
       }
+      throw this.mapError(error, `cannot write ${key}`);
+    }
+  }
+
+  /**
+   * `put` of a local file's bytes by copying the file (no stream in this process): the temp copy
+   * is fsynced, then renamed into place like any put.
+   */
+  async putFile(key: string, sourceFile: string, options: PutOptions = {}): Promise<void> {
+    assertValidObjectKey(key);
+    const metadata = validatedMetadata(options.metadata);
+    const file = this.objectPath(key);
+    const dir = path.dirname(file);
+    const temp = path.join(dir, `.${path.basename(file)}.tmp-${randomBytes(6).toString('hex')}`);
+    try {
+      const handle = await this.openTemp(dir, temp);
+      await handle.close();
+      await copyFile(sourceFile, temp);
+      await chmod(temp, this.fileMode);
+      const copy = await open(temp, 'r');
+      try {
+        await copy.sync();
+      } finally {
+        await copy.close();
+      }
+      if (Object.keys(metadata).length > 0) {
+        await writeFileDurably(this.sidecarPath(key), `${JSON.stringify(metadata)}\n`, this.fileMode);
+      } else {
+        await unlink(this.sidecarPath(key)).catch((error: unknown) => {
+          if (!ABSENT_CODES.has(errnoCode(error) ?? '')) throw error;
+        });
+      }
+      await rename(temp, file);
+      await syncDirectory(dir);
+    } catch (error) {
+      await unlink(temp).catch(() => undefined);
       throw this.mapError(error, `cannot write ${key}`);
     }
   }

@@ -27,6 +27,7 @@
  * suffixes). A key must not also be a "directory" of another key (`a` and `a/b`): a file store
  * cannot hold both, so portable callers never do it.
  */
+import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { PgpilotError } from '../shared/errors.js';
 
@@ -168,4 +169,17 @@ export async function readAll(stream: Readable): Promise<Buffer> {
     chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
   }
   return Buffer.concat(chunks);
+}
+
+/**
+ * Stores the local file `sourceFile` under `key`: a directory store copies the file (no stream
+ * through this process), any other store streams it.
+ */
+export async function putFile(store: ObjectStore, key: string, sourceFile: string, options: PutOptions = {}): Promise<void> {
+  const withPutFile = store as ObjectStore & { putFile?: (key: string, file: string, options: PutOptions) => Promise<void> };
+  if (typeof withPutFile.putFile === 'function') {
+    await withPutFile.putFile(key, sourceFile, options);
+    return;
+  }
+  await store.put(key, createReadStream(sourceFile), options);
 }

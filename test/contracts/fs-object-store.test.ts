@@ -10,6 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FsObjectStore } from '../../src/backup/fs-object-store.js';
+import { putFile } from '../../src/backup/object-store.js';
+import { MemoryObjectStore } from '../fakes/memory-object-store.js';
 import { PgpilotError } from '../../src/shared/errors.js';
 import { asPostgresUser, POSTGRES_OS_USER } from '../../src/shared/process-runner.js';
 import { isInputInvalid, runObjectStoreContract } from './object-store-contract.js';
@@ -165,5 +167,32 @@ void describe('FsObjectStore specifics', () => {
     assert.match(out.denied, /^STORE_UNAVAILABLE true .*EACCES/);
     const written = await stat(path.join(owned, 'backups/wal/000000010000000000000001'));
     assert.equal(written.uid, Number(ids.stdout.trim()), 'files belong to the user that wrote them');
+  });
+});
+
+void describe('putFile', () => {
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'pgpilot-putfile-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  void it('copies a local file into a directory store (atomically, with metadata); other stores get a stream', async () => {
+    const source = path.join(dir, 'source.bin');
+    const bytes = Buffer.alloc(3 * 1024 * 1024 + 17, 0);
+    for (let i = 0; i < bytes.length; i += 4096) bytes[i] = i % 251;
+    await writeFile(source, bytes);
+    const store = new FsObjectStore(path.join(dir, 'store'));
+    await putFile(store, 'c/basebackups/1/base.tar.gz', source, { metadata: { sha256: 'abc' } });
+    assert.ok((await store.getBuffer('c/basebackups/1/base.tar.gz'))?.equals(bytes));
+    assert.deepEqual((await store.head('c/basebackups/1/base.tar.gz'))?.metadata, { sha256: 'abc' });
+    assert.deepEqual(await readdir(path.join(dir, 'store/c/basebackups/1')), ['base.tar.gz', 'base.tar.gz.meta.json'], 'no temp file left');
+    const memory = new MemoryObjectStore();
+    await putFile(memory, 'k', source);
+    assert.ok((await memory.getBuffer('k'))?.equals(bytes));
+    await assert.rejects(putFile(store, 'c/missing', path.join(dir, 'nope')), (error: unknown) => error instanceof PgpilotError);
+    assert.equal(await store.head('c/missing'), null);
   });
 });
