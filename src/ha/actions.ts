@@ -30,6 +30,11 @@ export type Action =
   | { kind: 'demote' }
   /** Former primary: pg_rewind from `leader` (re-clone if rewind is impossible), start as its standby. */
   | { kind: 'rejoin'; leader: string }
+  /**
+   * A standby that can never catch up by streaming (the WAL it needs is gone from the leader, e.g.
+   * its slot was invalidated by max_slot_wal_keep_size): move its data aside; it then clones anew.
+   */
+  | { kind: 'reclone'; leader: string; reason: string }
   /** Planned hand-over of the lead for the intent: checkpoint, stop, wait for the target, release the key. */
   | { kind: 'step-down'; intent: FailoverIntent }
   /** Delete the operator intent once it is carried out or stale. */

@@ -26,7 +26,7 @@ import type { MemberRecord } from './member-record.js';
 import { isIntentLive, liveIntent, type FailoverIntent } from './intent.js';
 import { INITIALIZE_PENDING_PREFIX } from '../dcs/keys.js';
 import { nextSyncStep, parseStandbyNames, syncPromotionCheck } from './sync-set.js';
-import { maxLsn } from '../shared/lsn.js';
+import { compareLsn, maxLsn } from '../shared/lsn.js';
 
 /** A leader fences this long before its lease would expire, to absorb clock-rate and I/O delays. */
 export function fenceMarginMs(ttlSeconds: number): number {
@@ -50,7 +50,7 @@ type Running = Extract<Observation['pg'], { kind: 'running' }>;
 type Stopped = Extract<Observation['pg'], { kind: 'stopped' }>;
 
 /** Actions that copy or rewrite a data directory: retried with a backoff after failures. */
-const DATA_TASKS: ReadonlySet<Action['kind']> = new Set(['clone-from', 'rejoin', 'initialize-cluster']);
+const DATA_TASKS: ReadonlySet<Action['kind']> = new Set(['clone-from', 'rejoin', 'reclone', 'initialize-cluster']);
 
 /** Wait after `failures` failed data tasks in a row: 2 s, 4 s, 8 s ... at most 60 s. */
 export function dataTaskBackoffMs(failures: number): number {
@@ -274,6 +274,19 @@ function decideRunning(obs: Observation, dcs: Reachable, pg: Running): Decision 
     const leaderReady = leader !== null && leader.role === 'primary' && leader.state === 'running' && leader.timeline !== null;
     if (leaderReady && (leader.timeline ?? 0) > pg.timeline && stuckMs >= divergedAfterMs(obs)) {
       return decision(`cannot follow ${dcs.leader} on timeline ${leader.timeline} for ${stuckMs} ms: rewinding`, { kind: 'rejoin', leader: dcs.leader });
+    }
+    // D8: on the leader's timeline but behind the oldest WAL the leader still has (its slot was
+    // invalidated, or it was down too long): streaming can never catch up. Everything this standby
+    // has is a prefix of what the leader wrote on this timeline, so nothing unique is at stake; its
+    // data is moved aside anyway (never deleted) and it clones anew.
+    const position = maxLsn(pg.lsn, pg.receiveLsn);
+    const oldest = leader?.oldestWalLsn ?? null;
+    if (leaderReady && leader.timeline === pg.timeline && oldest !== null && position !== null && compareLsn(position, oldest) < 0 && stuckMs >= divergedAfterMs(obs)) {
+      return decision(`cannot stream from ${dcs.leader}: at ${position}, its oldest WAL starts at ${oldest}: re-cloning`, {
+        kind: 'reclone',
+        leader: dcs.leader,
+        reason: `the WAL from ${position} is gone from ${dcs.leader} (oldest ${oldest})`,
+      });
     }
     return decision(`replica of ${dcs.leader}, not streaming yet`);
   }

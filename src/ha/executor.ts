@@ -102,6 +102,14 @@ export class Executor {
         });
         return { kind: 'done' };
       }
+      case 'reclone':
+        this.deps.startLongTask('reclone', async () => {
+          if (obs.pg.kind !== 'stopped' && obs.pg.kind !== 'no-data') await pg.stop('fast');
+          const aside = await pg.moveDataAside();
+          memory.configuredUpstream = null;
+          await this.event('reinitialized', `${action.reason}; data moved aside to ${aside}; cloning from ${action.leader}`);
+        });
+        return { kind: 'done' };
       case 'start-postgres': {
         const upstream = action.upstream === null ? null : upstreamOf(obs, action.upstream);
         if (action.mode === 'primary' && !memory.holdsLeader) {

@@ -592,10 +592,12 @@ export class HaLoop {
     const { memory, dcs, keys } = this.deps;
     const pg = this.withStandbyTimeline(await this.deps.pg.observe().catch(() => obs.pg));
     let replication: ReplicationEntry[] = [];
+    let oldestWalLsn: string | null = null;
     if (memory.holdsLeader && pg.kind === 'running' && !pg.inRecovery) {
       replication = await this.deps.pg.replicationStatus().catch(() => []);
+      oldestWalLsn = await this.deps.pg.oldestWalLsn().catch(() => null);
     }
-    const record = this.memberRecord(pg, replication, obs.dcs.kind === 'reachable' && obs.dcs.leader !== null);
+    const record = { ...this.memberRecord(pg, replication, obs.dcs.kind === 'reachable' && obs.dcs.leader !== null), oldestWalLsn };
     if (memory.leaseId === null || obs.dcs.kind === 'unreachable') return record;
     try {
       await dcs.put(keys.member(this.deps.node), JSON.stringify(record), { leaseId: memory.leaseId });

@@ -76,6 +76,11 @@ export const memberRecordSchema = z.object({
   tags: tagsSchema,
   replication: z.array(replicationEntrySchema).default([]),
   systemIdentifier: z.string().nullable(),
+  /**
+   * Leader only: where the oldest WAL segment still in its pg_wal starts. A standby behind this
+   * position can never catch up by streaming (decide.ts rule D8 re-clones it).
+   */
+  oldestWalLsn: lsnSchema.nullable().optional(),
   /** WAL archiving on this member (absent from older agents and while postgres is not running). */
   archive: archiveStateSchema.nullable().optional(),
   version: z.string(),

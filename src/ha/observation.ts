@@ -85,7 +85,7 @@ export interface LeaseState {
 }
 
 export interface LongTaskState {
-  kind: 'initialize-cluster' | 'clone-from' | 'rejoin' | 'step-down' | 'restart';
+  kind: 'initialize-cluster' | 'clone-from' | 'rejoin' | 'reclone' | 'step-down' | 'restart';
   startedMs: number;
 }
 

@@ -46,8 +46,12 @@ export interface PostgresNode {
   promote(): Promise<void>;
   /** Re-points a running standby at `upstream` (null: no upstream) with a reload. */
   follow(upstream: UpstreamAddress | null): Promise<void>;
-  /** Leader only: ensures one physical slot per named member. */
+  /** Leader only: ensures one physical slot per named member (an invalidated, inactive one is made anew). */
   syncSlots(memberNames: readonly string[]): Promise<void>;
+  /** Leader only: the start LSN of the oldest WAL segment in pg_wal (null when unknown). */
+  oldestWalLsn(): Promise<string | null>;
+  /** Moves the (stopped) data directory aside, never deleting it; returns where it went. */
+  moveDataAside(): Promise<string>;
   replicationStatus(): Promise<ReplicationEntry[]>;
   /**
    * Sync mode, on the primary: `SHOW synchronous_standby_names`, the current WAL position and one

@@ -20,6 +20,7 @@ import type { Logger } from '../shared/logger.js';
 import { PgpilotError, errorMessage } from '../shared/errors.js';
 import { lsnDiffBytes } from '../shared/lsn.js';
 import { archiveCommandFor } from '../backup/wal-entry.js';
+import { segmentStartLsn } from '../backup/wal-names.js';
 import { runBasebackup } from './basebackup.js';
 import { runRewind } from './rewind.js';
 import { renderConninfo, renderPgHba, renderPgpass, renderPostgresqlConf } from './conf.js';
@@ -28,7 +29,9 @@ import { ensurePostgresOwnedDir, runInitdb, writePostgresPrivateFile } from './i
 import { Postmaster } from './postmaster.js';
 import {
   connectLocal,
+  dropSlotIfExists,
   ensurePhysicalSlot,
+  listSlots,
   ensureRole,
   probeNode,
   replicationStatus,
@@ -268,7 +271,30 @@ export class LocalPostgresNode implements PostgresNode {
 
   async syncSlots(memberNames: readonly string[]): Promise<void> {
     const client = await this.getClient();
-    for (const name of memberNames) await ensurePhysicalSlot(client, slotNameFor(name));
+    const wanted = new Set(memberNames.map(slotNameFor));
+    // An invalidated slot (max_slot_wal_keep_size) keeps nothing and refuses its member: drop it
+    // while nobody uses it, so the member (re-cloned by rule D8) gets a working one below.
+    for (const slot of await listSlots(client)) {
+      if (wanted.has(slot.slotName) && slot.walStatus === 'lost' && !slot.active) {
+        await dropSlotIfExists(client, slot.slotName);
+        this.options.log.warn({ slot: slot.slotName }, 'replication slot was invalidated; made anew');
+      }
+    }
+    for (const name of wanted) await ensurePhysicalSlot(client, name);
+  }
+
+  async oldestWalLsn(): Promise<string | null> {
+    const result = await (await this.getClient()).query<{ name: string | null }>(
+      "SELECT min(name) AS name FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'",
+    );
+    const name = result.rows[0]?.name ?? null;
+    return name === null ? null : segmentStartLsn(name);
+  }
+
+  async moveDataAside(): Promise<string> {
+    const aside = `${this.dataDir}.stale-${new Date(this.options.clock.nowMs()).toISOString().replace(/[:.]/g, '-')}`;
+    await rename(this.dataDir, aside);
+    return aside;
   }
 
   async replicationStatus(): Promise<ReplicationEntry[]> {

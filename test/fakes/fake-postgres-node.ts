@@ -150,6 +150,8 @@ export class FakePostgresWorld {
   private readonly handles = new Map<string, FakePostgresNode>();
   /** Data directories moved aside by a failed rewind (never deleted), by path. */
   readonly asideData = new Map<string, FakeNodeData>();
+  /** WAL a node no longer has (removed below this LSN, as checkpoints recycle segments), by node. */
+  readonly walRemovedBefore = new Map<string, bigint>();
   private nextPid = 30_000;
   private readonly failingStarts = new Map<string, number>();
   private nextSystemId = 7_400_000_000_000_000_001n;
@@ -322,6 +324,9 @@ export class FakePostgresWorld {
   /** Whether standby `d` can stream from upstream `up` (same system, `d`'s position is on `up`'s history). */
   canStream(d: FakeNodeData, up: FakeNodeData): boolean {
     if (up.systemIdentifier !== d.systemIdentifier) return false;
+    const upName = [...this.data].find(([, data]) => data === up)?.[0];
+    const removedBefore = upName === undefined ? undefined : this.walRemovedBefore.get(upName);
+    if (removedBefore !== undefined && d.lsn < removedBefore) return false;
     if (up.timeline === d.timeline) return d.lsn <= up.lsn;
     if (up.timeline < d.timeline) return false;
     const fork = up.history.find((s) => s.timeline === d.timeline + 1);
@@ -570,6 +575,22 @@ export class FakePostgresNode implements PostgresNode {
     }
     w.record(this.name, 'follow', upstream?.name ?? 'none');
     return Promise.resolve();
+  }
+
+  oldestWalLsn(): Promise<string | null> {
+    return settle(() => {
+      this.runningPrimaryData('oldestWalLsn');
+      const removedBefore = this.world.walRemovedBefore.get(this.name);
+      return removedBefore === undefined ? null : formatLsn(removedBefore);
+    });
+  }
+
+  moveDataAside(): Promise<string> {
+    return settle(() => {
+      const d = this.world.mustData(this.name);
+      if (d.running) throw new PgpilotError('POSTGRES_FAILED', `${this.name}: cannot move a running data directory`);
+      return this.world.moveAside(this.name);
+    });
   }
 
   syncSlots(memberNames: readonly string[]): Promise<void> {

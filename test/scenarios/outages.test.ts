@@ -17,6 +17,7 @@ import { describe, it } from 'node:test';
 import { leaseDeadlineMs } from '../../src/ha/decide.js';
 import { parseEvents } from '../../src/ha/events.js';
 import { SimCluster } from './sim-cluster.js';
+import { formatLsn, parseLsn } from '../../src/shared/lsn.js';
 import { bootstrapped, writeAndReplicate } from './driver.js';
 
 /**
@@ -224,6 +225,27 @@ void describe('outage: a flapping member', () => {
     assert.equal(sim.world.lsnOf('node2'), last);
     assert.equal(sim.world.count('moved-aside'), 0);
     assert.equal(sim.world.count('rewind'), 0);
+  });
+
+  void it('a replica that was down while the leader recycled the WAL it needs is re-cloned (data moved aside), then streams', async () => {
+    const { sim, d } = await bootstrapped();
+    d.checks.push(leaderStays(sim, 'node1'));
+    const asideBefore = sim.world.count('moved-aside');
+    await sim.stopAgent('node3');
+    const behind = sim.world.lsnOf('node3');
+    const last = await writeAndReplicate(d, 'node1', 64n * 1024n * 1024n);
+    // The leader's checkpoints recycled every segment the stopped replica would need next (node2,
+    // streaming, has them all: its active slot kept them until it replayed them).
+    sim.world.walRemovedBefore.set('node1', parseLsn(last));
+    sim.startAgent('node3');
+    await d.until('node3 streams from node1 again, with the last write', () => sim.isStreamingFrom('node3', 'node1') && sim.world.lsnOf('node3') === last, 400);
+    assert.equal(sim.world.eventsOf('node3', 'moved-aside').length, 1, 'the old data directory was moved aside once, not deleted');
+    assert.ok([...sim.world.asideData.values()].some((data) => formatLsn(data.lsn) === behind), 'the copy moved aside is the old one');
+    assert.ok(eventKinds(sim).includes('node3:reinitialized'), eventKinds(sim).join(' '));
+    assert.ok(d.actionsOf('node3').includes('reclone'));
+    assert.ok(!d.actionsOf('node2').includes('reclone'), 'a replica that kept streaming is left alone');
+    assert.equal(sim.world.count('moved-aside'), asideBefore + 1);
+    assert.equal(sim.world.count('promote'), 0);
   });
 
   void it('a leader whose agent is killed and restarted within the TTL keeps the lead on the same timeline', async () => {
