@@ -37,16 +37,20 @@ void describe('a replica whose slot was invalidated is re-cloned', () => {
     // The replica goes away (its postgres dies with its agent).
     process.kill(replica.pid ?? -1, 'SIGKILL');
     await waitUntil('the replica postmaster to die', () => Promise.resolve(!isPidAlive(replica.postgresPid ?? -1)), 15_000);
-    // About 100 MB of WAL, then checkpoints: the slot passes 32 MB and is invalidated, and the
-    // segments the replica needs are recycled.
-    await withNode(status, leader, async (c) => {
-      for (let i = 0; i < 4; i += 1) {
+    // The limits are in force on the leader (a reload), then WAL is written in rounds of about
+    // 25 MB, each closed by a segment switch and a checkpoint, until the checkpointer invalidates
+    // the slot (bounded: 12 rounds, ~300 MB).
+    await waitUntil('max_slot_wal_keep_size 32MB on the leader', async () =>
+      (await withNode(status, leader, async (c) => (await c.query<{ v: string }>("SELECT current_setting('max_slot_wal_keep_size') AS v")).rows[0]?.v)) === '32MB' ? true : null, 30_000);
+    let slot: string | undefined;
+    for (let round = 0; round < 12 && slot !== 'lost'; round += 1) {
+      slot = await withNode(status, leader, async (c) => {
         await c.query("INSERT INTO filler SELECT g, repeat('x', 200) FROM generate_series(1, 100000) g");
         await c.query('SELECT pg_switch_wal()');
         await c.query('CHECKPOINT');
-      }
-    });
-    const slot = await withNode(status, leader, async (c) => (await c.query<{ wal_status: string }>('SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1', [replica.name])).rows[0]?.wal_status);
+        return (await c.query<{ wal_status: string }>('SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1', [replica.name])).rows[0]?.wal_status;
+      });
+    }
     assert.equal(slot, 'lost', 'the replica slot was invalidated');
     const rows = await withNode(status, leader, async (c) => Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM filler')).rows[0]?.n));
 
