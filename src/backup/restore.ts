@@ -143,7 +143,7 @@ export async function restoreDataDirectory(options: RestoreDataOptions): Promise
 
   const postmaster = new Postmaster({ clock });
   progress('restore: replaying archived WAL (postgres recovery; follow it in the node\'s postgres.log)');
-  await postmaster.start({ binDir: options.binDir, dataDir, logFile: options.postgresLogFile });
+  await postmaster.start({ binDir: options.binDir, dataDir, logFile: options.postgresLogFile, socketDir: options.socketDir });
   const deadlineMs = clock.nowMs() + options.timeoutMs;
   try {
     let lastState = '';

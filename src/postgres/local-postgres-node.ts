@@ -181,7 +181,7 @@ export class LocalPostgresNode implements PostgresNode {
     await this.writeConfiguration(mode, upstream);
     this.stopRequested = false;
     this.probeFailingSinceMs = null;
-    await this.postmaster.start({ binDir: config.binDir, dataDir: this.dataDir, logFile: config.postgresLogFile });
+    await this.postmaster.start({ binDir: config.binDir, dataDir: this.dataDir, logFile: config.postgresLogFile, socketDir: this.socketDir });
     this.options.log.info({ mode, upstream: upstream?.name ?? null, pid: this.postmaster.pid }, 'postgres started');
   }
 

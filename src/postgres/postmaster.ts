@@ -15,7 +15,7 @@ import { open, readdir, readFile, readlink, realpath, rm } from 'node:fs/promise
 import path from 'node:path';
 import { SystemClock, type Clock } from '../shared/clock.js';
 import { PgpilotError } from '../shared/errors.js';
-import { isOwnedProcessAlive } from '../shared/pid.js';
+import { isOwnedProcessAlive, isPidRunning } from '../shared/pid.js';
 import { asPostgresUser } from '../shared/process-runner.js';
 import { pgBinary } from './bin-dir.js';
 import { postgresEnv } from './initdb.js';
@@ -46,6 +46,8 @@ export interface PostmasterStartOptions {
   extraArgs?: string[];
   /** Extra environment variables (the base environment has no inherited PG* variables). */
   env?: Record<string, string>;
+  /** The unix socket directory of this postgres (its stale socket lock files are removed first). */
+  socketDir?: string;
 }
 
 const KILL_WAIT_MS = 10_000;
@@ -113,6 +115,34 @@ export async function removeStalePidFile(dataDir: string): Promise<StalePidFileO
   return 'removed';
 }
 
+/**
+ * Removes socket lock files (`.s.PGSQL.<port>.lock`, and their socket) in `socketDir` whose
+ * postmaster is no longer running. A SIGKILLed postmaster leaves its lock behind, and while it is
+ * an unreaped zombie (containers whose PID 1 reaps late) postgres's own check still sees that PID
+ * "alive" and refuses to start. Invariant: a lock whose PID runs (not a zombie) is never touched,
+ * and the directory is this node's own (nothing else puts sockets there).
+ */
+export async function removeStaleSocketLocks(socketDir: string): Promise<string[]> {
+  const removed: string[] = [];
+  let entries: string[];
+  try {
+    entries = await readdir(socketDir);
+  } catch {
+    return removed;
+  }
+  for (const entry of entries) {
+    const match = /^(\.s\.PGSQL\.\d+)\.lock$/.exec(entry);
+    if (match === null) continue;
+    const lockFile = path.join(socketDir, entry);
+    const pid = Number.parseInt((await readFile(lockFile, 'utf8').catch(() => '')).split('\n')[0] ?? '', 10);
+    if (Number.isInteger(pid) && pid > 0 && (await isPidRunning(pid))) continue;
+    await rm(lockFile, { force: true });
+    await rm(path.join(socketDir, match[1] ?? ''), { force: true });
+    removed.push(entry);
+  }
+  return removed;
+}
+
 export class Postmaster {
   private readonly clock: Clock;
   private child: ChildProcess | null = null;
@@ -158,6 +188,7 @@ export class Postmaster {
         hint: `stop the postgres whose PID is in ${path.join(options.dataDir, 'postmaster.pid')} first`,
       });
     }
+    if (options.socketDir !== undefined) await removeStaleSocketLocks(options.socketDir);
     const wrapped = asPostgresUser(pgBinary(options.binDir, 'postgres'), ['-D', options.dataDir, ...(options.extraArgs ?? [])]);
     const log = await open(options.logFile, 'a', 0o640);
     let child: ChildProcess;
