@@ -15,13 +15,12 @@
  * - The distribution's pgbouncer service is never used or touched (scripts/setup.sh disables it).
  */
 import { spawn } from 'node:child_process';
-import { accessSync, closeSync, constants, openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { Clock } from '../shared/clock.js';
 import { PgpilotError } from '../shared/errors.js';
 import { isOwnedProcessAlive, stopOwnedProcess } from '../shared/pid.js';
-import { asPostgresUser, runCommand } from '../shared/process-runner.js';
+import { asPostgresUser, findExecutable, runCommand } from '../shared/process-runner.js';
 import { awaitListeningAndRecordPid } from '../shared/daemon-ready.js';
 
 const INSTALL_HINT = 'run scripts/setup.sh (installs the pgbouncer package)';
@@ -31,17 +30,9 @@ const DEFAULT_READY_TIMEOUT_MS = 10_000;
 
 /** The pgbouncer executable, or BINARY_MISSING with the setup hint. */
 export function findPgbouncerBinary(env: NodeJS.ProcessEnv = process.env): string {
-  const dirs = [...(env['PATH'] ?? '').split(path.delimiter).filter((d) => d.length > 0), ...EXTRA_BIN_DIRS];
-  for (const dir of dirs) {
-    const candidate = path.join(dir, 'pgbouncer');
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here; try the next directory
-    }
-  }
-  throw new PgpilotError('BINARY_MISSING', 'pgbouncer was not found', { hint: INSTALL_HINT });
+  const found = findExecutable('pgbouncer', EXTRA_BIN_DIRS, env);
+  if (found === null) throw new PgpilotError('BINARY_MISSING', 'pgbouncer was not found', { hint: INSTALL_HINT });
+  return found;
 }
 
 /** `PgBouncer 1.18.0` (first line of `pgbouncer --version`) -> `1.18.0`; null when unrecognised. */

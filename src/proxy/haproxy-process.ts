@@ -17,13 +17,12 @@
  * - The distribution's haproxy service is never used or touched.
  */
 import { spawn } from 'node:child_process';
-import { accessSync, closeSync, constants, openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { SystemClock, type Clock } from '../shared/clock.js';
 import { PgpilotError } from '../shared/errors.js';
 import { stopOwnedProcess } from '../shared/pid.js';
-import { runCommand } from '../shared/process-runner.js';
+import { findExecutable, runCommand } from '../shared/process-runner.js';
 import { awaitListeningAndRecordPid } from '../shared/daemon-ready.js';
 
 export { parseListeningPorts } from '../shared/daemon-ready.js';
@@ -47,17 +46,9 @@ export interface StartHaproxyOptions {
 
 /** The haproxy executable, or BINARY_MISSING with the setup hint. */
 export function findHaproxyBinary(env: NodeJS.ProcessEnv = process.env): string {
-  const dirs = [...(env['PATH'] ?? '').split(path.delimiter).filter((d) => d.length > 0), ...EXTRA_BIN_DIRS];
-  for (const dir of dirs) {
-    const candidate = path.join(dir, 'haproxy');
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here; try the next directory
-    }
-  }
-  throw new PgpilotError('BINARY_MISSING', 'haproxy was not found', { hint: INSTALL_HINT });
+  const found = findExecutable('haproxy', EXTRA_BIN_DIRS, env);
+  if (found === null) throw new PgpilotError('BINARY_MISSING', 'haproxy was not found', { hint: INSTALL_HINT });
+  return found;
 }
 
 /** The lines of `haproxy -c` output worth showing: alerts and warnings, not the version banner. */

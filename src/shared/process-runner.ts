@@ -5,6 +5,8 @@
  * with a parent-death signal, so nothing it starts can outlive the agent.
  */
 import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import path from 'node:path';
 import { PgpilotError } from './errors.js';
 import { redactSecrets } from './logger.js';
 import { atNormalPriority } from './priority.js';
@@ -99,4 +101,22 @@ export function asPostgresUser(command: string, args: readonly string[]): { comm
     : [];
   // Back at normal priority when the caller (the agent) runs boosted: see src/shared/priority.ts.
   return atNormalPriority('setpriv', [...privileges, '--pdeathsig', 'KILL', '--', command, ...args]);
+}
+
+/**
+ * The first executable `name` in $PATH, then in `extraDirs` (Debian puts daemons in /usr/sbin,
+ * which is not on a normal user's PATH); null when there is none.
+ */
+export function findExecutable(name: string, extraDirs: readonly string[], env: NodeJS.ProcessEnv = process.env): string | null {
+  const dirs = [...(env['PATH'] ?? '').split(path.delimiter).filter((d) => d.length > 0), ...extraDirs];
+  for (const dir of dirs) {
+    const candidate = path.join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here; try the next directory
+    }
+  }
+  return null;
 }

@@ -11,15 +11,14 @@
  * `pgpilot stop` and `pgpilot destroy` stop it.
  */
 import { spawn } from 'node:child_process';
-import { accessSync, closeSync, constants, openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
-import path from 'node:path';
 import { z } from 'zod';
 import type { Clock } from '../../shared/clock.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
 import { isOwnedProcessAlive, isPidRunning, stopOwnedProcess } from '../../shared/pid.js';
 import { LOOPBACK_HOST } from '../../shared/ports.js';
-import { runCommand } from '../../shared/process-runner.js';
+import { findExecutable, runCommand } from '../../shared/process-runner.js';
 import { readPidFile, writeFileAtomic, writePidFile } from './cluster-store.js';
 import type { MonitoringPaths } from './paths.js';
 
@@ -29,17 +28,9 @@ const EXTRA_BIN_DIRS = ['/usr/bin', '/usr/local/bin'];
 const RETENTION = '7d';
 
 export function findBinary(name: 'prometheus' | 'promtool', env: NodeJS.ProcessEnv = process.env): string {
-  const dirs = [...(env['PATH'] ?? '').split(path.delimiter).filter((d) => d.length > 0), ...EXTRA_BIN_DIRS];
-  for (const dir of dirs) {
-    const candidate = path.join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here; try the next directory
-    }
-  }
-  throw new PgpilotError('BINARY_MISSING', `${name} was not found`, { hint: INSTALL_HINT, exitCode: 2 });
+  const found = findExecutable(name, EXTRA_BIN_DIRS, env);
+  if (found === null) throw new PgpilotError('BINARY_MISSING', `${name} was not found`, { hint: INSTALL_HINT, exitCode: 2 });
+  return found;
 }
 
 export interface PrometheusArgsOptions {
