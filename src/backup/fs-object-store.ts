@@ -119,13 +119,41 @@ export class FsObjectStore implements ObjectStore {
   }
 
   async put(key: string, body: Buffer | Readable, options: PutOptions = {}): Promise<void> {
+    await this.putWith(key, options, (dir, temp) => this.writeTemp(dir, temp, body));
+  }
+
+  /**
+   * `put` of a local file's bytes by copying the file (no stream in this process): the temp copy
+   * is fsynced, then renamed into place like any put.
+   */
+  async putFile(key: string, sourceFile: string, options: PutOptions = {}): Promise<void> {
+    await this.putWith(key, options, async (dir, temp) => {
+      const handle = await this.openTemp(dir, temp);
+      await handle.close();
+      await copyFile(sourceFile, temp);
+      await chmod(temp, this.fileMode);
+      const copy = await open(temp, 'r');
+      try {
+        await copy.sync();
+      } finally {
+        await copy.close();
+      }
+    });
+  }
+
+  /**
+   * The commit shared by every put: `fill` writes the object's bytes into a temp file beside it
+   * (durably); the metadata sidecar is written (or removed) next, and only then is the temp file
+   * renamed into place, so a reader never sees an object with another object's metadata.
+   */
+  private async putWith(key: string, options: PutOptions, fill: (dir: string, temp: string) => Promise<void>): Promise<void> {
     assertValidObjectKey(key);
     const metadata = validatedMetadata(options.metadata);
     const file = this.objectPath(key);
     const dir = path.dirname(file);
     const temp = path.join(dir, `.${path.basename(file)}.tmp-${randomBytes(6).toString('hex')}`);
     try {
-      await this.writeTemp(dir, temp, body);
+      await fill(dir, temp);
       if (Object.keys(metadata).length > 0) {
         await writeFileDurably(this.sidecarPath(key), `${JSON.stringify(metadata)}\n`, this.fileMode);
       } else {
@@ -142,42 +170,6 @@ export class FsObjectStore implements ObjectStore {
         const conflict = await this.keyConflict(key);
         if (conflict !== null) throw conflict;
       }
-      throw this.mapError(error, `cannot write ${key}`);
-    }
-  }
-
-  /**
-   * `put` of a local file's bytes by copying the file (no stream in this process): the temp copy
-   * is fsynced, then renamed into place like any put.
-   */
-  async putFile(key: string, sourceFile: string, options: PutOptions = {}): Promise<void> {
-    assertValidObjectKey(key);
-    const metadata = validatedMetadata(options.metadata);
-    const file = this.objectPath(key);
-    const dir = path.dirname(file);
-    const temp = path.join(dir, `.${path.basename(file)}.tmp-${randomBytes(6).toString('hex')}`);
-    try {
-      const handle = await this.openTemp(dir, temp);
-      await handle.close();
-      await copyFile(sourceFile, temp);
-      await chmod(temp, this.fileMode);
-      const copy = await open(temp, 'r');
-      try {
-        await copy.sync();
-      } finally {
-        await copy.close();
-      }
-      if (Object.keys(metadata).length > 0) {
-        await writeFileDurably(this.sidecarPath(key), `${JSON.stringify(metadata)}\n`, this.fileMode);
-      } else {
-        await unlink(this.sidecarPath(key)).catch((error: unknown) => {
-          if (!ABSENT_CODES.has(errnoCode(error) ?? '')) throw error;
-        });
-      }
-      await rename(temp, file);
-      await syncDirectory(dir);
-    } catch (error) {
-      await unlink(temp).catch(() => undefined);
       throw this.mapError(error, `cannot write ${key}`);
     }
   }
