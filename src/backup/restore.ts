@@ -20,7 +20,7 @@ import path from 'node:path';
 import type { ClusterSecrets } from '../config/schema.js';
 import { renderPgHba, renderPostgresqlConf, type ArchiveConf } from '../postgres/conf.js';
 import { readControldata } from '../postgres/controldata.js';
-import { ensurePostgresOwnedDir, postgresEnv, writePostgresPrivateFile } from '../postgres/initdb.js';
+import { ensurePostgresOwnedDir, postgresEnv } from '../postgres/initdb.js';
 import { Postmaster } from '../postgres/postmaster.js';
 import { pgBinary } from '../postgres/bin-dir.js';
 import { scramSha256Verifier } from '../postgres/scram.js';
@@ -187,7 +187,6 @@ export async function restoreDataDirectory(options: RestoreDataOptions): Promise
   if (control.clusterState !== 'shut down') {
     throw new PgpilotError('RESTORE_FAILED', `the restored data directory is "${control.clusterState}", not cleanly shut down`, { hint: `read ${options.postgresLogFile}` });
   }
-  await writePostgresPrivateFile(path.join(dataDir, 'postgresql.auto.conf'), '# settings of the source cluster were cleared by pgpilot restore\n');
   progress(`restore: done (system ${control.systemIdentifier}, timeline ${control.timeline ?? '?'})`);
   return { systemIdentifier: control.systemIdentifier, timeline: control.timeline };
 }

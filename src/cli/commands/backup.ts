@@ -16,7 +16,7 @@ import { describeStore, openObjectStore, parseStoreUrl, readStoreConfigFile, typ
 import { storeLayout, type StoreLayout } from '../../backup/store-layout.js';
 import { validateSchedule, nextRunAfterMs } from '../../backup/schedule.js';
 import { WalArchive } from '../../backup/wal-archive.js';
-import { agentConfigSchema, backupSettingsSchema, defaultDynamicConfig, dynamicConfigSchema, type BackupSettings, type ClusterSecrets, type DynamicConfig } from '../../config/schema.js';
+import { agentConfigSchema, backupSettingsSchema, type ClusterManifest, defaultDynamicConfig, dynamicConfigSchema, type BackupSettings, type ClusterSecrets, type DynamicConfig } from '../../config/schema.js';
 import { loadJsonFile } from '../../config/load.js';
 import { EtcdDcs } from '../../dcs/etcd-dcs.js';
 import { clusterKeys, INITIALIZE_PENDING_PREFIX } from '../../dcs/keys.js';
@@ -42,7 +42,10 @@ export interface BackupTarget {
 }
 
 export async function targetFromCluster(home: string, name: string): Promise<BackupTarget> {
-  const manifest = await readManifest(home, validateClusterName(name));
+  return targetOf(await readManifest(home, validateClusterName(name)));
+}
+
+function targetOf(manifest: ClusterManifest): BackupTarget {
   const paths = clusterPathsIn(manifest.clusterDir);
   return {
     cluster: manifest.name,
@@ -301,8 +304,8 @@ async function probeStore(store: ObjectStore, layout: StoreLayout): Promise<void
 }
 
 export async function runConfig(options: { home: string; name: string; json: boolean; updates: BackupConfigUpdates }, output: Output, clock: Clock): Promise<number> {
-  const target = await targetFromCluster(options.home, options.name);
   const manifest = await readManifest(options.home, validateClusterName(options.name));
+  const target = targetOf(manifest);
   const { dcs } = await openClusterDcs(manifest);
   const key = clusterKeys(manifest.name).config;
   try {
