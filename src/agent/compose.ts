@@ -25,6 +25,8 @@ import type { AgentConfig } from '../config/schema.js';
 import { clusterSecretsSchema, defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig } from '../config/schema.js';
 import { parseJsonOrNull } from '../shared/json.js';
 import { parseConfig } from '../config/load.js';
+import { readTlsMaterial } from '../tls/tls-files.js';
+import { urlHost } from '../shared/ports.js';
 import { EtcdDcs } from '../dcs/etcd-dcs.js';
 import { clusterKeys } from '../dcs/keys.js';
 import { freshAgentMemory } from '../ha/agent-memory.js';
@@ -64,7 +66,9 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
   log.info({ nice: boost.nice, sessionBoosted: boost.autogroup }, 'control-plane priority');
   const secrets = parseConfig(clusterSecretsSchema, JSON.parse(readFileSync(config.secretsFile, 'utf8')), config.secretsFile);
   const clock = new SystemClock();
-  const dcs = new EtcdDcs({ endpoints: [...config.etcdEndpoints], operationTimeoutMs: 2_000 });
+  // The node certificate: etcd's client certificate, and what postgres, the API and PgBouncer serve.
+  const tls = readTlsMaterial(config.tls);
+  const dcs = new EtcdDcs({ endpoints: [...config.etcdEndpoints], operationTimeoutMs: 2_000, tls });
   const keys = clusterKeys(config.cluster);
   const memory = freshAgentMemory();
   // postgresql.conf is rendered from /config each time it is written (start, follow, promotion,
@@ -83,12 +87,13 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     return (fresh ?? loopRef?.currentConfig() ?? defaultDynamicConfig()).postgresql.parameters;
   };
   const pg = new LocalPostgresNode({ config, secrets, clock, log: log.child({ component: 'postgres' }), parameters: postgresParameters });
-  const apiUrl = `http://${config.host}:${config.apiPort}`;
+  const apiUrl = `https://${urlHost(config.host)}:${config.apiPort}`;
   const watchdog = await WatchdogClient.start({
     // The lean entry next to the CLI's (dist/src/bin/watchdog.js), not the whole CLI.
     cliEntry: path.join(path.dirname(options.cliEntry), 'watchdog.js'),
     logFile: path.join(config.nodeDir, 'watchdog.log'),
     etcdEndpoints: config.etcdEndpoints,
+    etcdTls: config.tls,
     onError: (message) => log.error({ err: message }, 'the fencing watchdog is gone; a frozen leader could not be fenced'),
   });
   // Event-loop stalls delay lease renewals, health answers and proxied bytes alike: log them, so
@@ -113,6 +118,7 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
   // GET /metrics: its own postgres connection (never the loop's), reads bounded per scrape.
   const sampler = new PostgresSampler(() =>
     connectLocal({
+      ca: tls.ca,
       host: config.host,
       port: config.pgPort,
       user: secrets.superuser.name,
@@ -222,8 +228,10 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     secretsFile: config.secretsFile,
     clock,
     log: log.child({ component: 'pooler' }),
+    tls: config.tls,
     connect: (database) =>
       connectLocal({
+        ca: tls.ca,
         host: config.host,
         port: config.pgPort,
         user: secrets.superuser.name,
@@ -265,8 +273,8 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     log: log.child({ component: 'ha' }),
     memory,
     metrics,
-    peerProbe: new HttpPeerProbe(secrets.apiToken),
-    peerPositions: new HttpPeerPositions(),
+    peerProbe: new HttpPeerProbe(secrets.apiToken, tls.ca),
+    peerPositions: new HttpPeerPositions(secrets.apiToken, tls.ca),
     fenceGuard: {
       // The lease travels with the heartbeat: a watchdog that outlives this agent releases it.
       arm: (pid, deadlineEpochMs) => watchdog.arm(pid, deadlineEpochMs, config.dataDir, memory.leaseId),
@@ -289,6 +297,15 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     answerFailsafe: (request) => loop.answerFailsafe(request),
     walPosition: () => loop.walPosition(),
     metrics,
+    tls: { cert: tls.cert, key: tls.key },
+    // `certs rotate` wrote new node files: postgres re-reads them on reload (ssl_*_file), PgBouncer
+    // on RELOAD, and the API takes the returned pair for new connections.
+    reloadTls: async () => {
+      const fresh = readTlsMaterial(config.tls);
+      await pg.reloadConfiguration();
+      await pooler.reloadTls();
+      return { cert: fresh.cert, key: fresh.key };
+    },
   });
   await api.listen({ host: config.listenAddress, port: config.apiPort });
   // React to a leader change or an operator intent at once instead of at the next loop tick

@@ -1,12 +1,14 @@
 /**
- * The real `PeerProbe` of failsafe mode (src/ha/failsafe.ts): `POST <apiUrl>/failsafe` with the
- * cluster's API token and the leader's request, answered by the member's HA loop. Anything but a
+ * The real `PeerProbe` of failsafe mode (src/ha/failsafe.ts): `POST <apiUrl>/failsafe` over HTTPS
+ * (the cluster CA) with the cluster's API token and the leader's request, answered by the member's HA loop. Anything but a
  * well-formed 200 answer within `timeoutMs` (network error, timeout, 401, garbage) rejects, which
  * the loop counts as an unreachable member. Never logs the token.
  */
 import { z } from 'zod';
 import type { FailsafeAnswer, FailsafePeer, FailsafeRequest, PeerProbe } from '../ha/failsafe.js';
 import { PgpilotError } from '../shared/errors.js';
+import { callAgent } from '../api/agent-client.js';
+import { jsonBody } from '../shared/https-client.js';
 
 const answerSchema = z.object({
   node: z.string(),
@@ -16,16 +18,14 @@ const answerSchema = z.object({
 });
 
 export class HttpPeerProbe implements PeerProbe {
-  constructor(private readonly apiToken: string) {}
+  constructor(
+    private readonly apiToken: string,
+    private readonly ca: string,
+  ) {}
 
   async check(peer: FailsafePeer, request: FailsafeRequest, timeoutMs: number): Promise<FailsafeAnswer> {
-    const response = await fetch(new URL('/failsafe', peer.apiUrl), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${this.apiToken}` },
-      body: JSON.stringify(request),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    const body: unknown = await response.json().catch(() => null);
+    const response = await callAgent(peer.apiUrl, '/failsafe', { method: 'POST', body: request, token: this.apiToken, ca: this.ca, timeoutMs });
+    const body = jsonBody(response);
     const answer = answerSchema.safeParse(body);
     if (!answer.success || (response.status !== 200 && response.status !== 409)) {
       throw new PgpilotError('COMMAND_FAILED', `failsafe check of ${peer.name} answered HTTP ${response.status}`);

@@ -34,6 +34,7 @@
  *   `lease <leaseId>`   (decimal etcd lease ID of the agent; released after a fence)
  * Both processes read the same host wall clock, so the epoch deadline means the same instant to both.
  */
+import type { TlsFiles } from '../config/schema.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { open, readdir, readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
@@ -350,6 +351,8 @@ export interface WatchdogStartOptions {
   logFile: string;
   /** etcd client URLs: the watchdog releases the agent's lease there after fencing a gone agent. */
   etcdEndpoints?: readonly string[];
+  /** The node's client certificate for etcd (the release goes over HTTPS); required with etcdEndpoints. */
+  etcdTls?: TlsFiles;
   /** Called once when the watchdog is found dead or unwritable (the fence is gone until restarted). */
   onError?: (message: string) => void;
   clock?: Clock;
@@ -394,6 +397,7 @@ export class WatchdogClient {
     const log = await open(options.logFile, 'a', 0o640);
     const args = [options.cliEntry, 'watchdog'];
     if (options.etcdEndpoints !== undefined && options.etcdEndpoints.length > 0) args.push('--etcd-endpoints', options.etcdEndpoints.join(','));
+    if (options.etcdTls !== undefined) args.push('--tls-ca', options.etcdTls.caFile, '--tls-cert', options.etcdTls.certFile, '--tls-key', options.etcdTls.keyFile);
     let child: ChildProcess;
     try {
       child = spawn(process.execPath, args, {

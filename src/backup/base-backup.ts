@@ -63,6 +63,8 @@ export interface BackupContext {
   lockKey: string;
   secrets: ClusterSecrets;
   binDir: string;
+  /** The cluster CA: pg_basebackup verifies the source against it (verify-full). */
+  caFile: string;
   /** A directory on a disk with room for one compressed copy; the run works in a subdirectory. */
   workRoot: string;
   clock: Clock;
@@ -169,6 +171,7 @@ export async function createBackup(
         port: options.source.port,
         user: ctx.secrets.replication.name,
         passfile,
+        caFile: ctx.caFile,
         label: `pgpilot backup ${id}`,
         onProgress: (p) => {
           if (p.percent >= lastShownPercent + 10 || (p.percent === 100 && lastShownPercent !== 100)) {

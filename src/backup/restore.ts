@@ -18,7 +18,7 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ClusterSecrets } from '../config/schema.js';
-import { renderPgHba, renderPostgresqlConf, type ArchiveConf } from '../postgres/conf.js';
+import { renderPgHba, renderPostgresqlConf, type ArchiveConf, type PostgresTls } from '../postgres/conf.js';
 import { readControldata } from '../postgres/controldata.js';
 import { ensurePostgresOwnedDir, postgresEnv } from '../postgres/initdb.js';
 import { Postmaster } from '../postgres/postmaster.js';
@@ -42,6 +42,8 @@ export interface RestoreDataOptions {
   restoreCommand: string;
   /** The new cluster's own archiving, so the new timeline's first WAL and history are archived. */
   archive: ArchiveConf | null;
+  /** The node certificate the recovering postgres is configured with (ssl = on; it has no TCP listener). */
+  tls: PostgresTls;
   binDir: string;
   dataDir: string;
   /** Scratch space for the downloaded files (removed afterwards). */
@@ -129,6 +131,7 @@ export async function restoreDataDirectory(options: RestoreDataOptions): Promise
       socketDir: options.socketDir,
       clusterName: options.clusterName,
       nodeName: options.nodeName,
+      tls: options.tls,
       archive: options.archive === null ? null : { ...options.archive, mode: 'on' },
       recovery: {
         restoreCommand: options.restoreCommand,

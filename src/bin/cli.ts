@@ -10,6 +10,7 @@ import { PGPILOT_VERSION } from '../shared/version.js';
 import { resolveHome } from '../providers/local/paths.js';
 import type { ProviderDeps } from '../providers/local/local-provider.js';
 import { reportError } from '../cli/output.js';
+import { quietIpServernameWarning } from '../shared/warnings.js';
 import * as createCommand from '../cli/commands/create.js';
 import * as statusCommand from '../cli/commands/status.js';
 import * as listCommand from '../cli/commands/list.js';
@@ -413,4 +414,5 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
+quietIpServernameWarning();
 process.exitCode = await main(process.argv);

@@ -5,6 +5,7 @@
  * stale status still calls leader), and the cluster's etcd. Everything opened is closed by
  * `withAppContext`, whatever happens.
  */
+import { clusterCaPem } from '../providers/local/local-tls.js';
 import type { ClusterManifest, ClusterSecrets } from '../config/schema.js';
 import { clusterKeys, type ClusterKeys } from '../dcs/keys.js';
 import type { Dcs } from '../dcs/dcs.js';
@@ -21,6 +22,8 @@ const CONNECT_TIMEOUT_MS = 5_000;
 export interface AppContext {
   manifest: ClusterManifest;
   secrets: ClusterSecrets;
+  /** PEM of the cluster CA (every postgres and agent connection verifies against it). */
+  ca: string;
   status: ClusterStatus;
   leader: MemberStatus;
   keys: ClusterKeys;
@@ -53,8 +56,10 @@ export async function withAppContext<T>(home: string, name: string, fn: (ctx: Ap
   const secrets = readSecrets(manifest.secretsFile);
   const status = await clusterStatus(home, name);
   const leader = leaderMember(status);
+  const ca = clusterCaPem(manifest);
   const connectTo = async (database: string, options: { statementTimeoutMs?: number } = {}): Promise<PgClient> => {
     const client = await connectLocal({
+      ca,
       host: leader.host,
       port: leader.port,
       user: secrets.superuser.name,
@@ -82,7 +87,7 @@ export async function withAppContext<T>(home: string, name: string, fn: (ctx: Ap
   try {
     const client = await connectTo('postgres');
     try {
-      return await fn({ manifest, secrets, status, leader, keys: clusterKeys(manifest.name), dcs, client, connectTo });
+      return await fn({ manifest, secrets, ca, status, leader, keys: clusterKeys(manifest.name), dcs, client, connectTo });
     } finally {
       await client.end().catch(() => undefined);
     }

@@ -84,6 +84,16 @@ export const clusterSecretsSchema = z
   .strict();
 export type ClusterSecrets = z.infer<typeof clusterSecretsSchema>;
 
+/** A party's TLS identity and trust: the cluster CA, its certificate and private key (PEM files). */
+export const tlsFilesSchema = z
+  .object({
+    caFile: z.string().min(1),
+    certFile: z.string().min(1),
+    keyFile: z.string().min(1),
+  })
+  .strict();
+export type TlsFiles = z.infer<typeof tlsFilesSchema>;
+
 export const agentConfigSchema = z
   .object({
     cluster: nameSchema,
@@ -117,6 +127,11 @@ export const agentConfigSchema = z
      * user). When set, every member archives WAL there and the leader runs the backup schedule.
      */
     backupStoreFile: z.string().min(1).optional(),
+    /**
+     * The node's certificate: postgres, the REST API and PgBouncer serve it, and the agent and
+     * watchdog present it to etcd as their client certificate. Required: pgpilot has no plain-text mode.
+     */
+    tls: tlsFilesSchema,
   })
   .strict();
 export type AgentConfig = z.infer<typeof agentConfigSchema>;

@@ -21,8 +21,13 @@ import { PgpilotError, errorMessage } from '../shared/errors.js';
 import { LeaseNotFoundError, type Dcs, type DcsWatch, type DcsWatchEvent, type LeaseId, type PutOptions } from './dcs.js';
 
 export interface EtcdDcsOptions {
-  /** Client URLs, e.g. `http://127.0.0.1:23790`. */
+  /** Client URLs, e.g. `https://127.0.0.1:23790`. */
   endpoints: string[];
+  /**
+   * The CA that signed etcd's certificate and this client's certificate + key (PEM): pgpilot's
+   * etcd requires a client certificate of the cluster CA (`--client-cert-auth`).
+   */
+  tls: { ca: string; cert: string; key: string };
   /** Upper bound of every call, connection included. Default 2000. */
   operationTimeoutMs?: number;
   /** Time source for deadlines; the system clock unless a test injects one. */
@@ -74,6 +79,11 @@ export class EtcdDcs implements Dcs {
       // get an explicit one below.
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: this.deadlineMs() }),
       faultHandling,
+      credentials: {
+        rootCertificate: Buffer.from(options.tls.ca),
+        certChain: Buffer.from(options.tls.cert),
+        privateKey: Buffer.from(options.tls.key),
+      },
     });
   }
 

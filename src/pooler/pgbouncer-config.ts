@@ -12,6 +12,9 @@
  *   in (that is the point of SCRAM; PgBouncer's docs: "SCRAM secrets can only be used for logging
  *   into a server if the client authentication also uses SCRAM"). The file is 0600, owned by the
  *   postgres OS user, and the role can do nothing but look verifiers up.
+ * - TLS both ways: clients must use TLS (`client_tls_sslmode = require`, the node certificate), and
+ *   PgBouncer verifies the leader's certificate against the cluster CA and the address it dials
+ *   (`server_tls_sslmode = verify-full`); postgres accepts TCP only over TLS anyway.
  * - Every database goes to the node's leader port (`*` fallback entry), so PgBouncer always
  *   reaches the current leader, through switchovers and failovers, like every other client.
  * - A value can never break out of its line: values with line breaks (or, for hosts and names,
@@ -35,6 +38,8 @@ export interface PgbouncerConfigInput {
   defaultPoolSize: number;
   /** Client connections PgBouncer accepts in all (default 1000). */
   maxClientConn?: number;
+  /** The node certificate PgBouncer serves, and the CA it verifies the leader against. */
+  tls: { certFile: string; keyFile: string; caFile: string };
 }
 
 const TOKEN = /^[A-Za-z0-9._:-]+$/;
@@ -95,6 +100,13 @@ export function renderPgbouncerIni(input: PgbouncerConfigInput): string {
     `pool_mode = ${input.poolMode}`,
     `default_pool_size = ${input.defaultPoolSize}`,
     `max_client_conn = ${maxClientConn}`,
+    // TLS to clients (required) and to postgres (verified against the cluster CA).
+    'client_tls_sslmode = require',
+    `client_tls_cert_file = ${line('client_tls_cert_file', input.tls.certFile)}`,
+    `client_tls_key_file = ${line('client_tls_key_file', input.tls.keyFile)}`,
+    `client_tls_ca_file = ${line('client_tls_ca_file', input.tls.caFile)}`,
+    'server_tls_sslmode = verify-full',
+    `server_tls_ca_file = ${line('server_tls_ca_file', input.tls.caFile)}`,
     // JDBC and some ORMs send it at startup; postgres accepts it, PgBouncer must be told to ignore it.
     'ignore_startup_parameters = extra_float_digits',
     // After a failover the leader port holds new connections until a new leader is writable; retry

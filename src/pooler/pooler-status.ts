@@ -3,6 +3,8 @@
  * pooler port and whether its PgBouncer runs, and a libpq multi-host URL over every node's pooler
  * port (each reaches the leader through its node's leader port, so any one of them will do).
  */
+import { connectionUrl } from '../postgres/connection-url.js';
+import { clusterPathsIn } from '../providers/local/paths.js';
 import type { ClusterManifest, ClusterSecrets, PoolerSettings } from '../config/schema.js';
 
 export interface PoolerNodeStatus {
@@ -30,11 +32,9 @@ export interface PoolerSnapshot {
 }
 
 export function poolerConnectionString(manifest: ClusterManifest, secrets: ClusterSecrets, database = 'postgres'): string | null {
-  const hosts = manifest.nodes.filter((n) => n.poolerPort !== undefined).map((n) => `${n.host}:${n.poolerPort}`);
-  if (hosts.length === 0) return null;
-  const user = encodeURIComponent(secrets.superuser.name);
-  const password = encodeURIComponent(secrets.superuser.password);
-  return `postgresql://${user}:${password}@${hosts.join(',')}/${encodeURIComponent(database)}`;
+  const endpoints = manifest.nodes.flatMap((n) => (n.poolerPort === undefined ? [] : [{ host: n.host, port: n.poolerPort }]));
+  if (endpoints.length === 0) return null;
+  return connectionUrl({ user: secrets.superuser.name, password: secrets.superuser.password, endpoints, database, caFile: clusterPathsIn(manifest.clusterDir).caFile });
 }
 
 /**

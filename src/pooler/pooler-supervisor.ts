@@ -81,6 +81,8 @@ export interface PoolerSupervisorOptions {
   log: Logger;
   /** A new superuser connection to the local postgres, database `database` (leader upkeep). */
   connect: (database: string) => Promise<PgClient>;
+  /** The node certificate and the cluster CA (pgbouncer-config.ts). */
+  tls: { certFile: string; keyFile: string; caFile: string };
 }
 
 interface Running {
@@ -129,6 +131,17 @@ export class PoolerSupervisor {
     })();
   }
 
+  /**
+   * New certificate files (`certs rotate`): a running PgBouncer re-reads its TLS files on RELOAD
+   * (SIGHUP); new connections get the new certificate, open ones are kept.
+   */
+  async reloadTls(): Promise<void> {
+    const current = this.running;
+    if (current === null || current.exited) return;
+    if (await reloadPgbouncer(current.pid, this.paths.iniFile)) this.options.log.info({ pid: current.pid }, 'pgbouncer reloaded for new certificates');
+    else current.exited = true;
+  }
+
   async stop(): Promise<void> {
     this.stopping = true;
     await this.busy?.catch(() => undefined);
@@ -157,6 +170,7 @@ export class PoolerSupervisor {
       authQuery: AUTH_QUERY,
       poolMode: settings.poolMode,
       defaultPoolSize: settings.defaultPoolSize,
+      tls: this.options.tls,
     });
     return { blocker: null, ini, auth: renderAuthFile([{ user: secrets.pooler.name, password: secrets.pooler.password }]) };
   }

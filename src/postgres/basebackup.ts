@@ -22,6 +22,8 @@ export interface BasebackupOptions {
   /** libpq password file readable by the postgres user (mode 0600). */
   passfile: string;
   applicationName?: string;
+  /** The cluster CA (verify-full against the source). */
+  caFile: string;
   timeoutMs?: number;
 }
 
@@ -46,8 +48,9 @@ export function basebackupArgs(options: { dataDir: string; host: string; port: n
 }
 
 /** The environment pg_basebackup runs with (pure): only PATH/locale plus the libpq variables we choose. */
-export function basebackupEnv(options: { passfile: string; applicationName?: string }): NodeJS.ProcessEnv {
-  const extra: Record<string, string> = { PGPASSFILE: options.passfile, LC_ALL: 'C' };
+export function basebackupEnv(options: { passfile: string; applicationName?: string; caFile: string }): NodeJS.ProcessEnv {
+  // TLS to the source, verified against the cluster CA and the address dialled.
+  const extra: Record<string, string> = { PGPASSFILE: options.passfile, LC_ALL: 'C', PGSSLMODE: 'verify-full', PGSSLROOTCERT: options.caFile };
   if (options.applicationName !== undefined) extra['PGAPPNAME'] = options.applicationName;
   return postgresEnv(extra);
 }
@@ -109,6 +112,8 @@ export interface TarBackupOptions {
   /** libpq password file readable by the user running this process (mode 0600). */
   passfile: string;
   label: string;
+  /** The cluster CA (verify-full against the source). */
+  caFile: string;
   timeoutMs?: number;
   /** Called with each parsed progress report of pg_basebackup (done/total kB). */
   onProgress?: (progress: { doneKb: number; totalKb: number; percent: number }) => void;
@@ -138,7 +143,7 @@ export async function runTarBackup(options: TarBackupOptions): Promise<void> {
   let pending = '';
   try {
     await runCommand(pgBinary(options.binDir, 'pg_basebackup'), args, {
-      env: basebackupEnv({ passfile: options.passfile, applicationName: `pgpilot-backup` }),
+      env: basebackupEnv({ passfile: options.passfile, applicationName: `pgpilot-backup`, caFile: options.caFile }),
       cwd: '/',
       timeoutMs: options.timeoutMs ?? 6 * 60 * 60_000,
       onStderr: (chunk) => {

@@ -4,11 +4,13 @@
  * rewritten from the agent config on every start, so a node's role is always what the HA loop
  * decided) and one supervised postmaster. Invariants:
  * - postgres runs as the postgres OS user and dies with the agent (postmaster.ts);
- * - authentication is scram-sha-256 only, listening on the configured address only;
+ * - authentication is scram-sha-256 only, listening on the configured address only, TCP over TLS
+ *   only (the node certificate); every client here (the agent, replication, pg_rewind,
+ *   pg_basebackup) verifies the server against the cluster CA and the address dialled (verify-full);
  * - the replication password reaches libpq through a 0600 passfile, never through argv or conf;
  * - every call is bounded in time; a failure is a PgpilotError, an ordinary "down" is a state.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentConfig, ClusterSecrets } from '../config/schema.js';
@@ -71,8 +73,11 @@ export class LocalPostgresNode implements PostgresNode {
   private lastRole: { mode: 'primary' | 'standby'; upstream: UpstreamAddress | null } | null = null;
   /** Tail of the configuration writes: one at a time, in call order (see `writeConfiguration`). */
   private configWrites: Promise<void> = Promise.resolve();
+  /** PEM of the cluster CA (it never changes; node certificates do, and postgres re-reads them on reload). */
+  private readonly ca: string;
 
   constructor(private readonly options: LocalPostgresNodeOptions) {
+    this.ca = readFileSync(options.config.tls.caFile, 'utf8');
     this.postmaster = new Postmaster({ clock: options.clock });
     this.postmaster.onExit((exit) => {
       void this.dropClient();
@@ -172,6 +177,7 @@ export class LocalPostgresNode implements PostgresNode {
       user: secrets.replication.name,
       passfile: this.passfile,
       applicationName: config.node,
+      caFile: config.tls.caFile,
     });
     await this.start('standby', upstream);
   }
@@ -222,6 +228,7 @@ export class LocalPostgresNode implements PostgresNode {
         dataDir: this.dataDir,
         source: { host: upstream.host, port: upstream.port, user: secrets.superuser.name },
         passfile: this.passfile,
+        caFile: config.tls.caFile,
       });
     } catch (error) {
       // An unreachable leader says nothing about our data: keep it and let the loop try again.
@@ -242,6 +249,7 @@ export class LocalPostgresNode implements PostgresNode {
     const { secrets } = this.options;
     try {
       const client = await connectLocal({
+        ca: this.ca,
         host: upstream.host,
         port: upstream.port,
         user: secrets.superuser.name,
@@ -380,6 +388,7 @@ export class LocalPostgresNode implements PostgresNode {
     if (this.client !== null) return this.client;
     const { config, secrets } = this.options;
     this.client = await connectLocal({
+      ca: this.ca,
       host: config.host,
       port: config.pgPort,
       user: secrets.superuser.name,
@@ -462,6 +471,8 @@ export class LocalPostgresNode implements PostgresNode {
               passfile: this.passfile,
               application_name: config.node,
               connect_timeout: 2,
+              sslmode: 'verify-full',
+              sslrootcert: config.tls.caFile,
             }),
             primarySlotName: slotNameFor(config.node),
           }
@@ -472,6 +483,7 @@ export class LocalPostgresNode implements PostgresNode {
       socketDir: this.socketDir,
       clusterName: config.cluster,
       nodeName: config.node,
+      tls: { certFile: config.tls.certFile, keyFile: config.tls.keyFile, caFile: config.tls.caFile },
       parameters: (await this.options.parameters?.()) ?? {},
       standby,
       archive:

@@ -1,6 +1,7 @@
 /**
  * The SQL pgpilot runs against its own postgres, as small typed functions over a node-postgres
- * Client. Invariants: every connection has a statement_timeout, so a wedged server cannot stall the
+ * Client. Invariants: every connection is TLS, verified against the cluster CA and the address
+ * dialled (verify-full); every connection has a statement_timeout, so a wedged server cannot stall the
  * HA loop; LSNs leave here as canonical strings (shared/lsn.ts) and timelines as numbers; roles get
  * passwords only as SCRAM verifiers (the clear password never reaches the server or its logs);
  * identifiers are quoted by pg's escapeIdentifier and values travel as bind parameters; and the
@@ -26,6 +27,13 @@ export interface ConnectLocalOptions {
   applicationName?: string;
   /** Server-side bound for each statement; default 10 s. */
   statementTimeoutMs?: number;
+  /** PEM of the cluster CA: the server's certificate must chain to it and name `host`. */
+  ca: string;
+}
+
+/** node-postgres' TLS options for verify-full against the cluster CA only. */
+export function verifyFullSsl(ca: string): { ca: string; rejectUnauthorized: true } {
+  return { ca, rejectUnauthorized: true };
 }
 
 const DEFAULT_STATEMENT_TIMEOUT_MS = 10_000;
@@ -50,6 +58,7 @@ export async function connectLocal(options: ConnectLocalOptions): Promise<PgClie
     application_name: options.applicationName ?? 'pgpilot',
     connectionTimeoutMillis: options.connectTimeoutMs,
     statement_timeout: options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS,
+    ssl: verifyFullSsl(options.ca),
   });
   // A server that goes away makes the idle client emit 'error'; without a listener that would
   // crash the process. The next query on the client fails and its caller handles that.

@@ -16,13 +16,15 @@ export interface RewindOptions {
   dataDir: string;
   source: { host: string; port: number; user: string };
   passfile: string;
+  /** The cluster CA: the source is verified against it and the address dialled (verify-full). */
+  caFile: string;
   timeoutMs?: number;
 }
 
 export type RewindOutcome = { kind: 'rewound' } | { kind: 'not-needed' };
 
 /** The pg_rewind argv (pure). */
-export function rewindArgs(options: Pick<RewindOptions, 'dataDir' | 'source' | 'passfile'>): string[] {
+export function rewindArgs(options: Pick<RewindOptions, 'dataDir' | 'source' | 'passfile' | 'caFile'>): string[] {
   const source = renderConninfo({
     host: options.source.host,
     port: options.source.port,
@@ -30,6 +32,8 @@ export function rewindArgs(options: Pick<RewindOptions, 'dataDir' | 'source' | '
     dbname: 'postgres',
     passfile: options.passfile,
     connect_timeout: 5,
+    sslmode: 'verify-full',
+    sslrootcert: options.caFile,
   });
   return [`--target-pgdata=${options.dataDir}`, `--source-server=${source}`, '--progress'];
 }

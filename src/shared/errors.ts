@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'PORT_BUSY'
   | 'HOME_UNUSABLE'
   | 'DCS_UNAVAILABLE'
+  | 'TLS_MISSING'
+  | 'TLS_INVALID'
   | 'POSTGRES_FAILED'
   | 'COMMAND_FAILED'
   | 'TIMEOUT'

@@ -40,3 +40,8 @@ export function isPortFree(port: number, host = LOOPBACK_HOST): Promise<boolean>
     server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(true)));
   });
 }
+
+/** A host as it appears in a URL: IPv6 addresses in brackets. */
+export function urlHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}

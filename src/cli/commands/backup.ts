@@ -5,6 +5,9 @@
  * --scheduled`, a child process of the agent so a long copy never shares the HA loop's thread).
  * `list` and `verify` need only the store, so they work while the cluster is stopped.
  */
+import type { TlsFiles } from '../../config/schema.js';
+import { readTlsMaterial } from '../../tls/tls-files.js';
+import { adminTlsFiles } from '../../providers/local/local-tls.js';
 import path from 'node:path';
 import { applyRetention } from '../../backup/apply-retention.js';
 import { chooseBackupSource, createBackup } from '../../backup/base-backup.js';
@@ -38,6 +41,8 @@ export interface BackupTarget {
   binDir: string;
   secretsFile: string;
   etcdEndpoints: string[];
+  /** The CA and the client certificate this command presents to etcd (admin, or the node's). */
+  tls: TlsFiles;
   workRoot: string;
 }
 
@@ -53,6 +58,7 @@ function targetOf(manifest: ClusterManifest): BackupTarget {
     binDir: manifest.binDir,
     secretsFile: manifest.secretsFile,
     etcdEndpoints: [clientUrl(manifest.etcd.host, manifest.etcd.clientPort)],
+    tls: adminTlsFiles(manifest),
     workRoot: paths.tmpDir,
   };
 }
@@ -68,6 +74,7 @@ export function targetFromAgentConfig(file: string): BackupTarget {
     binDir: config.binDir,
     secretsFile: config.secretsFile,
     etcdEndpoints: [...config.etcdEndpoints],
+    tls: config.tls,
     workRoot: path.join(config.nodeDir, 'tmp'),
   };
 }
@@ -104,7 +111,7 @@ export function renderBackups(records: readonly BackupRecord[]): string {
 
 export async function runCreate(target: BackupTarget, options: { json: boolean; scheduled: boolean }, output: Output, clock: Clock): Promise<number> {
   const secrets: ClusterSecrets = readSecrets(target.secretsFile);
-  const dcs = new EtcdDcs({ endpoints: target.etcdEndpoints, operationTimeoutMs: 5_000 });
+  const dcs = new EtcdDcs({ endpoints: target.etcdEndpoints, operationTimeoutMs: 5_000, tls: readTlsMaterial(target.tls) });
   const { store, layout } = await openStore(target);
   const keys = clusterKeys(target.cluster);
   const progress = (line: string): void => output.err(line);
@@ -132,7 +139,7 @@ export async function runCreate(target: BackupTarget, options: { json: boolean; 
     const kind = options.scheduled ? 'scheduled' : 'manual';
     let record: BackupRecord;
     try {
-      record = await createBackup({ cluster: target.cluster, store, dcs, lockKey: keys.backupLock, secrets, binDir: target.binDir, workRoot: target.workRoot, clock, progress }, { source, kind, systemIdentifier });
+      record = await createBackup({ cluster: target.cluster, store, dcs, lockKey: keys.backupLock, secrets, binDir: target.binDir, caFile: target.tls.caFile, workRoot: target.workRoot, clock, progress }, { source, kind, systemIdentifier });
     } catch (error) {
       await recordEvent(dcs, keys, { at: new Date(clock.nowMs()).toISOString(), kind: 'backup-failed', node: source.node, message: `${kind} backup failed: ${errorMessage(error)}`, timeline: null });
       throw error;

@@ -14,12 +14,13 @@
  * If the first member restarted does not come back with the new values, the previous config is
  * written back (that member then starts with it) and the command fails saying so.
  */
+import { callAgent, type AgentAuth } from '../../api/agent-client.js';
 import { askOnTerminal } from '../confirm.js';
 import { clusterKeys } from '../../dcs/keys.js';
 import { dynamicConfigSchema, type DynamicConfig, type ClusterManifest, type ClusterSecrets } from '../../config/schema.js';
 import { DEFAULT_POSTGRES_PARAMETERS, type ConfValue } from '../../postgres/conf.js';
 import pg from 'pg';
-import type { PgClient } from '../../postgres/queries.js';
+import { verifyFullSsl, type PgClient } from '../../postgres/queries.js';
 import {
   SETTINGS_SQL,
   describePlan,
@@ -100,6 +101,7 @@ export interface Prepared {
   cluster: string;
   manifest: ClusterManifest;
   secrets: ClusterSecrets;
+  ca: string;
   storedRaw: string | null;
   current: DynamicConfig;
   next: DynamicConfig;
@@ -157,8 +159,9 @@ function running(status: ClusterStatus): MemberStatus[] {
  * server's configuration gives every new session, which is what is checked here. Each query is
  * bounded on the client side instead.
  */
-async function connectMember(member: MemberStatus, secrets: ClusterSecrets): Promise<PgClient> {
+async function connectMember(member: MemberStatus, secrets: ClusterSecrets, ca: string): Promise<PgClient> {
   const client = new pg.Client({
+    ssl: verifyFullSsl(ca),
     host: member.host,
     port: member.port,
     user: secrets.superuser.name,
@@ -189,12 +192,12 @@ async function readRows(client: PgClient, names?: readonly string[]): Promise<Ma
 }
 
 /** Runs `fn` on every running member with a superuser connection (null when it cannot connect). */
-async function onEveryMember<T>(members: readonly MemberStatus[], secrets: ClusterSecrets, fn: (client: PgClient, member: MemberStatus) => Promise<T>): Promise<Map<string, T | null>> {
+async function onEveryMember<T>(members: readonly MemberStatus[], secrets: ClusterSecrets, ca: string, fn: (client: PgClient, member: MemberStatus) => Promise<T>): Promise<Map<string, T | null>> {
   const results = new Map<string, T | null>();
   for (const member of members) {
     let client: PgClient | null = null;
     try {
-      client = await connectMember(member, secrets);
+      client = await connectMember(member, secrets, ca);
       results.set(member.name, await fn(client, member));
     } catch {
       results.set(member.name, null);
@@ -232,7 +235,7 @@ export async function prepareChanges(request: ParameterRequest): Promise<Prepare
     const current = parseJsonOrNull(dynamicConfigSchema, storedRaw) ?? dynamicConfigSchema.parse({});
     const { next: withPgpilot, changes: pgpilotChanges } = applyConfigUpdates(current, { ...fromSet, ...request.pgpilot });
     // The leader's settings as every new session gets them (ctx.client has session settings of its own).
-    const leaderClient = await connectMember(ctx.leader, ctx.secrets);
+    const leaderClient = await connectMember(ctx.leader, ctx.secrets, ctx.ca);
     const rows = await readRows(leaderClient).finally(() => leaderClient.end().catch(() => undefined));
     const known = [...rows.values()].map((r) => r.name);
     const members = running(ctx.status);
@@ -308,7 +311,7 @@ export async function prepareChanges(request: ParameterRequest): Promise<Prepare
       const check = checks.get(name);
       if (check === null || check === undefined) continue;
       const libraries = parseLibraryList(check.setting);
-      const missing = await onEveryMember(members, ctx.secrets, async (client) => {
+      const missing = await onEveryMember(members, ctx.secrets, ctx.ca, async (client) => {
         const absent: string[] = [];
         for (const lib of libraries) if (!(await libraryInstalled(client, lib))) absent.push(libraryName(lib));
         return absent;
@@ -332,7 +335,7 @@ export async function prepareChanges(request: ParameterRequest): Promise<Prepare
     // already shows needs no reload or restart (a re-run after an interrupted rollout only
     // touches the members still behind).
     const names = [...checks.keys()];
-    const live = await onEveryMember(members, ctx.secrets, (client) => readRows(client, names));
+    const live = await onEveryMember(members, ctx.secrets, ctx.ca, (client) => readRows(client, names));
     for (const [node, rowsOfNode] of live) if (rowsOfNode === null) warnings.push(`could not read the settings of ${node}; it is treated as not up to date`);
     const parameters: PlannedParameter[] = [];
     const changes: ParameterChange[] = [];
@@ -376,6 +379,7 @@ export async function prepareChanges(request: ParameterRequest): Promise<Prepare
       cluster: ctx.manifest.name,
       manifest: ctx.manifest,
       secrets: ctx.secrets,
+      ca: ctx.ca,
       storedRaw,
       current,
       next,
@@ -447,7 +451,7 @@ async function mismatchesOn(member: MemberStatus, prepared: Prepared): Promise<s
   const names = [...prepared.expected.keys()];
   let client: PgClient | null = null;
   try {
-    client = await connectMember(member, prepared.secrets);
+    client = await connectMember(member, prepared.secrets, prepared.ca);
     const rows = await readRows(client, names);
     const wrong: string[] = [];
     for (const [name, expected] of prepared.expected) {
@@ -483,15 +487,10 @@ async function waitMatches(member: MemberStatus, prepared: Prepared, deps: Provi
   }
 }
 
-async function postToAgent(member: MemberStatus, route: string, token: string): Promise<{ ok: boolean; detail: string }> {
+async function postToAgent(member: MemberStatus, route: string, auth: AgentAuth): Promise<{ ok: boolean; detail: string }> {
   try {
-    const response = await fetch(`${member.apiUrl}${route}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}` },
-      signal: AbortSignal.timeout(30_000),
-    });
-    const body = await response.text();
-    return { ok: response.ok, detail: `HTTP ${response.status} ${body.slice(0, 200)}` };
+    const response = await callAgent(member.apiUrl, route, { method: 'POST', token: auth.token, ca: auth.ca, timeoutMs: 30_000 });
+    return { ok: response.ok, detail: `HTTP ${response.status} ${response.text.slice(0, 200)}` };
   } catch (error) {
     return { ok: false, detail: errorMessage(error) };
   }
@@ -546,7 +545,7 @@ export async function applyPrepared(prepared: Prepared, options: ApplyOptions, d
   const nextRaw = JSON.stringify(prepared.next);
   await store(prepared, prepared.storedRaw, nextRaw);
   deps.progress(`stored in etcd: members started from now on use the new settings`);
-  const token = prepared.secrets.apiToken;
+  const token: AgentAuth = { token: prepared.secrets.apiToken, ca: prepared.ca };
   switch (prepared.plan.kind) {
     case 'nothing':
       break;
@@ -572,7 +571,7 @@ async function memberSettings(prepared: Prepared): Promise<MemberSettings[]> {
   const status = await clusterStatus(prepared.home, prepared.cluster).catch(() => null);
   const names = [...prepared.expected.keys()];
   if (status === null) return [];
-  const rows = await onEveryMember(running(status), prepared.secrets, (client) => readRows(client, names));
+  const rows = await onEveryMember(running(status), prepared.secrets, prepared.ca, (client) => readRows(client, names));
   return running(status).map((m) => ({
     name: m.name,
     role: m.name === status.leader ? 'leader' : m.role,
@@ -580,7 +579,7 @@ async function memberSettings(prepared: Prepared): Promise<MemberSettings[]> {
   }));
 }
 
-async function applyByReload(prepared: Prepared, deps: ProviderDeps, token: string): Promise<void> {
+async function applyByReload(prepared: Prepared, deps: ProviderDeps, token: AgentAuth): Promise<void> {
   const status = await clusterStatus(prepared.home, prepared.cluster);
   const failures: string[] = [];
   for (const m of status.members.filter((x) => x.role !== 'primary' && x.role !== 'replica')) {
@@ -615,7 +614,7 @@ async function applyByReload(prepared: Prepared, deps: ProviderDeps, token: stri
 async function applyByRollingRestart(prepared: Prepared, order: 'replicas-first' | 'leader-first', options: ApplyOptions, deps: ProviderDeps, nextRaw: string): Promise<void> {
   const home = prepared.home;
   const restartOptions = { home, name: prepared.cluster, timeoutSeconds: options.timeoutSeconds };
-  const token = prepared.secrets.apiToken;
+  const token: AgentAuth = { token: prepared.secrets.apiToken, ca: prepared.ca };
   let status = await clusterStatus(home, prepared.cluster);
   const oldLeader = status.leader;
   const leader = status.members.find((m) => m.name === oldLeader && m.role === 'primary');

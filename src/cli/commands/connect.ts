@@ -1,13 +1,15 @@
 /**
  * `pgpilot connect NAME [--replica] [--node NODE] [--database DB] [--user USER]`: psql on the
  * leader (default), on a standby, or on one node. The password goes through PGPASSWORD in psql's
- * environment, never on its command line (visible in ps).
+ * environment, never on its command line (visible in ps); TLS is verified against the cluster CA.
  */
 import { spawn } from 'node:child_process';
 import { clusterStatus, validateClusterName } from '../../providers/local/local-provider.js';
 import { readManifest, readSecrets } from '../../providers/local/cluster-store.js';
 import { pgBinary } from '../../postgres/bin-dir.js';
 import { PgpilotError } from '../../shared/errors.js';
+import { connectionUrl } from '../../postgres/connection-url.js';
+import { clusterPathsIn } from '../../providers/local/paths.js';
 
 export interface ConnectOptions {
   home: string;
@@ -24,8 +26,8 @@ export async function run(options: ConnectOptions): Promise<number> {
   const manifest = await readManifest(options.home, validateClusterName(options.name));
   const secrets = readSecrets(manifest.secretsFile);
   const status = await clusterStatus(options.home, options.name);
-  let hosts: string;
-  let attrs: string;
+  let endpoints: Array<{ host: string; port: number }>;
+  let attrs: 'any' | 'prefer-standby' | 'read-write';
   if (options.node !== undefined) {
     const member = status.members.find((m) => m.name === options.node);
     if (member === undefined) {
@@ -34,7 +36,7 @@ export async function run(options: ConnectOptions): Promise<number> {
         exitCode: 2,
       });
     }
-    hosts = `${member.host}:${member.port}`;
+    endpoints = [{ host: member.host, port: member.port }];
     attrs = 'any';
   } else {
     const running = status.members.filter((m) => m.role === 'primary' || m.role === 'replica');
@@ -43,11 +45,11 @@ export async function run(options: ConnectOptions): Promise<number> {
         hint: `start it with: pgpilot start ${manifest.name}`,
       });
     }
-    hosts = manifest.nodes.map((n) => `${n.host}:${n.pgPort}`).join(',');
+    endpoints = manifest.nodes.map((n) => ({ host: n.host, port: n.pgPort }));
     attrs = options.replica ? 'prefer-standby' : 'read-write';
   }
   const user = options.user ?? secrets.superuser.name;
-  const url = `postgresql://${encodeURIComponent(user)}@${hosts}/${encodeURIComponent(options.database)}?target_session_attrs=${attrs}&application_name=pgpilot-connect`;
+  const url = connectionUrl({ user, endpoints, database: options.database, caFile: clusterPathsIn(manifest.clusterDir).caFile, targetSessionAttrs: attrs, applicationName: 'pgpilot-connect' });
   const env = { ...process.env };
   if (user === secrets.superuser.name) env['PGPASSWORD'] = secrets.superuser.password;
   const child = spawn(pgBinary(manifest.binDir, 'psql'), [url, ...options.psqlArgs], { stdio: 'inherit', env });

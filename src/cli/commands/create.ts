@@ -6,6 +6,7 @@
  * the store answers, the backup exists and is complete, the target lies between the backup and
  * the newest archived WAL.
  */
+import { readCaFile } from '../../tls/tls-files.js';
 import { existsSync } from 'node:fs';
 import { listBackups } from '../../backup/backup-catalog.js';
 import { parseTargetTime, planRestore, type RestoreTarget } from '../../backup/restore-plan.js';
@@ -87,7 +88,7 @@ async function archiveCurrentWal(home: string, source: string, archive: WalArchi
   const secrets = readSecrets(clusterPaths(home, source).secretsFile);
   let segment: string | null = null;
   try {
-    const client = await connectLocal({ host: leader.host, port: leader.port, user: secrets.superuser.name, password: secrets.superuser.password, connectTimeoutMs: 3_000, applicationName: 'pgpilot-restore' });
+    const client = await connectLocal({ ca: readCaFile(clusterPaths(home, source).caFile), host: leader.host, port: leader.port, user: secrets.superuser.name, password: secrets.superuser.password, connectTimeoutMs: 3_000, applicationName: 'pgpilot-restore' });
     try {
       const result = await client.query<{ name: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS name');
       segment = result.rows[0]?.name ?? null;

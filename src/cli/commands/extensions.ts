@@ -7,6 +7,7 @@
  * (the `config update` path: stored in etcd, rolling restart after confirmation), then runs
  * CREATE EXTENSION IF NOT EXISTS in the database on the leader (replicas get it by replication).
  */
+import { clusterCaPem } from '../../providers/local/local-tls.js';
 import { withAppContext } from '../app-context.js';
 import {
   EXTENSION_NAME,
@@ -99,6 +100,7 @@ async function planEnable(options: ExtensionsEnableOptions): Promise<EnablePlan>
     const missingOn: string[] = [];
     for (const member of ctx.status.members.filter((m) => m.role === 'primary' || m.role === 'replica')) {
       const client = await connectLocal({
+        ca: clusterCaPem(ctx.manifest),
         host: member.host,
         port: member.port,
         user: ctx.secrets.superuser.name,

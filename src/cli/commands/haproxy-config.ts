@@ -7,6 +7,8 @@
  * written atomically (temp file + rename, mode 0644), checked with `haproxy -c` when haproxy is
  * installed, and the command to run it is printed. Nothing is started: the user runs haproxy.
  */
+import { clusterPathsIn } from '../../providers/local/paths.js';
+import { connectionUrl } from '../../postgres/connection-url.js';
 import { chmod, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { validateClusterName } from '../../providers/local/local-provider.js';
@@ -147,6 +149,6 @@ export async function run(options: HaproxyConfigOptions, output: Output): Promis
     say('  checked with: haproxy -c -f ' + shellWord(file));
   }
   say(`run it with: haproxy -f ${shellWord(file)}`);
-  say(`connect:     psql "postgresql://postgres@${bindHost}:${primaryPort}/postgres"   (password in ${manifest.secretsFile})`);
+  say(`connect:     psql "${connectionUrl({ user: 'postgres', endpoints: [{ host: bindHost, port: primaryPort }], database: 'postgres', caFile: clusterPathsIn(manifest.clusterDir).caFile })}"   (password in ${manifest.secretsFile})`);
   return 0;
 }

@@ -13,6 +13,7 @@
  * with it and starts again from the new binaries). Events `image-update-started`,
  * `image-update-completed` (or `image-update-failed`) record the procedure.
  */
+import { clusterCaPem } from '../../providers/local/local-tls.js';
 import { confirmYes } from '../confirm.js';
 import { access, constants } from 'node:fs/promises';
 import path from 'node:path';
@@ -82,10 +83,10 @@ export interface ImageReport {
   candidate?: { binDir: string; installed: string | null };
 }
 
-async function runningVersion(member: MemberStatus, password: string, user: string): Promise<{ version: PostgresVersion; since: string } | null> {
+async function runningVersion(member: MemberStatus, password: string, user: string, ca: string): Promise<{ version: PostgresVersion; since: string } | null> {
   if (member.role !== 'primary' && member.role !== 'replica') return null;
   try {
-    const client = await connectLocal({ host: member.host, port: member.port, user, password, connectTimeoutMs: 3_000, applicationName: 'pgpilot-image' });
+    const client = await connectLocal({ ca, host: member.host, port: member.port, user, password, connectTimeoutMs: 3_000, applicationName: 'pgpilot-image' });
     try {
       const result = await client.query<{ num: string; since: Date }>("SELECT current_setting('server_version_num') AS num, pg_postmaster_start_time() AS since");
       const row = result.rows[0];
@@ -114,7 +115,7 @@ export async function imageReport(home: string, name: string, candidateBinDir?: 
       // an unreadable agent.json: show the cluster's bin dir
     }
     const installed = binDir === manifest.binDir ? clusterInstalled : await installedVersion(binDir);
-    const running = member === undefined ? null : await runningVersion(member, secrets.superuser.password, secrets.superuser.name);
+    const running = member === undefined ? null : await runningVersion(member, secrets.superuser.password, secrets.superuser.name, clusterCaPem(manifest));
     members.push({
       name: node.name,
       role: member?.role ?? 'unknown',

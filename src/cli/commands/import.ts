@@ -18,6 +18,8 @@
  *    again when a later step fails, so a failed import leaves no new database behind.
  * Passwords reach pg_dump / pg_restore only through PGPASSWORD, never through argv.
  */
+import { connectionUrl } from '../../postgres/connection-url.js';
+import { clusterPathsIn } from '../../providers/local/paths.js';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
@@ -201,7 +203,7 @@ export async function run(options: ImportOptions, output: Output, clock: Clock =
           }
         }
         const leader = ctx.leader;
-        const targetUrl = `postgresql://${encodeURIComponent(ctx.secrets.superuser.name)}@${leader.host}:${leader.port}/${encodeURIComponent(database)}?application_name=pgpilot-import`;
+        const targetUrl = connectionUrl({ user: ctx.secrets.superuser.name, endpoints: [{ host: leader.host, port: leader.port }], database, caFile: clusterPathsIn(ctx.manifest.clusterDir).caFile, applicationName: 'pgpilot-import' });
         output.err(`restoring into ${database} on ${leader.name} with ${options.jobs} job(s)`);
         const restored = await runDumpRestore({
           binDir: ctx.manifest.binDir,

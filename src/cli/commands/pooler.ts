@@ -11,6 +11,7 @@
  * `enabled: false` and waits until every PgBouncer has stopped (the role and function stay; they
  * only allow looking up verifiers, and a later `enable` reuses them).
  */
+import { clusterCaPem } from '../../providers/local/local-tls.js';
 import { readFile } from 'node:fs/promises';
 import { clusterKeys } from '../../dcs/keys.js';
 import type { Dcs } from '../../dcs/dcs.js';
@@ -164,6 +165,7 @@ async function probeThroughPooler(manifest: ClusterManifest, deps: ProviderDeps,
     if (node?.poolerPort !== undefined) {
       try {
         const client = await connectLocal({
+        ca: clusterCaPem(manifest),
           host: node.host,
           port: node.poolerPort,
           user: secrets.superuser.name,

@@ -5,6 +5,9 @@
  * that node restarts in its current role. The CLI only sends authenticated restart requests to the
  * agents' REST APIs and waits; the agents do the work.
  */
+import { callAgent, type AgentAuth } from '../../api/agent-client.js';
+import type { HttpsResponse } from '../../shared/https-client.js';
+import { clusterCaPem } from '../../providers/local/local-tls.js';
 import { clusterStatus, validateClusterName, type ProviderDeps } from '../../providers/local/local-provider.js';
 import type { ClusterStatus, MemberStatus } from '../../providers/local/cluster-status.js';
 import { readManifest, readSecrets } from '../../providers/local/cluster-store.js';
@@ -19,14 +22,10 @@ export interface RestartOptions {
   timeoutSeconds: number;
 }
 
-async function requestRestart(member: MemberStatus, token: string): Promise<void> {
-  let response: Response;
+async function requestRestart(member: MemberStatus, auth: AgentAuth): Promise<void> {
+  let response: HttpsResponse;
   try {
-    response = await fetch(`${member.apiUrl}/restart`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}` },
-      signal: AbortSignal.timeout(5_000),
-    });
+    response = await callAgent(member.apiUrl, '/restart', { method: 'POST', token: auth.token, ca: auth.ca, timeoutMs: 5_000 });
   } catch (error) {
     throw new PgpilotError('COMMAND_FAILED', `the agent of ${member.name} did not answer at ${member.apiUrl}`, {
       hint: 'check that the node is running (pgpilot status)',
@@ -37,9 +36,9 @@ async function requestRestart(member: MemberStatus, token: string): Promise<void
 }
 
 /** Restarts one member and waits until it runs again in the same role (a replica: streaming). */
-export async function restartMember(options: Pick<RestartOptions, 'home' | 'name' | 'timeoutSeconds'>, deps: ProviderDeps, member: MemberStatus, token: string): Promise<ClusterStatus> {
+export async function restartMember(options: Pick<RestartOptions, 'home' | 'name' | 'timeoutSeconds'>, deps: ProviderDeps, member: MemberStatus, auth: AgentAuth): Promise<ClusterStatus> {
   deps.progress(`${member.name}: restarting (${member.role})`);
-  await requestRestart(member, token);
+  await requestRestart(member, auth);
   const deadlineMs = deps.clock.nowMs() + options.timeoutSeconds * 1000;
   for (;;) {
     const status = await clusterStatus(options.home, options.name);
@@ -66,7 +65,7 @@ export async function restartMember(options: Pick<RestartOptions, 'home' | 'name
 export async function run(options: RestartOptions, deps: ProviderDeps, output: Output): Promise<number> {
   const name = validateClusterName(options.name);
   const manifest = await readManifest(options.home, name);
-  const token = readSecrets(manifest.secretsFile).apiToken;
+  const token: AgentAuth = { token: readSecrets(manifest.secretsFile).apiToken, ca: clusterCaPem(manifest) };
   let status = await clusterStatus(options.home, name);
   if (status.leader === null) {
     throw new PgpilotError('CLUSTER_NOT_RUNNING', `cluster ${name} has no leader`, { hint: `start it with: pgpilot start ${name}` });

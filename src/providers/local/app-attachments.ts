@@ -7,6 +7,8 @@
  * than crashing a reader (shared/json.ts); the env file is written 0600 through a temp file and a
  * rename, so it is never readable by others, not even for a moment.
  */
+import { connectionUrl } from '../../postgres/connection-url.js';
+import { clusterPathsIn } from './paths.js';
 import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
 import { z } from 'zod';
 import type { Dcs } from '../../dcs/dcs.js';
@@ -58,9 +60,15 @@ export async function removeAttachment(dcs: Dcs, keys: ClusterKeys, app: string)
  * connection string: libpq tries the hosts in order and `target_session_attrs=read-write` skips
  * one that does not reach the leader. Drivers without multi-host support use one `host:port`.
  */
-export function appDatabaseUrl(manifest: Pick<ClusterManifest, 'nodes'>, user: string, password: string, database: string): string {
-  const hosts = manifest.nodes.map((n) => `${n.host}:${n.proxyPort}`).join(',');
-  return `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${hosts}/${encodeURIComponent(database)}?target_session_attrs=read-write`;
+export function appDatabaseUrl(manifest: Pick<ClusterManifest, 'nodes' | 'clusterDir'>, user: string, password: string, database: string): string {
+  return connectionUrl({
+    user,
+    password,
+    endpoints: manifest.nodes.map((n) => ({ host: n.host, port: n.proxyPort })),
+    database,
+    caFile: clusterPathsIn(manifest.clusterDir).caFile,
+    targetSessionAttrs: 'read-write',
+  });
 }
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;

@@ -6,6 +6,9 @@
  * between the leader's and the replica's published positions. Each member also gets a one-line
  * health verdict (`memberHealth`): ok, warning or critical, and why.
  */
+import { connectionUrl } from '../../postgres/connection-url.js';
+import { clusterPathsIn } from './paths.js';
+import { urlHost } from '../../shared/ports.js';
 import type { SyncSet } from '../../ha/sync-set.js';
 import type { ClusterManifest, ClusterSecrets, Tags } from '../../config/schema.js';
 import { isArchiveFailing, type MemberRecord } from '../../ha/member-record.js';
@@ -181,7 +184,7 @@ export function buildClusterStatus(input: StatusInputs): ClusterStatus {
       proxyPort: node.proxyPort,
       replicaProxyPort: node.replicaProxyPort,
       proxy: null,
-      apiUrl: `http://${node.host}:${node.apiPort}`,
+      apiUrl: `https://${urlHost(node.host)}:${node.apiPort}`,
       pid: agentPid,
       tags: {},
     };
@@ -304,14 +307,10 @@ export function connectionStrings(
   secrets: ClusterSecrets,
   database = 'postgres',
 ): { connectionString: string; replicaConnectionString: string } {
-  const user = encodeURIComponent(secrets.superuser.name);
-  const password = encodeURIComponent(secrets.superuser.password);
-  const leaderPorts = manifest.nodes.map((n) => `${n.host}:${n.proxyPort}`).join(',');
-  const replicaPorts = manifest.nodes.map((n) => `${n.host}:${n.replicaProxyPort}`).join(',');
-  const db = encodeURIComponent(database);
+  const common = { user: secrets.superuser.name, password: secrets.superuser.password, database, caFile: clusterPathsIn(manifest.clusterDir).caFile };
   return {
-    connectionString: `postgresql://${user}:${password}@${leaderPorts}/${db}?target_session_attrs=read-write`,
-    replicaConnectionString: `postgresql://${user}:${password}@${replicaPorts}/${db}?target_session_attrs=prefer-standby`,
+    connectionString: connectionUrl({ ...common, endpoints: manifest.nodes.map((n) => ({ host: n.host, port: n.proxyPort })), targetSessionAttrs: 'read-write' }),
+    replicaConnectionString: connectionUrl({ ...common, endpoints: manifest.nodes.map((n) => ({ host: n.host, port: n.replicaProxyPort })), targetSessionAttrs: 'prefer-standby' }),
   };
 }
 

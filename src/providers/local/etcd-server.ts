@@ -2,7 +2,9 @@
  * The one module that knows the `etcd` binary (etcd-server 3.4): the argv of a single-member
  * cluster, starting it with its output appended to a log file, and waiting until it answers
  * `/health`. Invariants: etcd only ever listens on the loopback ports it is given (client and peer;
- * no metrics or pprof listener of its own), never on a default port such as 2379; a detached etcd
+ * no metrics or pprof listener of its own), never on a default port such as 2379; both ports speak
+ * TLS only and require a client certificate signed by the cluster CA (`--client-cert-auth`,
+ * `--peer-client-cert-auth`), so nobody without one can read or write cluster state; a detached etcd
  * is unref'd so it outlives the CLI, and an attached one (tests) gets a parent-death signal so it
  * cannot outlive the process that started it. Stopping is done elsewhere, by recorded PID.
  */
@@ -14,6 +16,8 @@ import type { Clock } from '../../shared/clock.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
 import { LOOPBACK_HOST, isPortFree } from '../../shared/ports.js';
 import { atControlPlanePriority, boostSessionOf } from '../../shared/priority.js';
+import { httpsRequest, jsonBody, type HttpsTls } from '../../shared/https-client.js';
+import type { TlsFiles } from '../../config/schema.js';
 
 export interface EtcdArgsOptions {
   name: string;
@@ -21,6 +25,8 @@ export interface EtcdArgsOptions {
   clientPort: number;
   peerPort: number;
   host?: string;
+  /** The member's server (and peer) certificate, and the CA every client certificate must chain to. */
+  tls: TlsFiles;
 }
 
 export interface StartEtcdOptions {
@@ -33,6 +39,7 @@ export interface StartEtcdOptions {
   /** true: own session, unref'd, survives the caller. false: dies with the caller (tests). */
   detached: boolean;
   host?: string;
+  tls: TlsFiles;
 }
 
 export interface WaitForEtcdOptions {
@@ -43,14 +50,17 @@ export interface WaitForEtcdOptions {
   pollMs?: number;
 }
 
+/** The CA and a client certificate to ask etcd's `/health` with (etcd requires one). */
+export type EtcdClientTls = Required<HttpsTls>;
+
 const DEFAULT_ETCD_PATH = '/usr/bin/etcd';
 const SETPRIV_PATH = '/usr/bin/setpriv';
 const ETCD_INSTALL_HINT = 'run scripts/setup.sh to install etcd-server';
 
-/** `http://host:port`, with brackets around an IPv6 address. */
+/** `https://host:port`, with brackets around an IPv6 address (every etcd URL of pgpilot is TLS). */
 export function clientUrl(host: string, port: number): string {
   const shownHost = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-  return `http://${shownHost}:${port}`;
+  return `https://${shownHost}:${port}`;
 }
 
 /** The argv (without the binary) of a one-member etcd listening only on the given ports of `host`. */
@@ -96,6 +106,21 @@ export function etcdArgs(options: EtcdArgsOptions): string[] {
     'periodic',
     '--auto-compaction-retention',
     '1h',
+    // TLS on both ports, and only clients (and peers) with a certificate of the cluster CA.
+    '--cert-file',
+    options.tls.certFile,
+    '--key-file',
+    options.tls.keyFile,
+    '--trusted-ca-file',
+    options.tls.caFile,
+    '--client-cert-auth',
+    '--peer-cert-file',
+    options.tls.certFile,
+    '--peer-key-file',
+    options.tls.keyFile,
+    '--peer-trusted-ca-file',
+    options.tls.caFile,
+    '--peer-client-cert-auth',
     '--logger',
     'zap',
     '--log-outputs',
@@ -195,14 +220,12 @@ function processExists(pid: number): boolean {
   }
 }
 
-async function isHealthy(endpoint: string, requestTimeoutMs: number): Promise<boolean> {
+async function isHealthy(endpoint: string, tls: EtcdClientTls, requestTimeoutMs: number): Promise<boolean> {
   try {
-    const response = await fetch(`${endpoint.replace(/\/+$/, '')}/health`, {
-      signal: AbortSignal.timeout(requestTimeoutMs),
-    });
+    const response = await httpsRequest(`${endpoint.replace(/\/+$/, '')}/health`, { timeoutMs: requestTimeoutMs, tls });
     if (!response.ok) return false;
-    const body = (await response.json()) as { health?: unknown };
-    return body.health === 'true' || body.health === true;
+    const body = jsonBody(response) as { health?: unknown } | null;
+    return body?.health === 'true' || body?.health === true;
   } catch {
     return false;
   }
@@ -214,6 +237,7 @@ async function isHealthy(endpoint: string, requestTimeoutMs: number): Promise<bo
  */
 export async function waitForEtcd(
   endpoint: string,
+  tls: EtcdClientTls,
   clock: Clock,
   timeoutMs: number,
   options: WaitForEtcdOptions = {},
@@ -223,7 +247,7 @@ export async function waitForEtcd(
   const hint = options.logFile === undefined ? 'see the etcd log' : `see ${options.logFile}`;
   for (;;) {
     const remainingMs = deadlineMs - clock.nowMs();
-    if (await isHealthy(endpoint, Math.max(100, Math.min(1_000, remainingMs)))) return;
+    if (await isHealthy(endpoint, tls, Math.max(100, Math.min(1_000, remainingMs)))) return;
     if (options.pid !== undefined && !processExists(options.pid)) {
       throw new PgpilotError('COMMAND_FAILED', `etcd (pid ${options.pid}) exited before it became healthy`, { hint });
     }

@@ -47,6 +47,7 @@ import {
   writeSecrets,
 } from './cluster-store.js';
 import { clientUrl, findEtcdBinary, startEtcd, waitForEtcd } from './etcd-server.js';
+import { adminEtcdTls, clusterAddresses, clusterCaPem, etcdTlsFiles, nodeTlsFiles, provisionClusterTls } from './local-tls.js';
 import { clusterPaths, clusterPathsIn, monitoringPaths, nodeName, nodePaths } from './paths.js';
 import { stopPrometheus } from './prometheus-server.js';
 import { openObjectStore, writeStoreConfigFile, type StoreConfig } from '../../backup/store-config.js';
@@ -94,6 +95,11 @@ const DEFAULT_READY_TIMEOUT_MS = 180_000;
 export const PORTS_PER_NODE = 5;
 const ETCD_READY_TIMEOUT_MS = 30_000;
 const AGENT_STOP_GRACE_MS = 60_000;
+
+/** A DCS client on the cluster's etcd with the admin client certificate (etcd requires one). */
+export function adminDcs(manifest: ClusterManifest, operationTimeoutMs: number): EtcdDcs {
+  return new EtcdDcs({ endpoints: [clientUrl(manifest.etcd.host, manifest.etcd.clientPort)], operationTimeoutMs, tls: adminEtcdTls(manifest) });
+}
 
 export function validateClusterName(name: string): string {
   const result = nameSchema.safeParse(name);
@@ -220,6 +226,8 @@ export async function createCluster(options: CreateOptions, deps: ProviderDeps):
       await makeDirectories(node.nodeDir);
       await writeAgentConfig(node.configFile, agentConfigFor(manifest, node.name));
     }
+    const leaves = await provisionClusterTls(manifest);
+    deps.progress(`TLS: cluster CA and ${leaves} certificates in ${paths.tlsDir} (ca.crt is what clients verify against)`);
     deps.progress(`creating cluster ${name}: etcd and ${nodeCount} node${nodeCount === 1 ? '' : 's'} (PostgreSQL from ${binDir})`);
     const restore = options.restore;
     await startProcesses(manifest, deps, restore === undefined ? undefined : (created) => restoreFirstNode(created, restore, deps));
@@ -283,6 +291,7 @@ function agentConfigFor(manifest: ClusterManifest, name: string): AgentConfig {
     tags: {},
     allowedCidrs: ['127.0.0.1/32', '::1/128'],
     backupStoreFile: clusterPathsIn(manifest.clusterDir).backupStoreFile,
+    tls: nodeTlsFiles(manifest, node.name),
   };
 }
 
@@ -322,12 +331,13 @@ async function restoreFirstNode(manifest: ClusterManifest, request: RestoreReque
       clusterName: manifest.name,
       nodeName: node.name,
       secrets,
+      tls: nodeTlsFiles(manifest, node.name),
       cidrs: ['127.0.0.1/32', '::1/128'],
       clock: deps.clock,
       progress: (line) => deps.progress(line),
       timeoutMs: request.recoveryTimeoutMs,
     });
-    const dcs = new EtcdDcs({ endpoints: [clientUrl(manifest.etcd.host, manifest.etcd.clientPort)], operationTimeoutMs: 5_000 });
+    const dcs = adminDcs(manifest, 5_000);
     try {
       const keys = clusterKeys(manifest.name);
       await dcs.createIfAbsent(keys.config, JSON.stringify(defaultDynamicConfig()));
@@ -381,11 +391,12 @@ async function startProcesses(manifest: ClusterManifest, deps: ProviderDeps, bef
       logFile: manifest.etcd.logFile,
       detached: true,
       host: manifest.etcd.host,
+      tls: etcdTlsFiles(manifest),
     });
     await writePidFile(manifest.etcd.pidFile, pid);
     deps.progress(`etcd started (pid ${pid}, ${endpoint})`);
   }
-  await waitForEtcd(endpoint, deps.clock, ETCD_READY_TIMEOUT_MS, { logFile: manifest.etcd.logFile });
+  await waitForEtcd(endpoint, adminEtcdTls(manifest), deps.clock, ETCD_READY_TIMEOUT_MS, { logFile: manifest.etcd.logFile });
   if (beforeAgents !== undefined) await beforeAgents(manifest);
   for (const node of manifest.nodes) {
     if ((await livePid(node.pidFile, node.configFile)) !== null) continue;
@@ -457,7 +468,7 @@ export async function snapshotCluster(manifest: ClusterManifest): Promise<Cluste
   }
   const etcdPid = await livePid(manifest.etcd.pidFile, manifest.etcd.dataDir);
   if (etcdPid === null) return { etcd: 'stopped', leader: null, members: [], syncMode: 'off', aliveAgents };
-  const dcs = new EtcdDcs({ endpoints: [clientUrl(manifest.etcd.host, manifest.etcd.clientPort)], operationTimeoutMs: 3_000 });
+  const dcs = adminDcs(manifest, 3_000);
   try {
     const keys = clusterKeys(manifest.name);
     const all = await dcs.getPrefix(keys.root);
@@ -491,7 +502,7 @@ export async function openClusterDcs(manifest: ClusterManifest): Promise<{ dcs: 
       hint: `start it with: pgpilot start ${manifest.name}`,
     });
   }
-  const dcs = new EtcdDcs({ endpoints: [clientUrl(manifest.etcd.host, manifest.etcd.clientPort)], operationTimeoutMs: 3_000 });
+  const dcs = adminDcs(manifest, 3_000);
   try {
     const config = parseJsonOrNull(dynamicConfigSchema, await dcs.get(clusterKeys(manifest.name).config));
     return { dcs, config: config ?? defaultDynamicConfig() };
@@ -868,7 +879,7 @@ async function shrinkCluster(manifest: ClusterManifest, status: ClusterStatus, c
 }
 
 async function recordClusterEvents(manifest: ClusterManifest, events: Array<{ kind: 'member-added' | 'member-removed'; node: string; message: string }>, deps: ProviderDeps): Promise<void> {
-  const dcs = new EtcdDcs({ endpoints: [clientUrl(manifest.etcd.host, manifest.etcd.clientPort)], operationTimeoutMs: 3_000 });
+  const dcs = adminDcs(manifest, 3_000);
   try {
     for (const e of events) await recordEvent(dcs, clusterKeys(manifest.name), { at: new Date(deps.clock.nowMs()).toISOString(), ...e, timeline: null });
   } finally {
@@ -888,6 +899,7 @@ async function dropSlotsOnLeader(manifest: ClusterManifest, status: ClusterStatu
   if (options.settleMs !== undefined) await deps.clock.sleep(options.settleMs);
   const secrets = readSecrets(manifest.secretsFile);
   const client = await connectLocal({
+    ca: clusterCaPem(manifest),
     host: leader.host,
     port: leader.port,
     user: secrets.superuser.name,

@@ -1,6 +1,6 @@
 /**
  * Where the local provider keeps things (architecture.md §1):
- *   $PGPILOT_HOME/clusters/<name>/cluster.json, secrets.json (0600), etcd/, nodes/<node>/, backups/
+ *   $PGPILOT_HOME/clusters/<name>/cluster.json, secrets.json (0600), tls/, etcd/, nodes/<node>/, backups/
  * The home is `--home`, else $PGPILOT_HOME, else ~/.pgpilot — except as root, where /root is
  * 0700 and the postgres OS user could not reach its data, so the default is /var/lib/pgpilot.
  */
@@ -33,6 +33,14 @@ export interface ClusterPaths {
   backupStoreFile: string;
   /** Scratch space for backups, verification and restores (same disk as the cluster). */
   tmpDir: string;
+  /** The cluster CA (ca.crt 0644, ca.key 0600), the admin client pair and etcd's server pair. */
+  tlsDir: string;
+  caFile: string;
+  caKeyFile: string;
+  adminCertFile: string;
+  adminKeyFile: string;
+  etcdCertFile: string;
+  etcdKeyFile: string;
 }
 
 export function clustersDir(home: string): string {
@@ -58,6 +66,13 @@ export function clusterPathsIn(clusterDir: string): ClusterPaths {
     backupsDir: path.join(clusterDir, 'backups'),
     backupStoreFile: path.join(clusterDir, 'backup-store.json'),
     tmpDir: path.join(clusterDir, 'tmp'),
+    tlsDir: path.join(clusterDir, 'tls'),
+    caFile: path.join(clusterDir, 'tls', 'ca.crt'),
+    caKeyFile: path.join(clusterDir, 'tls', 'ca.key'),
+    adminCertFile: path.join(clusterDir, 'tls', 'admin.crt'),
+    adminKeyFile: path.join(clusterDir, 'tls', 'admin.key'),
+    etcdCertFile: path.join(clusterDir, 'tls', 'etcd.crt'),
+    etcdKeyFile: path.join(clusterDir, 'tls', 'etcd.key'),
   };
 }
 
@@ -69,6 +84,9 @@ export interface NodePaths {
   postgresLogFile: string;
   pidFile: string;
   stdoutFile: string;
+  /** The node's certificate (server and client) and its key (0600, owned by the postgres OS user). */
+  tlsCertFile: string;
+  tlsKeyFile: string;
 }
 
 export function nodePaths(clusterDir: string, node: string): NodePaths {
@@ -81,6 +99,8 @@ export function nodePaths(clusterDir: string, node: string): NodePaths {
     postgresLogFile: path.join(nodeDir, 'postgres.log'),
     pidFile: path.join(nodeDir, 'agent.pid'),
     stdoutFile: path.join(nodeDir, 'agent.out'),
+    tlsCertFile: path.join(nodeDir, 'tls', 'node.crt'),
+    tlsKeyFile: path.join(nodeDir, 'tls', 'node.key'),
   };
 }
 
