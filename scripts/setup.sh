@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian 12 machine: installs what is missing (PostgreSQL 15, etcd,
+# openssl (signs the cluster certificates),
 # util-linux's setpriv, HAProxy (the proxy ports' data plane), PgBouncer (pgpilot pooler), Prometheus with promtool (pgpilot
 # monitoring --serve, and the tests of the shipped alert rules), Patroni (only for the side-by-side
 # benchmark, npm run bench; pgpilot never uses it)) with apt, then the Node
@@ -12,7 +13,7 @@ say() { printf 'setup: %s\n' "$*"; }
 
 need_packages=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for pkg in postgresql-15 postgresql-contrib etcd-server etcd-client util-linux iproute2 nftables haproxy pgbouncer prometheus patroni; do
+for pkg in postgresql-15 postgresql-contrib etcd-server etcd-client util-linux iproute2 nftables haproxy pgbouncer prometheus patroni openssl; do
   if have_pkg "$pkg"; then say "$pkg already installed"; else need_packages+=("$pkg"); fi
 done
 

@@ -26,6 +26,7 @@ import { clusterSecretsSchema, defaultDynamicConfig, dynamicConfigSchema, type D
 import { parseJsonOrNull } from '../shared/json.js';
 import { parseConfig } from '../config/load.js';
 import { readTlsMaterial } from '../tls/tls-files.js';
+import { describeCertificateFile } from '../tls/certificate-info.js';
 import { urlHost } from '../shared/ports.js';
 import { EtcdDcs } from '../dcs/etcd-dcs.js';
 import { clusterKeys } from '../dcs/keys.js';
@@ -138,6 +139,10 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     postgresStats: (timeoutMs) => sampler.sample(timeoutMs),
     dataDirectory: config.dataDir,
     processMetrics: true,
+    certificates: () => [
+      { name: 'node', notAfterEpochMs: describeCertificateFile(config.tls.certFile).notAfterEpochMs },
+      { name: 'ca', notAfterEpochMs: describeCertificateFile(config.tls.caFile).notAfterEpochMs },
+    ],
     ...(config.backupStoreFile === undefined ? {} : { backupStatus: () => Promise.resolve(backups?.scheduler.status() ?? null) }),
     onCollectError: (what, message) => metricsLog.warn({ err: message }, `metrics: could not read ${what}`),
   });

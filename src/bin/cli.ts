@@ -32,6 +32,7 @@ import { registerAppCommands } from '../cli/register-app-commands.js';
 import { registerOperateCommands } from '../cli/register-operate-commands.js';
 import { registerTuningCommands } from '../cli/register-tuning-commands.js';
 import * as configParameters from '../cli/commands/config-parameters.js';
+import * as certsCommand from '../cli/commands/certs.js';
 
 function providerDeps(): ProviderDeps {
   return {
@@ -223,6 +224,27 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
         restartCommand.run({ home: resolveHome(opts.home), name, node: opts.node, timeoutSeconds: opts.timeout }, providerDeps(), output),
       ),
     );
+
+  const certsGroup = program
+    .command('certs')
+    .description("the cluster's TLS certificates: show them, or renew the node and client certificates with no downtime")
+    .addHelpText('after', examples('pgpilot certs show demo', 'pgpilot certs show demo --json | jq -r .caFile', 'pgpilot certs rotate demo'));
+  certsGroup
+    .command('show')
+    .description('print the CA, node, etcd and admin certificates: files, subjects, serials, expiry, SANs')
+    .argument('<name>', 'cluster name')
+    .option('--json', 'print JSON ({ caFile, adminCert, adminKey, etcdEndpoints, certificates })')
+    .addOption(homeOption())
+    .addHelpText('after', examples('pgpilot certs show demo', 'pgpilot certs show demo --json'))
+    .action(wrap(async (name: string, opts: HomeOption & { json?: boolean }) => certsCommand.runShow({ home: resolveHome(opts.home), name, json: opts.json === true }, output, Date.now())));
+  certsGroup
+    .command('rotate')
+    .description('issue new node, etcd and admin certificates (same CA) and have every running node serve them; no restart, no dropped connection')
+    .argument('<name>', 'cluster name')
+    .option('--json', 'print the result as JSON')
+    .addOption(homeOption())
+    .addHelpText('after', examples('pgpilot certs rotate demo', 'pgpilot certs rotate demo --json'))
+    .action(wrap(async (name: string, opts: HomeOption & { json?: boolean }) => certsCommand.runRotate({ home: resolveHome(opts.home), name, json: opts.json === true }, providerDeps(), output)));
 
   const configGroup = program
     .command('config')

@@ -59,6 +59,8 @@ export interface AgentMetricsOptions {
   dataDirectory?: string;
   /** Present once backups exist (issue 9): registers and exports the backup metrics. */
   backupStatus?: () => Promise<BackupStatus | null>;
+  /** The certificates to report the expiry of (read at scrape time); absent: no TLS metrics. */
+  certificates?: () => Array<{ name: string; notAfterEpochMs: number }>;
   /** Bound of the scrape-time reads; default 2 s (Prometheus' own timeout is usually 10 s). */
   collectTimeoutMs?: number;
   /** Also export prom-client's Node.js process metrics (prefix pgpilot_agent_). */
@@ -109,6 +111,7 @@ export class AgentMetrics implements HaMetrics {
     for (const key of SAMPLED_KEYS) {
       const spec: MetricSpec = METRIC_CATALOG[key];
       if (spec.source === 'backup' && options.backupStatus === undefined) continue;
+      if (spec.source === 'tls' && options.certificates === undefined) continue;
       const config = { name: spec.name, help: spec.help, labelNames: [...spec.labels], registers };
       const metric: Sampled = spec.type === 'counter' ? new Counter(config) : new Gauge(config);
       this.clearMetric(metric, spec);
@@ -176,6 +179,13 @@ export class AgentMetrics implements HaMetrics {
       this.put('backupLastSize', backup.lastSizeBytes);
       this.put('backupLastDuration', backup.lastDurationSeconds);
       this.put('backupFailures', backup.failuresTotal);
+    }
+    if (this.options.certificates !== undefined) {
+      try {
+        for (const cert of this.options.certificates()) this.put('certificateExpiry', cert.notAfterEpochMs / 1000, { certificate: cert.name });
+      } catch (error) {
+        this.options.onCollectError?.('certificates', errorMessage(error));
+      }
     }
     // null: the read failed or timed out; undefined: not attempted (postgres down, no source).
     this.put('scrapeError', stats === null ? 1 : 0);

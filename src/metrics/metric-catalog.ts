@@ -15,10 +15,11 @@
  * - `backup`: registered only when the agent has a backup status source (backups, issue 9); the
  *   names are fixed here so alert rules and the dashboard can use them already.
  * - `disk`: statfs of the data directory, present once it exists.
+ * - `tls`: the certificates this node serves and trusts, read from their files at scrape time.
  */
 
 export type MetricType = 'gauge' | 'counter' | 'histogram';
-export type MetricSource = 'agent' | 'ha' | 'postgres' | 'proxy' | 'disk' | 'archive' | 'backup';
+export type MetricSource = 'agent' | 'ha' | 'postgres' | 'proxy' | 'disk' | 'archive' | 'backup' | 'tls';
 
 export interface MetricSpec {
   readonly name: string;
@@ -101,6 +102,8 @@ export const METRIC_CATALOG = {
   backupLastSize: spec('pgpilot_backup_last_size_bytes', 'gauge', 'backup', 'Size of the last successful base backup.'),
   backupLastDuration: spec('pgpilot_backup_last_duration_seconds', 'gauge', 'backup', 'Duration of the last successful base backup.'),
   backupFailures: spec('pgpilot_backup_failures_total', 'counter', 'backup', 'Base backups that failed since the agent started.'),
+  // TLS (registered only when the agent has certificates to report)
+  certificateExpiry: spec('pgpilot_tls_certificate_expiry_timestamp_seconds', 'gauge', 'tls', 'Unix time the certificate expires: `node` is the one this node serves (postgres, REST API, PgBouncer) and presents to etcd, `ca` the cluster CA.', ['certificate']),
 } as const satisfies Record<string, MetricSpec>;
 
 export type MetricKey = keyof typeof METRIC_CATALOG;

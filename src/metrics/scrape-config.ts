@@ -1,7 +1,9 @@
 /**
  * Prometheus configuration for a pgpilot cluster (pure renderers): a complete prometheus.yml
  * (global settings, the shipped alert rules, one scrape job with every agent's REST API as a
- * static target), or the same targets as a file_sd JSON list to drop into an existing Prometheus.
+ * static target, scraped over HTTPS and verified against the cluster CA), or the same targets as a
+ * file_sd JSON list to drop into an existing Prometheus (whose job then needs `scheme: https` and
+ * `tls_config.ca_file`, as docs/monitoring.md shows).
  *
  * Every target carries `cluster` and `node` labels so that Prometheus' own `up` series (member
  * down) can be told apart; the agent exports the same two labels on every series, so the job uses
@@ -24,6 +26,8 @@ export interface ScrapeConfigInput {
   /** The command that regenerates this file, written in its header. */
   regenerateCommand: string;
   scrapeIntervalSeconds?: number;
+  /** The cluster CA: the agents serve /metrics over HTTPS only, and Prometheus verifies them against it. */
+  caFile: string;
 }
 
 export const DEFAULT_SCRAPE_INTERVAL_SECONDS = 5;
@@ -63,7 +67,16 @@ export function renderPrometheusConfig(input: ScrapeConfigInput): string {
     lines.push('rule_files:');
     for (const file of input.ruleFiles) lines.push(`  - ${q(file)}`);
   }
-  lines.push('scrape_configs:', `  - job_name: ${q(scrapeJobName(input.cluster))}`, '    metrics_path: "/metrics"', '    honor_labels: true', '    static_configs:');
+  lines.push(
+    'scrape_configs:',
+    `  - job_name: ${q(scrapeJobName(input.cluster))}`,
+    '    metrics_path: "/metrics"',
+    '    honor_labels: true',
+    '    scheme: "https"',
+    '    tls_config:',
+    `      ca_file: ${q(input.caFile)}`,
+    '    static_configs:',
+  );
   for (const group of fileSdGroups(input)) {
     lines.push(`      - targets: [${group.targets.map(q).join(', ')}]`);
     lines.push(`        labels: { cluster: ${q(group.labels['cluster'] ?? '')}, node: ${q(group.labels['node'] ?? '')} }`);

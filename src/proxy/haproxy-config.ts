@@ -3,7 +3,8 @@
  * front of a pgpilot cluster: a write port that only reaches the node whose REST API answers
  * `GET /primary` with 200, and a read port that reaches nodes answering `GET /replica` with 200,
  * falling back to the primary when no replica is up. TCP mode (HAProxy never parses the postgres
- * protocol); the health checks are HTTP requests to each node's agent API.
+ * protocol); the health checks are HTTPS requests to each node's agent API, verified against the
+ * cluster CA (`check-ssl verify required ca-file`).
  *
  * Invariants and why:
  * - Only the agent decides who is primary; HAProxy merely follows `/primary`, which is 200 only on
@@ -76,6 +77,8 @@ export interface HaproxyConfigInput {
   maxConnections?: number;
   /** The command that regenerates this file, for the header comment. */
   regenerateCommand?: string;
+  /** The cluster CA: health checks speak HTTPS to the agents and verify their certificates against it. */
+  caFile: string;
 }
 
 export const DEFAULT_CHECK_INTERVAL_MS = 500;
@@ -172,7 +175,9 @@ export function validateHaproxyConfigInput(input: HaproxyConfigInput): Required<
   const maxConnections = checkWholeNumber('connection limit', input.maxConnections ?? DEFAULT_MAX_CONNECTIONS, 1, MAX_MAX_CONNECTIONS);
   const regenerateCommand = input.regenerateCommand ?? `pgpilot haproxy-config ${cluster} --port ${primaryPort} --replica-port ${replicaPort}`;
   if (/[\r\n]/.test(regenerateCommand)) throw invalid('the regenerate command must be one line', 'remove line breaks');
-  return { cluster, bindHost, primaryPort, replicaPort, statsPort, nodes, checkIntervalMs, maxConnections, regenerateCommand };
+  // A path is one token of HAProxy's config: no blanks, quotes, `#` or line breaks.
+  if (!/^\/[^\s"'#\\]+$/.test(input.caFile)) throw invalid(`CA file ${JSON.stringify(input.caFile)} cannot be written to an HAProxy config`, 'use an absolute path without blanks, quotes or #');
+  return { cluster, bindHost, primaryPort, replicaPort, statsPort, nodes, checkIntervalMs, maxConnections, regenerateCommand, caFile: input.caFile };
 }
 
 /** The HAProxy configuration text (ends with a newline). Pure: same input, same text. */
@@ -185,6 +190,9 @@ export function renderHaproxyConfig(input: HaproxyConfigInput): string {
   // every session of a healthy primary. So a check may take up to 2 s; the fast path of a
   // switchover does not depend on it, since the stepping-down agent answers 503 at once.
   const checkTimeoutMs = CHECK_TIMEOUT_MS;
+  // The agents' APIs speak HTTPS only: every check verifies the agent's certificate against the
+  // cluster CA. Client traffic itself stays TCP pass-through (postgres' own TLS, end to end).
+  const checkTls = `check-ssl verify required ca-file ${c.caFile}`;
   // Write side: see the header; fastinter >= inter + a prompt answer keeps old-down before new-up.
   const writeServerDefaults = `default-server inter ${interMs}ms fastinter ${interMs + Math.min(500, interMs)}ms downinter ${interMs}ms fall 1 rise 2`;
   const readServerDefaults = `default-server inter ${interMs}ms fastinter ${Math.max(MIN_CHECK_INTERVAL_MS, Math.floor(interMs / 2))}ms downinter ${interMs}ms fall 2 rise 1`;
@@ -240,7 +248,7 @@ export function renderHaproxyConfig(input: HaproxyConfigInput): string {
     '    option httpchk',
     '    http-check send meth GET uri /primary',
     '    http-check expect status 200',
-    ...c.nodes.map((n) => `    server ${n.name} ${address(n.host, n.pgPort)} check port ${n.apiPort} on-marked-down shutdown-sessions`),
+    ...c.nodes.map((n) => `    server ${n.name} ${address(n.host, n.pgPort)} check port ${n.apiPort} ${checkTls} on-marked-down shutdown-sessions`),
     '',
     `# Reads: streaming replicas within the lag limit (GET /replica); the primary as a backup that`,
     `# tracks the write section's check, used only while no replica is up.`,
@@ -252,7 +260,7 @@ export function renderHaproxyConfig(input: HaproxyConfigInput): string {
     '    http-check send meth GET uri /replica',
     '    http-check expect status 200',
     ...c.nodes.map(
-      (n) => `    server ${n.name} ${address(n.host, n.pgPort)} check port ${n.apiPort} on-marked-down shutdown-sessions on-marked-up shutdown-backup-sessions`,
+      (n) => `    server ${n.name} ${address(n.host, n.pgPort)} check port ${n.apiPort} ${checkTls} on-marked-down shutdown-sessions on-marked-up shutdown-backup-sessions`,
     ),
     ...c.nodes.map((n) => `    server ${n.name}-as-primary ${address(n.host, n.pgPort)} backup track ${sections.primary}/${n.name} on-marked-down shutdown-sessions`),
     '',

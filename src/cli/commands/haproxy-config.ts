@@ -112,6 +112,7 @@ export async function run(options: HaproxyConfigOptions, output: Output): Promis
     replicaPort,
     nodes: manifest.nodes.map((n) => ({ name: n.name, host: n.host, pgPort: n.pgPort, apiPort: n.apiPort })),
     regenerateCommand,
+    caFile: clusterPathsIn(manifest.clusterDir).caFile,
   });
   // Progress and explanations go to stderr when the config itself goes to stdout.
   const say = file === undefined ? (line: string) => output.err(line) : (line: string) => output.out(line);

@@ -10,6 +10,7 @@
  *   --json        machine-readable: targets, files and the served Prometheus (null when none)
  * Explanations go to stderr when the config itself goes to stdout, so it can be redirected.
  */
+import { clusterPathsIn } from '../../providers/local/paths.js';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { ClusterManifest } from '../../config/schema.js';
@@ -91,7 +92,7 @@ export async function run(options: MonitoringOptions, deps: ProviderDeps, output
 
   if (options.fileSd) {
     output.out(renderFileSd({ cluster: name, targets }).trimEnd());
-    output.err(`file_sd targets of ${name}: save them as a .json file listed under file_sd_configs in a job with honor_labels: true`);
+    output.err(`file_sd targets of ${name}: save them as a .json file listed under file_sd_configs in a job with honor_labels: true, scheme: https and tls_config.ca_file: ${clusterPathsIn(manifest.clusterDir).caFile}`);
     return 0;
   }
 
@@ -112,6 +113,7 @@ export async function run(options: MonitoringOptions, deps: ProviderDeps, output
     cluster: name,
     targets,
     ruleFiles: ruleFile === null ? [] : [ruleFile],
+    caFile: clusterPathsIn(manifest.clusterDir).caFile,
     regenerateCommand: ['pgpilot monitoring', name, ...(file === undefined ? [] : [`--output ${shellWord(file)}`]), home].join(' '),
   });
   if (ruleFile === null) output.err('warning: monitoring/alerts.yml was not found next to pgpilot; the config has no alert rules');
@@ -166,6 +168,7 @@ async function serve(options: MonitoringOptions, manifest: ClusterManifest, targ
     cluster: name,
     targets,
     ruleFiles: ruleFile === null ? [] : [ruleFile],
+    caFile: clusterPathsIn(manifest.clusterDir).caFile,
     regenerateCommand: `pgpilot monitoring ${name} --serve --home ${shellWord(options.home)}`,
   });
   await writeFileAtomic(paths.configFile, config, 0o644);

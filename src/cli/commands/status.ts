@@ -38,6 +38,7 @@ export function renderStatus(status: ClusterStatus, options: { showPasswords: bo
     `connection string (reads):   ${show(status.replicaConnectionString)}`,
     `attached apps:               ${describeApps(status)}`,
     `WAL archive:                 ${describeArchive(status)}`,
+    `TLS:                         CA ${status.tls?.caFile ?? '?'}, certificates valid until ${status.tls?.expiresAt ?? 'unknown (pgpilot certs show)'}`,
     ...poolerStatusLines(status.pooler ?? null, show),
   ].join('\n');
 }

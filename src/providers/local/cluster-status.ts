@@ -89,6 +89,16 @@ export interface ClusterStatus {
   archive?: ArchiveStatus;
   /** PgBouncer (`pooler enable`, src/pooler/pooler-status.ts); null when etcd could not be read. Always set by `buildClusterStatus`. */
   pooler?: PoolerStatus | null;
+  /**
+   * The cluster CA clients verify against, and when the first of the cluster's certificates
+   * expires (ISO 8601; null when the certificates cannot be read). Always set by `buildClusterStatus`.
+   */
+  tls?: TlsStatus;
+}
+
+export interface TlsStatus {
+  caFile: string;
+  expiresAt: string | null;
 }
 
 /**
@@ -136,6 +146,8 @@ export interface AttachedAppStatus {
 
 export interface StatusInputs {
   manifest: ClusterManifest;
+  /** The soonest expiry of the cluster's certificates (ms since the epoch), null when unreadable. */
+  certificatesExpireAtMs?: number | null;
   secrets: ClusterSecrets;
   etcd: 'running' | 'stopped' | 'unreachable';
   leader: string | null;
@@ -240,6 +252,10 @@ export function buildClusterStatus(input: StatusInputs): ClusterStatus {
     apps: (input.apps ?? []).map((a) => ({ app: a.app, database: a.database, user: a.user })),
     archive: archiveStatusOf(input.members.filter((m) => input.aliveAgents.get(m.name) === m.pid)),
     pooler: buildPoolerStatus(input.manifest, input.secrets, input.pooler),
+    tls: {
+      caFile: clusterPathsIn(input.manifest.clusterDir).caFile,
+      expiresAt: input.certificatesExpireAtMs === undefined || input.certificatesExpireAtMs === null ? null : new Date(input.certificatesExpireAtMs).toISOString(),
+    },
   };
 }
 

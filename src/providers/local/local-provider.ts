@@ -47,7 +47,8 @@ import {
   writeSecrets,
 } from './cluster-store.js';
 import { clientUrl, findEtcdBinary, startEtcd, waitForEtcd } from './etcd-server.js';
-import { adminEtcdTls, clusterAddresses, clusterCaPem, etcdTlsFiles, nodeTlsFiles, provisionClusterTls } from './local-tls.js';
+import { rotateClusterCertificates } from './cert-rotation.js';
+import { adminEtcdTls, certificatesExpireAtMs, clusterCaPem, etcdTlsFiles, nodeTlsFiles, provisionClusterTls } from './local-tls.js';
 import { clusterPaths, clusterPathsIn, monitoringPaths, nodeName, nodePaths } from './paths.js';
 import { stopPrometheus } from './prometheus-server.js';
 import { openObjectStore, writeStoreConfigFile, type StoreConfig } from '../../backup/store-config.js';
@@ -457,17 +458,20 @@ export interface ClusterSnapshot {
   apps?: AppAttachment[];
   /** Pooler settings (/config) and the live PgBouncer PIDs (src/pooler/). */
   pooler?: PoolerSnapshot;
+  /** The soonest expiry of the cluster's certificates (ms), null when unreadable. */
+  certificatesExpireAtMs: number | null;
 }
 
 /** Reads etcd (when our etcd runs) and checks every recorded PID. Never throws for a down cluster. */
 export async function snapshotCluster(manifest: ClusterManifest): Promise<ClusterSnapshot> {
   const aliveAgents = new Map<string, number>();
+  const certificatesExpireAt = certificatesExpireAtMs(manifest);
   for (const node of manifest.nodes) {
     const pid = await livePid(node.pidFile, node.configFile);
     if (pid !== null) aliveAgents.set(node.name, pid);
   }
   const etcdPid = await livePid(manifest.etcd.pidFile, manifest.etcd.dataDir);
-  if (etcdPid === null) return { etcd: 'stopped', leader: null, members: [], syncMode: 'off', aliveAgents };
+  if (etcdPid === null) return { etcd: 'stopped', leader: null, members: [], syncMode: 'off', aliveAgents, certificatesExpireAtMs: certificatesExpireAt };
   const dcs = adminDcs(manifest, 3_000);
   try {
     const keys = clusterKeys(manifest.name);
@@ -487,9 +491,10 @@ export async function snapshotCluster(manifest: ClusterManifest): Promise<Cluste
       synchronous: { strict: config.synchronousStrict, nodeCount: config.synchronousNodeCount, set: parseSyncSet(all.get(keys.sync) ?? null) },
       apps: attachmentsIn(all, keys),
       pooler: { settings: config.pooler, alive: await livePoolerPids(manifest.nodes) },
+      certificatesExpireAtMs: certificatesExpireAt,
     };
   } catch {
-    return { etcd: 'unreachable', leader: null, members: [], syncMode: 'off', aliveAgents };
+    return { etcd: 'unreachable', leader: null, members: [], syncMode: 'off', aliveAgents, certificatesExpireAtMs: certificatesExpireAt };
   } finally {
     await dcs.close().catch(() => undefined);
   }
@@ -791,6 +796,9 @@ async function growCluster(manifest: ClusterManifest, status: ClusterStatus, cou
   }
   // Recorded before anything starts: stop and destroy find every agent through cluster.json.
   await writeManifest(next);
+  // Every node certificate names every node's address (src/providers/local/local-tls.ts): new
+  // ones for all, served by the running nodes before the new ones start.
+  await rotateClusterCertificates(next, status, (line) => deps.progress(`certificates: ${line}`));
   deps.progress(`scaling ${manifest.name} from ${manifest.nodes.length} to ${count} nodes: adding ${names.join(', ')} (cloned from the leader ${status.leader ?? '?'})`);
   await startAgents(next, names, deps);
   const ready = await waitUntilReady(next, deps, timeoutMs);

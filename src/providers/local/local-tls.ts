@@ -115,6 +115,15 @@ export function describeClusterCertificates(manifest: Pick<ClusterManifest, 'clu
   return rows;
 }
 
+/** When the first of the cluster's certificates expires (ms), null when one cannot be read. */
+export function certificatesExpireAtMs(manifest: Pick<ClusterManifest, 'clusterDir' | 'nodes'>): number | null {
+  try {
+    return Math.min(...describeClusterCertificates(manifest).map((r) => r.notAfterEpochMs));
+  } catch {
+    return null;
+  }
+}
+
 /** The CLI's etcd client identity (the admin certificate), read now. */
 export function adminEtcdTls(manifest: Pick<ClusterManifest, 'clusterDir'>): TlsMaterial {
   return readTlsMaterial(adminTlsFiles(manifest));
