@@ -126,7 +126,7 @@ void describe('app workflows through bin/pgpilot', () => {
   before(async () => {
     home = makeTempHome('apps');
     sourceRoot = await mkdtemp(path.join(home, 'source-'));
-    const created = await runCli(['create', NAME, '--json'], { home });
+    const created = await runCli(['create', NAME, '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
 
     // The standalone source postgres: initdb as the postgres OS user (when root), scram, loopback.

@@ -108,7 +108,7 @@ void describe('HAProxy in front of a 3-node cluster', () => {
 
   before(async () => {
     home = makeTempHome('haproxy');
-    const created = await runCli(['create', NAME, '--json'], { home });
+    const created = await runCli(['create', NAME, '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
     const status = JSON.parse(created.stdout) as ClusterStatus;
     password = passwordOf(status);

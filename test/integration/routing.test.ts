@@ -22,7 +22,7 @@ void describe('built-in proxy: stable endpoint through switchover and failover',
   let home = '';
   before(async () => {
     home = makeTempHome('route');
-    const created = await runCli(['create', NAME, '--json'], { home });
+    const created = await runCli(['create', NAME, '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
     const status = JSON.parse(created.stdout) as ClusterStatus;
     const leader = status.members.find((m) => m.name === status.leader);
