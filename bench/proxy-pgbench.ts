@@ -41,7 +41,7 @@ async function main(): Promise<void> {
   let haproxy: RunningHaproxy | null = null;
   try {
     process.stderr.write(`creating a ${values.nodes}-node cluster...\n`);
-    const created = await runCli(['create', 'bench', '--nodes', values.nodes, '--json'], { home });
+    const created = await runCli(['create', 'bench', '--nodes', values.nodes, '--json', '--show-secrets'], { home });
     if (created.code !== 0) throw new Error(created.stderr);
     const status = JSON.parse(created.stdout) as ClusterStatus;
     const leader = status.members.find((m) => m.name === status.leader);

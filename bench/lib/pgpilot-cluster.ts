@@ -239,7 +239,7 @@ export async function createPgpilotCluster(options: CreateOptions): Promise<Pgpi
   const home = makeTempHome('bench');
   options.log(`pgpilot: creating a 3-node cluster in ${home}`);
   const startedMs = performance.now();
-  const result = await runCli(['create', CLUSTER_NAME, '--nodes', '3', '--json', '--timeout', String(CREATE_TIMEOUT_S)], {
+  const result = await runCli(['create', CLUSTER_NAME, '--nodes', '3', '--json', '--show-secrets', '--timeout', String(CREATE_TIMEOUT_S)], {
     home,
     timeoutMs: (CREATE_TIMEOUT_S + 60) * 1000,
   });

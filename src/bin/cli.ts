@@ -61,7 +61,8 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     .addOption(homeOption())
     .option('--bin-dir <dir>', 'PostgreSQL 15 binaries (default: /usr/lib/postgresql/15/bin)')
     .option('--timeout <seconds>', 'how long to wait for the cluster to be ready', parseInteger('--timeout'), 180)
-    .option('--json', 'print the final status as JSON')
+    .option('--json', 'print the final status as JSON (no passwords unless --show-secrets)')
+    .option('--show-secrets', 'with --json: put the superuser password in the connection strings (omitted by default)')
     .option('--from-backup <cluster>', 'restore: start from a base backup of this cluster and its WAL archive (the source is not changed)')
     .option('--backup <id>', 'restore: this base backup (default: the newest one consistent before the target)')
     .option('--target-time <time>', 'restore: recover up to this time (ISO 8601 with a timezone), then promote')
@@ -82,7 +83,7 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
       wrap(
         async (
           name: string,
-          opts: HomeOption & { nodes: number; binDir?: string; timeout: number; json?: boolean; fromBackup?: string; backup?: string; targetTime?: string; targetLsn?: string; backupStore?: string },
+          opts: HomeOption & { nodes: number; binDir?: string; timeout: number; json?: boolean; showSecrets?: boolean; fromBackup?: string; backup?: string; targetTime?: string; targetLsn?: string; backupStore?: string },
         ) => {
           if (opts.fromBackup === undefined && [opts.backup, opts.targetTime, opts.targetLsn, opts.backupStore].some((v) => v !== undefined)) {
             throw new PgpilotError('INPUT_INVALID', '--backup, --target-time, --target-lsn and --backup-store need --from-backup', {
@@ -95,7 +96,7 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
               ? undefined
               : { fromBackup: opts.fromBackup, backupId: opts.backup, targetTime: opts.targetTime, targetLsn: opts.targetLsn, backupStore: opts.backupStore };
           return createCommand.run(
-            { home: resolveHome(opts.home), name, nodes: opts.nodes, binDir: opts.binDir, timeoutSeconds: opts.timeout, json: opts.json === true, ...(restore === undefined ? {} : { restore }) },
+            { home: resolveHome(opts.home), name, nodes: opts.nodes, binDir: opts.binDir, timeoutSeconds: opts.timeout, json: opts.json === true, showSecrets: opts.showSecrets === true, ...(restore === undefined ? {} : { restore }) },
             providerDeps(),
             output,
           );
@@ -116,11 +117,12 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     .description('show roles, lag and connection strings of a cluster')
     .argument('<name>', 'cluster name')
     .addOption(homeOption())
-    .option('--json', 'print the status contract as JSON (includes passwords in the connection strings)')
-    .addHelpText('after', examples('pgpilot status demo', 'pgpilot status demo --json | jq .leader'))
+    .option('--json', 'print the status contract as JSON (connection strings without the password)')
+    .option('--show-secrets', 'put the superuser password in the connection strings (JSON and table)')
+    .addHelpText('after', examples('pgpilot status demo', 'pgpilot status demo --json | jq .leader', 'pgpilot status demo --json --show-secrets | jq -r .connectionString'))
     .action(
-      wrap(async (name: string, opts: HomeOption & { json?: boolean }) =>
-        statusCommand.run({ home: resolveHome(opts.home), name, json: opts.json === true }, output),
+      wrap(async (name: string, opts: HomeOption & { json?: boolean; showSecrets?: boolean }) =>
+        statusCommand.run({ home: resolveHome(opts.home), name, json: opts.json === true, showSecrets: opts.showSecrets === true }, output),
       ),
     );
 
@@ -163,11 +165,12 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     .argument('<name>', 'cluster name')
     .addOption(homeOption())
     .option('--timeout <seconds>', 'how long to wait for the cluster to be ready', parseInteger('--timeout'), 180)
-    .option('--json', 'print the final status as JSON')
+    .option('--json', 'print the final status as JSON (no passwords unless --show-secrets)')
+    .option('--show-secrets', 'with --json: put the superuser password in the connection strings (omitted by default)')
     .addHelpText('after', examples('pgpilot start demo'))
     .action(
-      wrap(async (name: string, opts: HomeOption & { timeout: number; json?: boolean }) =>
-        runStart({ home: resolveHome(opts.home), name, json: opts.json === true, timeoutSeconds: opts.timeout }, providerDeps(), output),
+      wrap(async (name: string, opts: HomeOption & { timeout: number; json?: boolean; showSecrets?: boolean }) =>
+        runStart({ home: resolveHome(opts.home), name, json: opts.json === true, showSecrets: opts.showSecrets === true, timeoutSeconds: opts.timeout }, providerDeps(), output),
       ),
     );
 

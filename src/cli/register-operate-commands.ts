@@ -50,7 +50,7 @@ export function registerOperateCommands(program: Command, ctx: ProgramContext): 
     .addOption(new Option('--pool-mode <mode>', 'transaction (default: a server connection per transaction) or session').choices(['transaction', 'session']))
     .option('--pool-size <n>', 'server connections per database and user on each node (default 20)', parseInteger('--pool-size'))
     .option('--timeout <seconds>', 'how long to wait for every node', parseInteger('--timeout'), 60)
-    .option('--json', 'print the pooler status as JSON (includes the password in the connection string)')
+    .option('--json', 'print the pooler status as JSON (the connection string without the password)')
     .addOption(homeOption())
     .addHelpText(
       'after',
@@ -86,10 +86,15 @@ export function registerOperateCommands(program: Command, ctx: ProgramContext): 
     .command('show')
     .description('show the pooler settings, its port and PgBouncer PID on each node')
     .argument('<name>', 'cluster name')
-    .option('--json', 'print JSON (includes the password in the connection string)')
+    .option('--json', 'print JSON (the connection string without the password)')
+    .option('--show-secrets', 'put the superuser password in the connection string (JSON and text)')
     .addOption(homeOption())
-    .addHelpText('after', examples('pgpilot pooler show demo', 'pgpilot pooler show demo --json | jq -r .pooler.connectionString'))
-    .action(wrap(async (name: string, opts: HomeOption & JsonOption) => poolerCommand.runShow({ home: resolveHome(opts.home), name, json: opts.json === true }, output)));
+    .addHelpText('after', examples('pgpilot pooler show demo', 'pgpilot pooler show demo --json --show-secrets | jq -r .pooler.connectionString'))
+    .action(
+      wrap(async (name: string, opts: HomeOption & JsonOption & { showSecrets?: boolean }) =>
+        poolerCommand.runShow({ home: resolveHome(opts.home), name, json: opts.json === true, showSecrets: opts.showSecrets === true }, output),
+      ),
+    );
 
   // ----- scale count -----
   const scale = group(program, 'scale', (p) =>

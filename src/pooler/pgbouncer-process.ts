@@ -8,6 +8,8 @@
  *   and nice exec, so the PID we record is PgBouncer's), so it dies with the agent that started it:
  *   a killed agent cannot leave a pooler behind that keeps accepting clients.
  * - Its stderr (its log) goes straight to a file through an inherited descriptor: no pipe to drain.
+ * - Its environment is `scrubbedEnv` (src/shared/child-env.ts): PATH, TZ, locale and the postgres
+ *   user's HOME only, none of the operator's credentials.
  * - `startPgbouncer` resolves only once the listen port is open *in that process* (read from /proc,
  *   without connecting); if PgBouncer exits first, the log tail is the error.
  * - Signals go only to a PID whose /proc/PID/cmdline still names our ini file (src/shared/pid.ts);
@@ -20,7 +22,8 @@ import { readFile } from 'node:fs/promises';
 import type { Clock } from '../shared/clock.js';
 import { PgpilotError } from '../shared/errors.js';
 import { isOwnedProcessAlive, stopOwnedProcess } from '../shared/pid.js';
-import { asPostgresUser, findExecutable, runCommand } from '../shared/process-runner.js';
+import { childHome, scrubbedEnv } from '../shared/child-env.js';
+import { POSTGRES_OS_USER, asPostgresUser, findExecutable, runCommand } from '../shared/process-runner.js';
 import { awaitListeningAndRecordPid } from '../shared/daemon-ready.js';
 
 const INSTALL_HINT = 'run scripts/setup.sh (installs the pgbouncer package)';
@@ -42,7 +45,7 @@ export function parsePgbouncerVersion(text: string): string | null {
 }
 
 export async function pgbouncerVersion(binary: string): Promise<string | null> {
-  const result = await runCommand(binary, ['--version'], { timeoutMs: 10_000, check: false });
+  const result = await runCommand(binary, ['--version'], { timeoutMs: 10_000, check: false, env: scrubbedEnv({ LC_ALL: 'C' }) });
   return parsePgbouncerVersion(`${result.stdout}\n${result.stderr}`);
 }
 
@@ -80,7 +83,8 @@ export async function startPgbouncer(options: StartPgbouncerOptions): Promise<{ 
     // Data plane: normal CPU priority (asPostgresUser), a session of its own (detached), and the
     // parent-death signal, so it still dies with the agent.
     const wrapped = asPostgresUser(options.binary, [options.iniFile]);
-    const child = spawn(wrapped.command, wrapped.args, { stdio: ['ignore', logFd, logFd], detached: true, cwd: '/' });
+    // Environment: the allow-list of src/shared/child-env.ts (no AWS_*, no operator PG*).
+    const child = spawn(wrapped.command, wrapped.args, { stdio: ['ignore', logFd, logFd], detached: true, cwd: '/', env: scrubbedEnv({}, { home: childHome(POSTGRES_OS_USER) }) });
     child.once('exit', (code, signal) => {
       state.exited = `exit ${code ?? signal ?? '?'}`;
       options.onExit?.(state.exited);

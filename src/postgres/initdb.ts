@@ -10,9 +10,10 @@
 import { chmod, chown, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { childHome, scrubbedEnv } from '../shared/child-env.js';
 import { makeDirectories } from '../shared/fs-safe.js';
 import { PgpilotError } from '../shared/errors.js';
-import { asPostgresUser, isRoot, POSTGRES_OS_USER, runCommand } from '../shared/process-runner.js';
+import { asPostgresUser, isRoot, lookupOsUser, POSTGRES_OS_USER, runCommand } from '../shared/process-runner.js';
 import { pgBinary } from './bin-dir.js';
 
 export interface PostgresOsIds {
@@ -25,16 +26,13 @@ let cachedIds: Promise<PostgresOsIds> | null = null;
 /** uid/gid of the postgres OS user (through NSS, so LDAP users work too); cached per process. */
 export function postgresOsIds(): Promise<PostgresOsIds> {
   cachedIds ??= (async () => {
-    const result = await runCommand('getent', ['passwd', POSTGRES_OS_USER], { timeoutMs: 10_000, check: false });
-    const fields = result.stdout.trim().split(':');
-    const uid = Number(fields[2]);
-    const gid = Number(fields[3]);
-    if (result.exitCode !== 0 || !Number.isInteger(uid) || !Number.isInteger(gid) || fields.length < 4) {
+    const ids = await lookupOsUser(POSTGRES_OS_USER);
+    if (ids === null) {
       throw new PgpilotError('BINARY_MISSING', `the ${POSTGRES_OS_USER} OS user does not exist`, {
         hint: 'run scripts/setup.sh (installs postgresql-15, which creates the postgres user)',
       });
     }
-    return { uid, gid };
+    return ids;
   })();
   cachedIds.catch(() => {
     cachedIds = null;
@@ -72,13 +70,13 @@ export async function writePostgresPrivateFile(file: string, content: string): P
   await chmod(file, 0o600);
 }
 
-/** A clean environment for postgres programs: no inherited PG* variables (PGPASSWORD, PGHOST ...). */
+/**
+ * The environment of postgres programs (the server and every tool): `scrubbedEnv`
+ * (src/shared/child-env.ts), so no inherited PG* or AWS_* variable, with the postgres user's HOME
+ * and a fixed C.UTF-8 locale instead of the caller's (some of their output is parsed).
+ */
 export function postgresEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return {
-    PATH: process.env['PATH'] ?? '/usr/local/bin:/usr/bin:/bin',
-    LANG: 'C.UTF-8',
-    ...extra,
-  };
+  return scrubbedEnv({ LANG: 'C.UTF-8', ...extra }, { inheritLocale: false, home: childHome(POSTGRES_OS_USER) });
 }
 
 async function isMissingOrEmpty(dir: string): Promise<boolean> {

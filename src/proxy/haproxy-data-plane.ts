@@ -24,18 +24,24 @@
  *   packet, success on postgres's authentication request, which postgres closes without logging),
  *   every second, so a postgres that dies is left within about a second even before etcd shows it.
  *   A failed check never cuts established sessions (no `on-marked-down`).
+ * - No HAProxy code runs as root (src/proxy/haproxy-process.ts): as root, HAProxy runs as the
+ *   `haproxy` OS user. Its config file is written by the agent and handed to that user's group
+ *   read-only (root:haproxy 0640, in the root-owned node directory, so HAProxy cannot change what
+ *   the agent starts it with); its runtime socket is created by HAProxy in a directory only that
+ *   user may write (`haproxy/` in the node directory, haproxy-owned 0700), and the agent, root,
+ *   connects to it regardless of the socket's 0600 mode.
  */
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { writeFile, rm } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Clock } from '../shared/clock.js';
 import { errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { isOwnedProcessAlive, stopOwnedProcess } from '../shared/pid.js';
-import { atNormalPriority } from '../shared/priority.js';
-import { bindPortsOf, checkHaproxyConfig, findHaproxyBinary } from './haproxy-process.js';
+import { isRoot } from '../shared/process-runner.js';
+import { bindPortsOf, checkHaproxyConfig, findHaproxyBinary, haproxyCommand, haproxyEnv, haproxyOsIds, HAPROXY_OS_USER } from './haproxy-process.js';
 
 /** Server slots per port: more than the largest cluster the CLI creates (9 nodes) plus scaling room. */
 export const DATA_PLANE_SLOTS = 16;
@@ -302,7 +308,15 @@ export class HaproxyDataPlane {
     if (Buffer.byteLength(layout.socketPath) > MAX_SOCKET_PATH) {
       throw new Error(`the HAProxy socket path is too long for a unix socket: ${layout.socketPath}`);
     }
+    await prepareSocketDir(path.dirname(layout.socketPath));
     await writeFile(this.options.configFile, renderDataPlaneConfig(layout), { mode: 0o600 });
+    if (isRoot()) {
+      // Readable by HAProxy (group haproxy), writable by root only.
+      await chown(this.options.configFile, 0, (await haproxyOsIds()).gid);
+      await chmod(this.options.configFile, 0o640);
+    } else {
+      await chmod(this.options.configFile, 0o600);
+    }
     const check = await checkHaproxyConfig(this.options.configFile, this.options.binary === undefined ? {} : { binary: this.options.binary });
     if (check.kind === 'error') throw new Error(`haproxy rejects the generated data plane config: ${check.errorText}`);
     await this.spawnHaproxy();
@@ -347,6 +361,8 @@ export class HaproxyDataPlane {
       this.exited = true;
     }
     await rm(this.options.layout.socketPath, { force: true }).catch(() => undefined);
+    // Its directory too when empty (in the temp dir it would otherwise accumulate); made again on start.
+    await rmdir(path.dirname(this.options.layout.socketPath)).catch(() => undefined);
   }
 
   private async applyLatest(): Promise<void> {
@@ -394,10 +410,11 @@ export class HaproxyDataPlane {
     const logFd = openSync(logFile, 'a', 0o600);
     const state: { exited: boolean } = { exited: false };
     try {
-      // Data plane: normal CPU priority and a session of its own (src/shared/priority.ts); still
-      // killed with the agent by the parent-death signal.
-      const wrapped = atNormalPriority('setpriv', ['--pdeathsig', 'KILL', '--', binary, '-f', configFile, '-db']);
-      const child = spawn(wrapped.command, wrapped.args, { stdio: ['ignore', logFd, logFd], detached: true });
+      // Data plane: the haproxy OS user when we are root, normal CPU priority, a session of its own
+      // (src/shared/priority.ts), the scrubbed environment; still killed with the agent by the
+      // parent-death signal.
+      const wrapped = haproxyCommand(binary, ['-f', configFile, '-db']);
+      const child = spawn(wrapped.command, wrapped.args, { stdio: ['ignore', logFd, logFd], detached: true, cwd: '/', env: haproxyEnv() });
       child.once('exit', (code, signal) => {
         state.exited = true;
         this.exited = true;
@@ -433,8 +450,32 @@ export class HaproxyDataPlane {
   }
 }
 
-/** Default socket path: the node directory, or the temp dir when that path is too long. */
+/**
+ * Default socket path: `haproxy/haproxy.sock` in the node directory, or, when that path is too long
+ * for a unix socket, `pgpilot-<tag>/haproxy.sock` in the temp dir. Either directory is made by
+ * `prepareSocketDir` when the data plane starts.
+ */
 export function dataPlaneSocketPath(nodeDir: string, tmpDir: string, uniqueTag: string): string {
-  const preferred = path.join(nodeDir, 'haproxy.sock');
-  return Buffer.byteLength(preferred) <= MAX_SOCKET_PATH ? preferred : path.join(tmpDir, `pgpilot-${uniqueTag}.sock`);
+  const preferred = path.join(nodeDir, 'haproxy', 'haproxy.sock');
+  return Buffer.byteLength(preferred) <= MAX_SOCKET_PATH ? preferred : path.join(tmpDir, `pgpilot-${uniqueTag}`, 'haproxy.sock');
+}
+
+/**
+ * The directory HAProxy creates its runtime socket in: a real directory (not a symlink), mode
+ * 0700, owned by the user HAProxy runs as (the haproxy OS user when we are root, else ourselves).
+ * One that already exists must be owned by us or by that user (in a shared temp dir someone else
+ * could have made it first, to read or replace the socket): otherwise this refuses.
+ */
+export async function prepareSocketDir(dir: string): Promise<void> {
+  await mkdir(dir, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EEXIST') throw error;
+  });
+  const info = await lstat(dir);
+  const ownUid = typeof process.getuid === 'function' ? process.getuid() : -1;
+  const owner = isRoot() ? await haproxyOsIds() : null;
+  if (!info.isDirectory() || info.isSymbolicLink() || (info.uid !== ownUid && info.uid !== owner?.uid)) {
+    throw new Error(`${dir} is not a directory of ours or of the ${HAPROXY_OS_USER} user (uid ${info.uid}); refusing to put the HAProxy runtime socket there`);
+  }
+  if (owner !== null) await chown(dir, owner.uid, owner.gid);
+  await chmod(dir, 0o700);
 }

@@ -2,11 +2,13 @@
  * Running external programs. `runCommand` runs one to completion with a time bound and captures
  * its output; `asPostgresUser` wraps a command so that, when pgpilot runs as root, the program
  * runs as the `postgres` OS user (postgres refuses to run as root, and data must be owned by it)
- * with a parent-death signal, so nothing it starts can outlive the agent.
+ * with a parent-death signal, so nothing it starts can outlive the agent. Programs run with the
+ * allow-listed environment of src/shared/child-env.ts unless the caller passes another.
  */
 import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
+import { scrubbedEnv } from './child-env.js';
 import { PgpilotError } from './errors.js';
 import { redactSecrets } from './logger.js';
 import { atNormalPriority } from './priority.js';
@@ -19,6 +21,7 @@ export interface CommandResult {
 }
 
 export interface RunOptions {
+  /** Default `scrubbedEnv()`: PATH, TZ and the locale only (src/shared/child-env.ts). */
   env?: NodeJS.ProcessEnv;
   cwd?: string;
   timeoutMs?: number;
@@ -37,7 +40,8 @@ export async function runCommand(command: string, args: readonly string[], optio
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const result = await new Promise<CommandResult>((resolve, reject) => {
     const child = spawn(command, args, {
-      env: options.env ?? process.env,
+      // Default: the allow-listed environment (src/shared/child-env.ts), never the operator's whole one.
+      env: options.env ?? scrubbedEnv(),
       cwd: options.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
@@ -90,6 +94,21 @@ export function isRoot(): boolean {
 }
 
 export const POSTGRES_OS_USER = 'postgres';
+
+export interface OsUserIds {
+  uid: number;
+  gid: number;
+}
+
+/** uid/gid of an OS user (through NSS: `getent passwd`, so LDAP users work too); null when there is none. */
+export async function lookupOsUser(name: string): Promise<OsUserIds | null> {
+  const result = await runCommand('getent', ['passwd', name], { timeoutMs: 10_000, check: false });
+  const fields = result.stdout.trim().split(':');
+  const uid = Number(fields[2]);
+  const gid = Number(fields[3]);
+  if (result.exitCode !== 0 || fields.length < 4 || !Number.isInteger(uid) || !Number.isInteger(gid)) return null;
+  return { uid, gid };
+}
 
 /**
  * The argv that runs `command args` as the postgres OS user when we are root, with a parent-death

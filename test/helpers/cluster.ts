@@ -1,5 +1,5 @@
 /**
- * Reading a test cluster the way a user does (`bin/pgpilot status NAME --json`), and waiting for
+ * Reading a test cluster the way a user does (`bin/pgpilot status NAME --json --show-secrets`), and waiting for
  * it to settle: shared by the integration tests that drive real clusters.
  */
 import assert from 'node:assert/strict';
@@ -9,14 +9,19 @@ import { runCli } from './cli.js';
 import { waitUntil } from './wait.js';
 
 export async function clusterStatusOf(home: string, name: string): Promise<ClusterStatus> {
-  const result = await runCli(['status', name, '--json'], { home });
+  const result = await runCli(['status', name, '--json', '--show-secrets'], { home });
   assert.equal(result.code, 0, result.stderr);
   return JSON.parse(result.stdout) as ClusterStatus;
 }
 
-/** The superuser password, from the writer connection string. */
+/**
+ * The superuser password, from the writer connection string of a status read with
+ * `--show-secrets` (without it the string has no password, and this fails loudly).
+ */
 export function passwordOf(status: ClusterStatus): string {
-  return decodeURIComponent(/postgresql:\/\/[^:]+:([^@]+)@/.exec(status.connectionString)?.[1] ?? '');
+  const password = /^postgresql:\/\/[^:/@]+:([^@]+)@/.exec(status.connectionString)?.[1];
+  assert.ok(password !== undefined, 'the status has no password in its connection string: read it with --show-secrets');
+  return decodeURIComponent(password);
 }
 
 /** Runs `fn` with a superuser connection straight to `member`'s postgres, closed afterwards. */

@@ -126,7 +126,7 @@ void describe('app workflows through bin/pgpilot', () => {
   before(async () => {
     home = makeTempHome('apps');
     sourceRoot = await mkdtemp(path.join(home, 'source-'));
-    const created = await runCli(['create', NAME, '--json'], { home });
+    const created = await runCli(['create', NAME, '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
 
     // The standalone source postgres: initdb as the postgres OS user (when root), scram, loopback.
@@ -182,6 +182,13 @@ void describe('app workflows through bin/pgpilot', () => {
     urls.set('blog', blogJson.databaseUrl);
     assert.equal((await stat(envFile)).mode & 0o777, 0o600);
     assert.equal(await readFile(envFile, 'utf8'), `DATABASE_URL=${blogJson.databaseUrl}\n`);
+    // An env file that exists (or a symlink) is refused before anything is attached: nothing lost.
+    const taken = await runCli(['attach', NAME, '--app', 'wiki', '--env-file', envFile], { home });
+    assert.equal(taken.code, 2, taken.stderr);
+    assert.match(taken.stderr, /error: .*blog\.env already exists; pgpilot never overwrites an env file/);
+    assert.match(taken.stderr, /hint: .*nothing was attached/);
+    assert.equal(taken.stdout, '', 'no URL printed');
+    assert.equal(await readFile(envFile, 'utf8'), `DATABASE_URL=${blogJson.databaseUrl}\n`, 'the existing env file is unchanged');
 
     const status = await statusNow();
     assert.equal(parseAppUrl(blogJson.databaseUrl).hosts.length, status.members.length, 'one leader proxy port per node');

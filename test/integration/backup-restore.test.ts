@@ -50,7 +50,7 @@ void describe('backups: PITR across a failover, verify, bad input, corruption', 
   let backupId = '';
   before(async () => {
     home = makeTempHome('backup');
-    const result = await runCli(['create', 'src', '--json'], { home });
+    const result = await runCli(['create', 'src', '--json', '--show-secrets'], { home });
     assert.equal(result.code, 0, result.stderr);
     const status = JSON.parse(result.stdout) as ClusterStatus;
     await withNode(status, leaderOf(status), (c) => c.query('CREATE TABLE t (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())'));
@@ -104,7 +104,7 @@ void describe('backups: PITR across a failover, verify, bad input, corruption', 
   });
 
   void it('point-in-time restore after the failover: exactly the rows committed before the target, replicas stream', async () => {
-    const restored = await runCli(['create', 'at-t2', '--nodes', '2', '--from-backup', 'src', '--target-time', targets.t2, '--json'], { home });
+    const restored = await runCli(['create', 'at-t2', '--nodes', '2', '--from-backup', 'src', '--target-time', targets.t2, '--json', '--show-secrets'], { home });
     assert.equal(restored.code, 0, restored.stderr);
     const status = JSON.parse(restored.stdout) as ClusterStatus;
     assert.deepEqual(await idsOn(status), [1, 2, 3, 4], 'row 5 was committed after the target; rows 3 and 4 span the failover');
@@ -124,7 +124,7 @@ void describe('backups: PITR across a failover, verify, bad input, corruption', 
   });
 
   void it('point-in-time restore before the failover (timeline 1 only)', async () => {
-    const restored = await runCli(['create', 'at-t1', '--nodes', '1', '--from-backup', 'src', '--target-time', targets.t1, '--json'], { home });
+    const restored = await runCli(['create', 'at-t1', '--nodes', '1', '--from-backup', 'src', '--target-time', targets.t1, '--json', '--show-secrets'], { home });
     assert.equal(restored.code, 0, restored.stderr);
     assert.deepEqual(await idsOn(JSON.parse(restored.stdout) as ClusterStatus), [1, 2]);
   });
@@ -207,7 +207,7 @@ void describe('backups on S3 (a real local S3-compatible server)', () => {
   void it('archives and backs up to S3 and restores a new cluster from it', async () => {
     assert.ok(s3 !== null);
     const env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey };
-    const created = await runCli(['create', 's3src', '--nodes', '1', '--json'], { home });
+    const created = await runCli(['create', 's3src', '--nodes', '1', '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
     const status = JSON.parse(created.stdout) as ClusterStatus;
     const configured = await runCli(['backup', 'config', 's3src', '--store', s3.url('team-a'), '--json'], { home, env });
@@ -227,7 +227,7 @@ void describe('backups on S3 (a real local S3-compatible server)', () => {
       return listing.store.startsWith('s3://') && listing.wal.newest !== null && listing.wal.newest >= (segment ?? 'Z') ? true : null;
     }, 60_000);
 
-    const restored = await runCli(['create', 's3dst', '--nodes', '1', '--from-backup', 's3src', '--json'], { home });
+    const restored = await runCli(['create', 's3dst', '--nodes', '1', '--from-backup', 's3src', '--json', '--show-secrets'], { home });
     assert.equal(restored.code, 0, restored.stderr);
     assert.deepEqual(await idsOn(JSON.parse(restored.stdout) as ClusterStatus), [1, 2]);
     const verified = await runCli(['backup', 'verify', 's3src', (JSON.parse(backup.stdout) as BackupJson).id], { home });

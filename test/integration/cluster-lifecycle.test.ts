@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
@@ -16,9 +16,9 @@ import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
 
 const PSQL = '/usr/lib/postgresql/15/bin/psql';
 
-function psql(url: string, sql: string): Promise<string> {
+function psql(url: string, sql: string, env: NodeJS.ProcessEnv = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(PSQL, [url, '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', sql], { timeout: 30_000 }, (error, stdout, stderr) =>
+    execFile(PSQL, [url, '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', sql], { timeout: 30_000, env: { ...process.env, ...env } }, (error, stdout, stderr) =>
       error === null ? resolve(stdout.trim()) : reject(new Error(`psql failed: ${stderr.trim()}`)),
     );
   });
@@ -41,7 +41,7 @@ async function queryNode(status: ClusterStatus, node: string, sql: string): Prom
 }
 
 async function statusOf(home: string, name: string): Promise<ClusterStatus> {
-  const result = await runCli(['status', name, '--json'], { home });
+  const result = await runCli(['status', name, '--json', '--show-secrets'], { home });
   assert.equal(result.code, 0, result.stderr);
   return JSON.parse(result.stdout) as ClusterStatus;
 }
@@ -68,7 +68,7 @@ void describe('local cluster lifecycle through bin/pgpilot', () => {
   });
 
   void it('creates, replicates, stops, starts, survives kill -9 of everything, and is destroyed cleanly', async () => {
-    const created = await runCli(['create', 'demo', '--json'], { home });
+    const created = await runCli(['create', 'demo', '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.stderr, /node1: agent started/);
     let status = JSON.parse(created.stdout) as ClusterStatus;
@@ -118,6 +118,17 @@ void describe('local cluster lifecycle through bin/pgpilot', () => {
     const human = await runCli(['status', 'demo'], { home });
     assert.equal(human.code, 0);
     assert.ok(!human.stdout.includes(passwordOf(status)), 'password must not be printed in the table');
+    // So does the JSON without --show-secrets: the same strings, no password at all (and no other secret).
+    const plain = await runCli(['status', 'demo', '--json'], { home });
+    assert.equal(plain.code, 0, plain.stderr);
+    const plainStatus = JSON.parse(plain.stdout) as ClusterStatus;
+    const secrets = JSON.parse(readFileSync(`${home}/clusters/demo/secrets.json`, 'utf8')) as { superuser: { password: string }; replication: { password: string }; apiToken: string };
+    for (const secret of [secrets.superuser.password, secrets.replication.password, secrets.apiToken]) {
+      assert.ok(!plain.stdout.includes(secret) && !plain.stdout.includes(encodeURIComponent(secret)), 'status --json must carry no secret');
+    }
+    assert.equal(plainStatus.connectionString, status.connectionString.replace(`:${encodeURIComponent(secrets.superuser.password)}@`, '@'));
+    assert.match(plainStatus.connectionString, /^postgresql:\/\/postgres@127\.0\.0\.1:\d+,/);
+    assert.equal(await psql(plainStatus.connectionString, 'SELECT count(*) FROM items', { PGPASSWORD: secrets.superuser.password }), '500');
 
     // stop: every process goes; start: same leader, same timeline, data intact.
     const pids = status.members.flatMap((m) => [m.pid, m.postgresPid]).filter((p): p is number => p !== null);
@@ -128,7 +139,7 @@ void describe('local cluster lifecycle through bin/pgpilot', () => {
     assert.equal(afterStop.etcd, 'stopped');
     assert.ok(afterStop.members.every((m) => m.role === 'stopped'));
 
-    const started = await runCli(['start', 'demo', '--json'], { home });
+    const started = await runCli(['start', 'demo', '--json', '--show-secrets'], { home });
     assert.equal(started.code, 0, started.stderr);
     status = JSON.parse(started.stdout) as ClusterStatus;
     assertHealthy(status, 2);
@@ -148,7 +159,7 @@ void describe('local cluster lifecycle through bin/pgpilot', () => {
     const postmasters = status.members.map((m) => m.postgresPid).filter((p): p is number => p !== null);
     for (const pid of victims) process.kill(pid, 'SIGKILL');
     await waitUntil('every process of demo to be gone', () => Promise.resolve([...victims, ...postmasters].every((p) => !isPidAlive(p))), 30_000);
-    const restarted = await runCli(['start', 'demo', '--json'], { home });
+    const restarted = await runCli(['start', 'demo', '--json', '--show-secrets'], { home });
     assert.equal(restarted.code, 0, restarted.stderr);
     status = JSON.parse(restarted.stdout) as ClusterStatus;
     assertHealthy(status, 2);
@@ -201,7 +212,7 @@ void describe('local cluster lifecycle through bin/pgpilot', () => {
   });
 
   void it('runs a single node for development, with a warning', async () => {
-    const created = await runCli(['create', 'solo', '--nodes', '1', '--json'], { home });
+    const created = await runCli(['create', 'solo', '--nodes', '1', '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.stderr, /warning: a single node .* development only/);
     const status = JSON.parse(created.stdout) as ClusterStatus;
@@ -212,7 +223,7 @@ void describe('local cluster lifecycle through bin/pgpilot', () => {
   });
 
   void it('reports a busy port on start and leaves the cluster stopped', async () => {
-    const created = await runCli(['create', 'busy', '--nodes', '1', '--json'], { home });
+    const created = await runCli(['create', 'busy', '--nodes', '1', '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
     const status = JSON.parse(created.stdout) as ClusterStatus;
     assert.equal((await runCli(['stop', 'busy'], { home })).code, 0);

@@ -58,7 +58,7 @@ void describe('config update, extensions and scale vm on a running cluster', () 
   before(async () => {
     home = mkdtempSync('/tmp/tuning-');
     chmodSync(home, 0o755);
-    const created = await runCli(['create', NAME, '--json'], { home });
+    const created = await runCli(['create', NAME, '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
   });
   after(async () => {

@@ -43,7 +43,7 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
   let home = '';
   before(async () => {
     home = makeTempHome('ha');
-    const created = await runCli(['create', NAME, '--json'], { home });
+    const created = await runCli(['create', NAME, '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
     const status = JSON.parse(created.stdout) as ClusterStatus;
     await withNode(status, leaderOf(status), (c) => c.query('CREATE TABLE acked (id int)'));

@@ -9,7 +9,7 @@
  * Everything is waited for with deadlines, and stopped by PID in `after`, even on failure.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -63,6 +63,8 @@ function bindPortOf(config: string, section: string): number {
 
 void describe('haproxy process (start, listen, stop by PID)', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'pgpilot-haproxy-proc-'));
+  // As root HAProxy runs as the haproxy OS user, which must reach the config file.
+  chmodSync(dir, 0o755);
   const started: number[] = [];
   after(async () => {
     for (const pid of started) await stopHaproxy(pid);
@@ -82,6 +84,11 @@ void describe('haproxy process (start, listen, stop by PID)', () => {
     const { pid } = await startHaproxy({ configFile, pidFile, logFile });
     started.push(pid);
     assert.ok(isPidAlive(pid));
+    // No HAProxy code runs as root: real and effective uid are the haproxy user's when we are root.
+    const uids = /^Uid:\s+(\d+)\s+(\d+)/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+    assert.ok(uids !== null);
+    assert.notEqual(Number(uids[1]), 0, 'haproxy real uid is root');
+    assert.notEqual(Number(uids[2]), 0, 'haproxy effective uid is root');
     assert.equal((await readFile(pidFile, 'utf8')).trim(), String(pid));
     const stats = await fetch(`http://127.0.0.1:${statsPort}/;csv`);
     assert.equal(stats.status, 200);
@@ -108,7 +115,7 @@ void describe('HAProxy in front of a 3-node cluster', () => {
 
   before(async () => {
     home = makeTempHome('haproxy');
-    const created = await runCli(['create', NAME, '--json'], { home });
+    const created = await runCli(['create', NAME, '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
     const status = JSON.parse(created.stdout) as ClusterStatus;
     password = passwordOf(status);

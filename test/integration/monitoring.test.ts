@@ -48,7 +48,7 @@ void describe('monitoring: /metrics, pgpilot monitoring, real prometheus', () =>
 
   before(async () => {
     home = makeTempHome('monitoring');
-    const created = await runCli(['create', NAME, '--json'], { home });
+    const created = await runCli(['create', NAME, '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
   });
 

@@ -4,9 +4,13 @@
  * connections across `bin/pgpilot switchover` (the proxy holds new connections during the
  * hand-over; the measured pause is printed), and after `kill -9` of the leader's agent the same
  * kind of client gets writes through again by itself. Also: the replica port lands on a standby,
- * and status reports the proxy counters.
+ * status reports the proxy counters, the HAProxy processes behind the ports do not run as root
+ * (as root: as the haproxy OS user), and neither they nor postgres inherit the operator's
+ * credentials (AWS_*, PG*), which the agents that started them do have.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
@@ -16,13 +20,35 @@ import { clusterStatusOf, passwordOf } from '../helpers/cluster.js';
 import { writerLoop } from '../helpers/writer-loop.js';
 
 const NAME = 'route';
+/** In the environment `create` runs with (so the agents have them); must not reach the data plane. */
+const OPERATOR_ENV = { AWS_SECRET_ACCESS_KEY: 'operator-aws-secret-for-routing-test', PGSSLCERT: '/nonexistent/operator-cert-for-routing-test.crt' };
+
+/** `ps -e -o user=,pid=,args=` as rows. */
+function processTable(): Promise<Array<{ user: string; pid: number; args: string }>> {
+  return new Promise((resolve, reject) => {
+    execFile('ps', ['-e', '-ww', '-o', 'user:32=,pid=,args='], { timeout: 10_000 }, (error, stdout) => {
+      if (error !== null) return reject(new Error(`ps failed: ${error.message}`));
+      resolve(
+        stdout
+          .split('\n')
+          .map((line) => /^\s*(\S+)\s+(\d+)\s+(.*)$/.exec(line))
+          .filter((m): m is RegExpExecArray => m !== null)
+          .map((m) => ({ user: m[1] ?? '', pid: Number(m[2]), args: m[3] ?? '' })),
+      );
+    });
+  });
+}
+
+async function environOf(pid: number): Promise<string[]> {
+  return (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0').filter((e) => e.length > 0);
+}
 const statusOf = (home: string): Promise<ClusterStatus> => clusterStatusOf(home, NAME);
 
 void describe('built-in proxy: stable endpoint through switchover and failover', () => {
   let home = '';
   before(async () => {
     home = makeTempHome('route');
-    const created = await runCli(['create', NAME, '--json'], { home });
+    const created = await runCli(['create', NAME, '--json', '--show-secrets'], { home, env: OPERATOR_ENV });
     assert.equal(created.code, 0, created.stderr);
     const status = JSON.parse(created.stdout) as ClusterStatus;
     const leader = status.members.find((m) => m.name === status.leader);
@@ -35,6 +61,32 @@ void describe('built-in proxy: stable endpoint through switchover and failover',
     if (process.env['PGPILOT_TEST_KEEP'] === '1') return;
     await runCli(['destroy', NAME, '--yes'], { home });
     await removeTempHome(home);
+  });
+
+  void it('runs HAProxy as an unprivileged user and keeps the operator environment from HAProxy and postgres', async () => {
+    const status = await statusOf(home);
+    const root = process.getuid?.() === 0;
+    const table = await processTable();
+    for (const member of status.members) {
+      const configFile = `${home}/clusters/${NAME}/nodes/${member.name}/haproxy-data-plane.cfg`;
+      const haproxies = table.filter((p) => p.args.includes('haproxy') && p.args.includes(configFile));
+      assert.ok(haproxies.length > 0, `no haproxy of ${member.name} in ps: ${table.filter((p) => p.args.includes('haproxy')).map((p) => `${p.user} ${p.pid} ${p.args}`).join('; ')}`);
+      for (const p of haproxies) {
+        assert.notEqual(p.user, 'root', `haproxy ${p.pid} of ${member.name} runs as root: ${p.args}`);
+        if (root) assert.equal(p.user, 'haproxy', `haproxy ${p.pid} of ${member.name}`);
+      }
+      assert.ok(member.pid !== null && member.postgresPid !== null, `${member.name} has no agent or postgres pid`);
+      // The agent has the operator's variables (so the check below can fail) ...
+      const agentEnv = await environOf(member.pid);
+      for (const name of Object.keys(OPERATOR_ENV)) assert.ok(agentEnv.some((e) => e.startsWith(`${name}=`)), `the agent of ${member.name} lacks ${name}`);
+      // ... its data plane has none of them, and no other AWS_* either.
+      for (const pid of [member.postgresPid, ...haproxies.map((p) => p.pid)]) {
+        const env = await environOf(pid);
+        const leaked = env.filter((e) => e.startsWith('AWS_') || Object.keys(OPERATOR_ENV).some((name) => e.startsWith(`${name}=`)));
+        assert.deepEqual(leaked, [], `process ${pid} of ${member.name} inherited operator variables`);
+        assert.ok(!env.includes('HOME=/root'), `process ${pid} of ${member.name} has root's HOME`);
+      }
+    }
   });
 
   void it('routes the leader port to the primary and the replica port to a standby', async () => {

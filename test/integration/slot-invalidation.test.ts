@@ -17,7 +17,7 @@ void describe('a replica whose slot was invalidated is re-cloned', () => {
   let home = '';
   before(async () => {
     home = makeTempHome('slots');
-    const created = await runCli(['create', NAME, '--nodes', '2', '--json'], { home });
+    const created = await runCli(['create', NAME, '--nodes', '2', '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
     const tuned = await runCli(['config', 'update', NAME, '--set', 'max_slot_wal_keep_size=32MB', '--set', 'wal_keep_size=0', '--yes'], { home });
     assert.equal(tuned.code, 0, tuned.stderr);

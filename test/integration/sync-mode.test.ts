@@ -18,7 +18,7 @@ void describe('sync mode: quorum commit on a real cluster', () => {
   let home = '';
   before(async () => {
     home = makeTempHome('sync');
-    const created = await runCli(['create', NAME, '--json'], { home });
+    const created = await runCli(['create', NAME, '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
   });
   after(async () => {

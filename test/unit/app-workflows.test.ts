@@ -7,7 +7,7 @@
  * (help with examples; refusals that need no cluster exit 2 before touching anything).
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdtemp, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -32,8 +32,8 @@ import {
   readAttachment,
   removeAttachment,
   reserveAttachment,
-  upsertEnvLine,
-  writeEnvFile,
+  createEnvFile,
+  envFileContent,
 } from '../../src/providers/local/app-attachments.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
 import { MemoryDcs, MemoryDcsStore } from '../../src/dcs/memory-dcs.js';
@@ -46,7 +46,7 @@ import { describeApps } from '../../src/cli/commands/status.js';
 import { examples, homeOption, makeWrap, parseInteger } from '../../src/cli/program-helpers.js';
 import { registerAppCommands } from '../../src/cli/register-app-commands.js';
 import type { Output } from '../../src/cli/output.js';
-import { PgpilotError } from '../../src/shared/errors.js';
+import { PgpilotError, isPgpilotError } from '../../src/shared/errors.js';
 import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
 
 function thrown(fn: () => unknown): PgpilotError {
@@ -155,27 +155,53 @@ void describe('DATABASE_URL and env files', () => {
     );
   });
 
-  void it('sets DATABASE_URL in an env file, keeping other lines', () => {
-    assert.equal(upsertEnvLine('', 'DATABASE_URL', 'x'), 'DATABASE_URL=x\n');
-    assert.equal(upsertEnvLine('A=1\n', 'DATABASE_URL', 'x'), 'A=1\nDATABASE_URL=x\n');
-    assert.equal(upsertEnvLine('A=1\nDATABASE_URL=old\nB=2', 'DATABASE_URL', 'new'), 'A=1\nDATABASE_URL=new\nB=2\n');
-    assert.equal(upsertEnvLine('export DATABASE_URL=old\nDATABASE_URL=older\n', 'DATABASE_URL', 'new'), 'DATABASE_URL=new\n');
-    assert.equal(upsertEnvLine('MY_DATABASE_URL=keep\n', 'DATABASE_URL', 'new'), 'MY_DATABASE_URL=keep\nDATABASE_URL=new\n');
-    assert.throws(() => upsertEnvLine('', 'DATABASE_URL', 'a\nb'));
+  void it('renders the env file as one KEY=value line and refuses what would break it', () => {
+    assert.equal(envFileContent('DATABASE_URL', 'postgresql://u:p@h:1/d'), 'DATABASE_URL=postgresql://u:p@h:1/d\n');
+    assert.throws(() => envFileContent('DATABASE_URL', 'a\nb'));
+    assert.throws(() => envFileContent('1BAD', 'x'));
   });
 
-  void it('writes the env file with mode 0600, also when it existed with a looser mode', async () => {
+  void it('creates the env file new with mode 0600, and refuses an existing file or a symlink without touching it', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'pgpilot-env-'));
+    const previousUmask = process.umask(0);
     try {
-      const file = path.join(dir, '.env');
-      await writeFile(file, 'OTHER=1\n', { mode: 0o644 });
-      await writeEnvFile(file, 'DATABASE_URL', 'postgresql://u:p@h:1/d');
-      assert.equal((await stat(file)).mode & 0o777, 0o600);
-      assert.equal(await readFile(file, 'utf8'), 'OTHER=1\nDATABASE_URL=postgresql://u:p@h:1/d\n');
       const fresh = path.join(dir, 'new.env');
-      await writeEnvFile(fresh, 'DATABASE_URL', 'x');
-      assert.equal((await stat(fresh)).mode & 0o777, 0o600);
+      const handle = await createEnvFile(fresh);
+      await handle.writeFile(envFileContent('DATABASE_URL', 'x'));
+      await handle.close();
+      assert.equal((await stat(fresh)).mode & 0o777, 0o600, 'exactly 0600 even with umask 0');
+      assert.equal(await readFile(fresh, 'utf8'), 'DATABASE_URL=x\n');
+
+      const refusal = (file: string, message: RegExp) => (error: unknown) => {
+        assert.ok(isPgpilotError(error), String(error));
+        assert.equal(error.code, 'INPUT_INVALID');
+        assert.equal(error.exitCode, 2);
+        assert.match(error.message, message);
+        assert.match(error.hint ?? '', /nothing was attached/);
+        assert.ok(error.message.includes(file));
+        return true;
+      };
+      const existing = path.join(dir, '.env');
+      await writeFile(existing, 'OTHER=1\n', { mode: 0o644 });
+      await assert.rejects(createEnvFile(existing), refusal(existing, /already exists; pgpilot never overwrites/));
+      assert.equal(await readFile(existing, 'utf8'), 'OTHER=1\n', 'content kept');
+      assert.equal((await stat(existing)).mode & 0o777, 0o644, 'mode kept');
+
+      const target = path.join(dir, 'victim');
+      await writeFile(target, 'precious\n');
+      const link = path.join(dir, 'link.env');
+      await symlink(target, link);
+      await assert.rejects(createEnvFile(link), refusal(link, /already exists \(a symbolic link\)/));
+      assert.equal(await readFile(target, 'utf8'), 'precious\n', 'the link target is untouched');
+      const dangling = path.join(dir, 'dangling.env');
+      await symlink(path.join(dir, 'nowhere'), dangling);
+      await assert.rejects(createEnvFile(dangling), refusal(dangling, /symbolic link/));
+      assert.equal(await readlink(dangling), path.join(dir, 'nowhere'));
+      await assert.rejects(lstat(path.join(dir, 'nowhere')), /ENOENT/, 'nothing created through the dangling link');
+
+      await assert.rejects(createEnvFile(path.join(dir, 'no-such-dir', '.env')), refusal(path.join(dir, 'no-such-dir', '.env'), /cannot create the env file .*ENOENT/));
     } finally {
+      process.umask(previousUmask);
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -3,13 +3,14 @@
  * come from the leader's own replication entries (with the LSN difference as fallback), members
  * whose agent is not alive show as stopped, a self-declared primary that does not hold the leader
  * key is never shown as primary, and the connection strings cover every node and never leak the
- * password unencoded (and can be masked for display). Each member gets the leader-measured replay
+ * password unencoded (and can be masked for display, or left out entirely as `status --json` does
+ * without --show-secrets). Each member gets the leader-measured replay
  * lag in seconds and a one-line health verdict (ok / warning / critical), shown by `status`.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MemberRecord } from '../../src/ha/member-record.js';
-import { buildClusterStatus, connectionStrings, formatBytes, maskPassword, type StatusInputs } from '../../src/providers/local/cluster-status.js';
+import { buildClusterStatus, connectionStrings, formatBytes, maskPassword, withoutPassword, withoutSecrets, type StatusInputs } from '../../src/providers/local/cluster-status.js';
 import { renderStatus } from '../../src/cli/commands/status.js';
 import { memberRecord, primaryRecord } from '../builders/observation-builder.js';
 import { clusterManifest, clusterSecrets } from '../builders/manifest-builder.js';
@@ -190,6 +191,47 @@ void describe('connectionStrings and maskPassword', () => {
     assert.equal(masked, 'postgresql://postgres:****@127.0.0.1:16432,127.0.0.1:16433,127.0.0.1:16434/postgres?target_session_attrs=read-write');
     assert.ok(!maskPassword(replicaConnectionString).includes(encodeURIComponent('p@ss')));
     assert.equal(maskPassword('postgresql://host:5432/db'), 'postgresql://host:5432/db', 'nothing to mask');
+  });
+});
+
+void describe('withoutSecrets (status --json without --show-secrets)', () => {
+  const poolerManifest = { ...manifest, nodes: manifest.nodes.map((n, i) => ({ ...n, poolerPort: 19000 + i })) };
+  const full = buildClusterStatus(
+    inputs({
+      manifest: poolerManifest,
+      secrets: { ...clusterSecrets({ password: 'p@ss:w/rd#%?&=0123456789' }), pooler: { name: 'pgpilot_pooler', password: 'pooler-password-0123456789' } },
+      pooler: { settings: { enabled: true, poolMode: 'transaction', defaultPoolSize: 20 }, alive: new Map() },
+      apps: [{ app: 'shop', database: 'shop', user: 'shop' }],
+    }),
+  );
+
+  void it('drops the password from every connection string, keeping user, hosts, database and parameters', () => {
+    const plain = withoutSecrets(full);
+    assert.equal(plain.connectionString, 'postgresql://postgres@127.0.0.1:16432,127.0.0.1:16433,127.0.0.1:16434/postgres?target_session_attrs=read-write');
+    assert.equal(plain.replicaConnectionString, 'postgresql://postgres@127.0.0.1:17432,127.0.0.1:17433,127.0.0.1:17434/postgres?target_session_attrs=prefer-standby');
+    assert.equal(plain.pooler?.connectionString, 'postgresql://postgres@127.0.0.1:19000,127.0.0.1:19001,127.0.0.1:19002/postgres');
+    // libpq still parses it: no password, the same user.
+    const url = new URL(plain.connectionString.replace(/@[^/]+\//, '@h/'));
+    assert.equal(url.username, 'postgres');
+    assert.equal(url.password, '');
+    // Everything else is untouched, and the input is not modified.
+    assert.deepEqual({ ...plain, connectionString: '', replicaConnectionString: '', pooler: null }, { ...full, connectionString: '', replicaConnectionString: '', pooler: null });
+    assert.ok(full.connectionString.includes(encodeURIComponent('p@ss:w/rd#%?&=0123456789')));
+  });
+
+  void it('leaves no secret of the cluster anywhere in the serialized status', () => {
+    const text = JSON.stringify(withoutSecrets(full));
+    for (const secret of ['p@ss:w/rd#%?&=0123456789', 'replication-password-0123456789', 'a'.repeat(40), 'pooler-password-0123456789']) {
+      assert.ok(!text.includes(secret) && !text.includes(encodeURIComponent(secret)), `a secret leaks: ${secret.slice(0, 6)}...`);
+    }
+    // The check itself can fail: the full status does carry the superuser password.
+    assert.ok(JSON.stringify(full).includes(encodeURIComponent('p@ss:w/rd#%?&=0123456789')));
+  });
+
+  void it('withoutPassword leaves URLs without a password as they are', () => {
+    assert.equal(withoutPassword('postgresql://postgres@h:1/db'), 'postgresql://postgres@h:1/db');
+    assert.equal(withoutPassword('postgresql://h:1/db'), 'postgresql://h:1/db');
+    assert.equal(withoutPassword('postgresql://u:p%40w@h:1,h:2/db?x=a@b'), 'postgresql://u@h:1,h:2/db?x=a@b');
   });
 });
 

@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -147,7 +147,8 @@ void describe('HaproxyDataPlane with the real haproxy', () => {
     assert.ok(plane !== null, 'the data plane was not started');
     return plane;
   };
-  const socketPath = (): string => path.join(dir, 'haproxy.sock');
+  // As in a node directory: the socket in a subdirectory of its own (made haproxy-owned by start()).
+  const socketPath = (): string => path.join(dir, 'haproxy', 'haproxy.sock');
   /** The tail of HAProxy's own log, for failure messages. */
   const haproxyLog = (): string => {
     try {
@@ -159,6 +160,8 @@ void describe('HaproxyDataPlane with the real haproxy', () => {
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'pgpilot-data-plane-live-'));
+    // Traversable like a node directory: as root, HAProxy runs as the haproxy OS user.
+    await chmod(dir, 0o755);
     a = await startFake('a', 'member');
     b = await startFake('b', 'member');
     const leaderHold = await startFake('hold', 'hold');

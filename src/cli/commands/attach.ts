@@ -6,8 +6,11 @@
  * database it owns (CONNECT revoked from PUBLIC) and the owner-only `public` schema; if any step
  * fails, what this call created is dropped again and the reservation removed. The generated
  * password appears once, in the printed URL (and in the env file when asked, mode 0600); it is
- * never stored by pgpilot.
+ * never stored by pgpilot. The env file is created (new, O_EXCL | O_NOFOLLOW) before anything else,
+ * so an existing file or symlink there is refused with nothing attached, and removed again when
+ * the attach fails.
  */
+import { unlink } from 'node:fs/promises';
 import path from 'node:path';
 import {
   HARDEN_PUBLIC_SCHEMA_SQL,
@@ -21,7 +24,7 @@ import {
   roleExists,
   validateName,
 } from '../../postgres/app-queries.js';
-import { appDatabaseUrl, readAttachment, removeAttachment, reserveAttachment, writeEnvFile, type AppAttachment } from '../../providers/local/app-attachments.js';
+import { appDatabaseUrl, createEnvFile, envFileContent, readAttachment, removeAttachment, reserveAttachment, type AppAttachment } from '../../providers/local/app-attachments.js';
 import { SystemClock, type Clock } from '../../shared/clock.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
 import { clusterRoleNames, withAppContext } from '../app-context.js';
@@ -58,7 +61,47 @@ export async function run(options: AttachOptions, output: Output, deps: AttachDe
   const defaults = defaultAppNames(app);
   const database = validateName('database', options.databaseName ?? defaults.database);
   const envFile = options.envFile === undefined ? null : path.resolve(options.envFile);
-  const result = await withAppContext(options.home, options.name, async (ctx) => {
+  // Claimed first: a path that is taken refuses the whole command before anything changes.
+  const envHandle = envFile === null ? null : await createEnvFile(envFile);
+  const dropEnvFile = async (): Promise<void> => {
+    if (envHandle === null || envFile === null) return;
+    await envHandle.close().catch(() => undefined);
+    await unlink(envFile).catch(() => undefined);
+  };
+  let result: AttachResult;
+  try {
+    result = await attachApp(options, app, database, envFile, deps);
+  } catch (error) {
+    await dropEnvFile();
+    throw error;
+  }
+
+  if (options.json) printJson(output, result);
+  else {
+    output.err(`attached ${result.app}: database ${result.database} owned by role ${result.user} (CONNECT revoked from PUBLIC)`);
+    output.out(`DATABASE_URL=${result.databaseUrl}`);
+    output.err('the password is shown only now; pgpilot does not store it');
+    output.err('single-host drivers (node-postgres): use one host:port of the list; every one reaches the leader');
+  }
+  if (envHandle !== null) {
+    try {
+      await envHandle.writeFile(envFileContent('DATABASE_URL', result.databaseUrl));
+      await envHandle.sync();
+      await envHandle.close();
+    } catch (error) {
+      await dropEnvFile();
+      throw new PgpilotError('COMMAND_FAILED', `the app is attached, but ${envFile ?? '?'} could not be written: ${errorMessage(error)}`, {
+        hint: 'copy the DATABASE_URL printed above; it is not shown again',
+      });
+    }
+    if (!options.json) output.err(`wrote DATABASE_URL to ${envFile ?? '?'} (mode 0600)`);
+  }
+  return 0;
+}
+
+async function attachApp(options: AttachOptions, app: string, database: string, envFile: string | null, deps: AttachDeps): Promise<AttachResult> {
+  const defaults = defaultAppNames(app);
+  return withAppContext(options.home, options.name, async (ctx) => {
     const user = validateName('user', options.user ?? defaults.user, clusterRoleNames(ctx.secrets));
     const cluster = ctx.manifest.name;
     const existing = await readAttachment(ctx.dcs, ctx.keys, app);
@@ -103,23 +146,4 @@ export async function run(options: AttachOptions, output: Output, deps: AttachDe
     }
     return { ...record, databaseUrl: appDatabaseUrl(ctx.manifest, user, password, database), envFile };
   });
-
-  if (options.json) printJson(output, result satisfies AttachResult);
-  else {
-    output.err(`attached ${result.app}: database ${result.database} owned by role ${result.user} (CONNECT revoked from PUBLIC)`);
-    output.out(`DATABASE_URL=${result.databaseUrl}`);
-    output.err('the password is shown only now; pgpilot does not store it');
-    output.err('single-host drivers (node-postgres): use one host:port of the list; every one reaches the leader');
-  }
-  if (envFile !== null) {
-    try {
-      await writeEnvFile(envFile, 'DATABASE_URL', result.databaseUrl);
-    } catch (error) {
-      throw new PgpilotError('COMMAND_FAILED', `the app is attached, but ${envFile} could not be written: ${errorMessage(error)}`, {
-        hint: 'copy the DATABASE_URL printed above; it is not shown again',
-      });
-    }
-    if (!options.json) output.err(`wrote DATABASE_URL to ${envFile} (mode 0600)`);
-  }
-  return 0;
 }

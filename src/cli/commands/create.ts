@@ -21,6 +21,7 @@ import { PgpilotError, errorMessage } from '../../shared/errors.js';
 import { isLsn } from '../../shared/lsn.js';
 import { printJson, type Output } from '../output.js';
 import { withEnvCredentials } from './backup.js';
+import { withoutSecrets } from '../../providers/local/cluster-status.js';
 import { renderStatus } from './status.js';
 
 export interface RestoreOptions {
@@ -38,6 +39,8 @@ export interface CreateCommandOptions {
   binDir?: string;
   timeoutSeconds: number;
   json: boolean;
+  /** With `json`: passwords in the connection strings (default: none, `withoutSecrets`). */
+  showSecrets?: boolean;
   restore?: RestoreOptions;
 }
 
@@ -149,7 +152,7 @@ export async function run(options: CreateCommandOptions, deps: ProviderDeps, out
     deps,
   );
   if (options.json) {
-    printJson(output, status);
+    printJson(output, options.showSecrets === true ? status : withoutSecrets(status));
     return 0;
   }
   output.out(renderStatus(status, { showPasswords: true }));

@@ -20,7 +20,7 @@ import { defaultDynamicConfig, dynamicConfigSchema, type ClusterManifest, type D
 import { connectLocal } from '../../postgres/queries.js';
 import { clusterStatus, openClusterDcs, snapshotCluster, validateClusterName, type ProviderDeps } from '../../providers/local/local-provider.js';
 import { readManifest, readSecrets, writeSecrets } from '../../providers/local/cluster-store.js';
-import { maskPassword } from '../../providers/local/cluster-status.js';
+import { maskPassword, poolerWithoutSecrets } from '../../providers/local/cluster-status.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
 import { parseJsonOrNull } from '../../shared/json.js';
 import { withAppContext } from '../app-context.js';
@@ -243,11 +243,11 @@ export async function runEnable(options: PoolerEnableOptions, deps: ProviderDeps
     await dcs.close().catch(() => undefined);
   }
   const pooler = await poolerStatusOf(options.home, name);
-  if (options.json) printJson(output, { cluster: name, pooler });
+  if (options.json) printJson(output, { cluster: name, pooler: poolerWithoutSecrets(pooler) });
   else {
     output.out(`pooler enabled on ${name}: ${describe(pooler)}, PgBouncer on ${pooler.nodes.filter((n) => n.pid !== null).length}/${pooler.nodes.length} nodes`);
     output.out(`pooler connection string:  ${maskPassword(pooler.connectionString ?? '-')}`);
-    output.out(`(password hidden; \`pgpilot status ${name} --json\` shows it; use -M simple with pgbench in transaction mode)`);
+    output.out(`(password hidden; \`pgpilot pooler show ${name} --show-secrets\` shows it; use -M simple with pgbench in transaction mode)`);
   }
   return 0;
 }
@@ -274,14 +274,15 @@ export async function runDisable(options: PoolerDisableOptions, deps: ProviderDe
     await dcs.close().catch(() => undefined);
   }
   const pooler = await poolerStatusOf(options.home, name);
-  if (options.json) printJson(output, { cluster: name, changed, pooler });
+  if (options.json) printJson(output, { cluster: name, changed, pooler: poolerWithoutSecrets(pooler) });
   else output.out(changed ? `pooler disabled on ${name}: every PgBouncer stopped` : `the pooler of ${name} was not enabled; nothing runs`);
   return 0;
 }
 
-export async function runShow(options: { home: string; name: string; json: boolean }, output: Output): Promise<number> {
+export async function runShow(options: { home: string; name: string; json: boolean; showSecrets?: boolean }, output: Output): Promise<number> {
   const name = validateClusterName(options.name);
-  const pooler = await poolerStatusOf(options.home, name);
+  const shown = await poolerStatusOf(options.home, name);
+  const pooler = options.showSecrets === true ? shown : poolerWithoutSecrets(shown);
   if (options.json) {
     printJson(output, { cluster: name, pooler });
     return 0;
@@ -294,9 +295,9 @@ export async function runShow(options: { home: string; name: string; json: boole
       pooler.nodes.map((n) => [n.name, n.port === null ? '- (no pooler port)' : `${n.host}:${n.port}`, n.pid === null ? '-' : String(n.pid)]),
     ),
   );
-  if (pooler.connectionString !== null) {
+  if (shown.connectionString !== null) {
     output.out('');
-    output.out(`pooler connection string:  ${maskPassword(pooler.connectionString)}`);
+    output.out(`pooler connection string:  ${options.showSecrets === true ? shown.connectionString : maskPassword(shown.connectionString)}`);
   }
   return 0;
 }

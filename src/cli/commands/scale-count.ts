@@ -8,6 +8,7 @@
  */
 import { confirmYes } from '../confirm.js';
 import { chooseNodesToRemove, clusterStatus, openClusterDcs, scaleCluster, validateClusterName, type ProviderDeps, type ScaleResult } from '../../providers/local/local-provider.js';
+import { withoutSecrets } from '../../providers/local/cluster-status.js';
 import { readManifest } from '../../providers/local/cluster-store.js';
 import { PgpilotError } from '../../shared/errors.js';
 import { MAX_NODES, MIN_NODES } from '../../config/schema.js';
@@ -83,7 +84,7 @@ export async function run(options: ScaleCountOptions, deps: ProviderDeps, output
     deleteData: options.deleteData,
     timeoutMs: options.timeoutSeconds * 1000,
   });
-  if (options.json) printJson(output, result);
+  if (options.json) printJson(output, { ...result, status: withoutSecrets(result.status) });
   else output.out(describeScaleResult(result));
   return 0;
 }

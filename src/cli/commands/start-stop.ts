@@ -1,11 +1,12 @@
 /** `pgpilot start NAME` and `pgpilot stop NAME`: keep the data, stop or start every process. */
 import { startCluster, stopCluster, type ProviderDeps } from '../../providers/local/local-provider.js';
+import { withoutSecrets } from '../../providers/local/cluster-status.js';
 import { printJson, type Output } from '../output.js';
 import { renderStatus } from './status.js';
 
-export async function runStart(options: { home: string; name: string; json: boolean; timeoutSeconds: number }, deps: ProviderDeps, output: Output): Promise<number> {
+export async function runStart(options: { home: string; name: string; json: boolean; showSecrets?: boolean; timeoutSeconds: number }, deps: ProviderDeps, output: Output): Promise<number> {
   const { status, alreadyRunning } = await startCluster(options.home, options.name, deps, options.timeoutSeconds * 1000);
-  if (options.json) printJson(output, status);
+  if (options.json) printJson(output, options.showSecrets === true ? status : withoutSecrets(status));
   else {
     if (alreadyRunning) output.out(`cluster ${status.cluster} was already running`);
     output.out(renderStatus(status, { showPasswords: false }));

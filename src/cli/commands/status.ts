@@ -1,10 +1,11 @@
 /**
- * `pgpilot status NAME [--json]`: roles, lag (bytes and seconds), failover eligibility (and why
- * not), sync mode and the published synchronous set (`(sync)` after a member's role), a health
- * verdict per member and connection strings.
+ * `pgpilot status NAME [--json] [--show-secrets]`: roles, lag (bytes and seconds), failover
+ * eligibility (and why not), sync mode and the published synchronous set (`(sync)` after a
+ * member's role), a health verdict per member and connection strings. Without `--show-secrets`
+ * no output carries a password: the table masks it, the JSON has none (`withoutSecrets`).
  */
 import { clusterStatus } from '../../providers/local/local-provider.js';
-import { maskPassword, type ClusterStatus } from '../../providers/local/cluster-status.js';
+import { maskPassword, withoutSecrets, type ClusterStatus } from '../../providers/local/cluster-status.js';
 import { printJson, renderTable, type Output } from '../output.js';
 import { poolerStatusLines } from '../../pooler/pooler-status.js';
 
@@ -12,6 +13,8 @@ export interface StatusOptions {
   home: string;
   name: string;
   json: boolean;
+  /** Passwords in the connection strings (JSON and text); off by default. */
+  showSecrets?: boolean;
 }
 
 export function renderStatus(status: ClusterStatus, options: { showPasswords: boolean }): string {
@@ -73,10 +76,11 @@ export function describeSync(status: ClusterStatus): string {
 
 export async function run(options: StatusOptions, output: Output): Promise<number> {
   const status = await clusterStatus(options.home, options.name);
-  if (options.json) printJson(output, status);
+  const showSecrets = options.showSecrets === true;
+  if (options.json) printJson(output, showSecrets ? status : withoutSecrets(status));
   else {
-    output.out(renderStatus(status, { showPasswords: false }));
-    output.out(`(passwords hidden; \`pgpilot status ${status.cluster} --json\` or \`pgpilot connect ${status.cluster}\`)`);
+    output.out(renderStatus(status, { showPasswords: showSecrets }));
+    if (!showSecrets) output.out(`(passwords hidden; \`pgpilot status ${status.cluster} --show-secrets\` or \`pgpilot connect ${status.cluster}\`)`);
   }
   return 0;
 }

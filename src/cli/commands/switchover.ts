@@ -8,7 +8,7 @@ import { clusterKeys } from '../../dcs/keys.js';
 import { recordEvent } from '../../ha/events.js';
 import { INTENT_TIMEOUT_MS, type FailoverIntent } from '../../ha/intent.js';
 import { clusterStatus, openClusterDcs, validateClusterName, type ProviderDeps } from '../../providers/local/local-provider.js';
-import type { ClusterStatus } from '../../providers/local/cluster-status.js';
+import { withoutSecrets, type ClusterStatus } from '../../providers/local/cluster-status.js';
 import { readManifest } from '../../providers/local/cluster-store.js';
 import { PgpilotError } from '../../shared/errors.js';
 import { printJson, type Output } from '../output.js';
@@ -165,7 +165,7 @@ export async function run(options: SwitchoverOptions, deps: ProviderDeps, output
     const tookMs = deps.clock.nowMs() - startedMs;
     deps.progress(`${status.leader ?? '?'} leads (timeline ${status.timeline ?? '?'}) after ${tookMs} ms`);
     status = await waitForFollowers(options, deps, before, status);
-    if (options.json) printJson(output, { ...status, tookMs });
+    if (options.json) printJson(output, { ...withoutSecrets(status), tookMs });
     else output.out(`${options.kind} done: ${before.leader ?? 'no leader'} -> ${status.leader ?? '?'} in ${(tookMs / 1000).toFixed(1)} s (timeline ${status.timeline ?? '?'})`);
     return 0;
   } finally {

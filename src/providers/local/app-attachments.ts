@@ -4,16 +4,20 @@
  * written to. Invariants: the record never holds a password (the generated one is shown once and
  * written only to the env file the user asked for); a record is created only if absent, so two
  * concurrent `attach` of one app cannot both succeed; a malformed record reads as absent rather
- * than crashing a reader (shared/json.ts); the env file is written 0600 through a temp file and a
- * rename, so it is never readable by others, not even for a moment.
+ * than crashing a reader (shared/json.ts); the env file is a new file created 0600 by
+ * `createPrivateFile` (src/shared/fs-safe.ts: O_EXCL | O_NOFOLLOW), so it is never readable by
+ * others, an existing file (or a symlink planted there) is refused instead of overwritten, and the
+ * refusal comes before anything is attached.
  */
 import { connectionUrl } from '../../postgres/connection-url.js';
 import { clusterPathsIn } from './paths.js';
-import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
+import { lstat, type FileHandle } from 'node:fs/promises';
 import { z } from 'zod';
 import type { Dcs } from '../../dcs/dcs.js';
 import type { ClusterKeys } from '../../dcs/keys.js';
 import type { ClusterManifest } from '../../config/schema.js';
+import { PgpilotError } from '../../shared/errors.js';
+import { createPrivateFile } from '../../shared/fs-safe.js';
 import { parseJsonOrNull } from '../../shared/json.js';
 
 export const appAttachmentSchema = z
@@ -73,38 +77,33 @@ export function appDatabaseUrl(manifest: Pick<ClusterManifest, 'nodes' | 'cluste
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/**
- * `content` with `KEY=value` set (pure): an existing `KEY=` line (optionally `export KEY=`) is
- * replaced in place, otherwise the line is appended; every other line is kept as it was.
- */
-export function upsertEnvLine(content: string, key: string, value: string): string {
+/** The env file's content (pure): the one line `KEY=value`. */
+export function envFileContent(key: string, value: string): string {
   if (!ENV_KEY.test(key)) throw new Error(`invalid environment variable name ${key}`);
   if (/[\r\n]/.test(value)) throw new Error('an env file value cannot contain a line break');
-  const line = `${key}=${value}`;
-  const lines = content.length === 0 ? [] : content.replace(/\n$/, '').split('\n');
-  const pattern = new RegExp(`^\\s*(export\\s+)?${key}\\s*=`);
-  let replaced = false;
-  const next = lines.map((existing) => {
-    if (!pattern.test(existing)) return existing;
-    if (replaced) return null;
-    replaced = true;
-    return line;
-  });
-  const kept = next.filter((l): l is string => l !== null);
-  if (!replaced) kept.push(line);
-  return `${kept.join('\n')}\n`;
+  return `${key}=${value}\n`;
 }
 
-/** Sets `KEY=value` in the env file (created if missing), leaving it mode 0600. */
-export async function writeEnvFile(file: string, key: string, value: string, pid: number = process.pid): Promise<void> {
-  let current = '';
+/**
+ * Creates the env file `attach --env-file` will write (empty, mode 0600) and returns its handle.
+ * Called before anything is attached, so a refusal changes nothing: INPUT_INVALID (exit 2) when
+ * anything is at the path (a file, a directory, a symlink, dangling or not) or it cannot be created.
+ */
+export async function createEnvFile(file: string): Promise<FileHandle> {
   try {
-    current = await readFile(file, 'utf8');
+    return await createPrivateFile(file, 0o600);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    if (code === 'EEXIST' || code === 'ELOOP') {
+      const symlink = await lstat(file).then((info) => info.isSymbolicLink(), () => false);
+      throw new PgpilotError('INPUT_INVALID', `${file} already exists${symlink ? ' (a symbolic link)' : ''}; pgpilot never overwrites an env file`, {
+        hint: 'name a new file with --env-file, or move the existing one away first; nothing was attached',
+        exitCode: 2,
+      });
+    }
+    throw new PgpilotError('INPUT_INVALID', `cannot create the env file ${file} (${code})`, {
+      hint: 'name a file in an existing directory you can write; nothing was attached',
+      exitCode: 2,
+    });
   }
-  const temp = `${file}.tmp-${pid}`;
-  await writeFile(temp, upsertEnvLine(current, key, value), { mode: 0o600 });
-  await chmod(temp, 0o600);
-  await rename(temp, file);
 }

@@ -334,3 +334,32 @@ export function connectionStrings(
 export function maskPassword(url: string): string {
   return url.replace(/(postgresql:\/\/[^:/@]+:)[^@]+@/, '$1****@');
 }
+
+/**
+ * The same URL with no password at all (`postgresql://postgres@host:port,.../db?...`): what JSON
+ * output carries unless the caller asked for secrets. The user part is percent-encoded (no `:`),
+ * and so is the password (no `@`), so the first `user:...@` of the URL is exactly the credential.
+ */
+export function withoutPassword(url: string): string {
+  return url.replace(/^(postgresql:\/\/[^:/@]+):[^@]*@/, '$1@');
+}
+
+/** The pooler part without its password (pure). */
+export function poolerWithoutSecrets(pooler: PoolerStatus): PoolerStatus {
+  return { ...pooler, connectionString: pooler.connectionString === null ? null : withoutPassword(pooler.connectionString) };
+}
+
+/**
+ * The status contract as printed without `--show-secrets` (pure). Invariant: the connection
+ * strings are the only places a `ClusterStatus` holds a secret (apps list no passwords, member
+ * records no tokens), so after this nothing in it is one; test/unit/cluster-status.test.ts checks
+ * the serialized result against every secret of the cluster.
+ */
+export function withoutSecrets<T extends ClusterStatus>(status: T): T {
+  return {
+    ...status,
+    connectionString: withoutPassword(status.connectionString),
+    replicaConnectionString: withoutPassword(status.replicaConnectionString),
+    ...(status.pooler === undefined || status.pooler === null ? {} : { pooler: poolerWithoutSecrets(status.pooler) }),
+  };
+}
