@@ -8,15 +8,17 @@
  *   npm run bench:proxy -- [--seconds 15] [--clients 8] [--rounds 2] [--nodes 1] [--connect]
  *
  * `--connect` adds pgbench -C (a new connection per transaction), where backend fork and SCRAM
- * dominate. The cluster is created in a temporary home and destroyed at the end, even on failure.
+ * dominate (and, since postgres speaks TLS only, the TLS handshake). The cluster is created in a temporary home and destroyed at the end, even on failure.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ClusterStatus } from '../src/providers/local/cluster-status.js';
 import { makeTempHome, removeTempHome, runCli, REPO_ROOT } from '../test/helpers/cli.js';
+import { readManifest } from '../src/providers/local/cluster-store.js';
+import { clusterPathsIn } from '../src/providers/local/paths.js';
 import { exec } from './lib/exec.js';
-import { haproxyInstalled, PG_BIN, pgbenchRun, startClusterHaproxy, tpsOf, type RunningHaproxy } from './lib/pgbench.js';
+import { haproxyInstalled, PGBENCH, pgbenchInit, pgbenchRun, startClusterHaproxy, tpsOf, type RunningHaproxy } from './lib/pgbench.js';
 import { median as medianOf } from './lib/stats.js';
 
 /** The median, 0 when every run of a target failed (as this script has always reported it). */
@@ -47,7 +49,8 @@ async function main(): Promise<void> {
     const leader = status.members.find((m) => m.name === status.leader);
     if (leader === undefined || leader.proxyPort === null) throw new Error('no leader');
     const password = decodeURIComponent(/postgresql:\/\/[^:]+:([^@]+)@/.exec(status.connectionString)?.[1] ?? '');
-    const env = { ...process.env, PGPASSWORD: password };
+    // postgres accepts TLS only: pgbench verifies it against the cluster CA (sslmode=verify-full).
+    const caFile = clusterPathsIn((await readManifest(home, 'bench')).clusterDir).caFile;
     const targets: Array<{ label: string; port: number }> = [
       { label: 'direct', port: leader.port },
       { label: 'pgpilot proxy', port: leader.proxyPort },
@@ -57,12 +60,12 @@ async function main(): Promise<void> {
       targets.push({ label: 'haproxy', port: haproxy.port });
     }
     process.stderr.write('pgbench -i -s 10...\n');
-    await exec(`${PG_BIN}/pgbench`, ['-i', '-q', '-s', '10', '-h', '127.0.0.1', '-p', String(leader.port), '-U', 'postgres', 'postgres'], env, 300_000);
+    await pgbenchInit({ host: '127.0.0.1', port: leader.port, user: 'postgres', password, database: 'postgres', caFile }, 10, 300_000);
     const samples = new Map<string, number[]>(targets.map((t) => [t.label, []]));
     const failures = new Map<string, string[]>(targets.map((t) => [t.label, []]));
     for (let round = 0; round < rounds; round += 1) {
       for (const target of targets) {
-        const pg = { host: '127.0.0.1', port: target.port, user: 'postgres', password, database: 'postgres' };
+        const pg = { host: '127.0.0.1', port: target.port, user: 'postgres', password, database: 'postgres', caFile };
         try {
           const tps = tpsOf(await pgbenchRun(pg, { seconds, clients, jobs: 2, selectOnly: true, connect: values.connect }));
           samples.get(target.label)?.push(tps);
@@ -86,7 +89,7 @@ async function main(): Promise<void> {
         failedRuns: failures.get(t.label),
       };
     });
-    const pgbenchVersion = (await exec(`${PG_BIN}/pgbench`, ['--version'], env, 10_000)).trim();
+    const pgbenchVersion = (await exec(PGBENCH, ['--version'], process.env, 10_000)).trim();
     const report = {
       kind: 'proxy-pgbench',
       at: new Date().toISOString(),

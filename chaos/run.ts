@@ -3,9 +3,9 @@
  *
  * Two processes. The outer one (root namespace) checks the machine, removes leftovers of crashed
  * runs (namespaces `pgp-chaos-*` whose runner is gone), creates the namespaces, bridge, veths and
- * tmpfs volumes, records them, and starts the inner one inside the runner's namespace with
- * `ip netns exec` (the /24 exists only inside the namespaces, so the workload and the checks must
- * run there). The inner one starts etcd and the agents, runs the workload, the probe and the
+ * tmpfs volumes, records them, makes the run's CA and certificates (lib/chaos-tls.ts), and starts
+ * the inner one inside the runner's namespace with `ip netns exec` (the /24 exists only inside the
+ * namespaces, so the workload and the checks must run there). The inner one starts etcd and the agents, runs the workload, the probe and the
  * faults, and writes the report. Whatever happens (error, SIGINT, SIGTERM, a crashed inner
  * process), the outer one then stops every recorded process and removes mounts and namespaces.
  */
@@ -24,6 +24,7 @@ import { ACKED_TABLE_SQL, Workload } from './lib/workload.js';
 import { PROBE_TABLE_SQL, SplitBrainProbe, analyzeSplitBrain } from './lib/probe.js';
 import { applyFault, planFaults, resolveTarget, type AppliedFault } from './lib/faults.js';
 import { checkAckedRows, createTables, waitForConvergence } from './lib/checker.js';
+import { provisionChaosTls } from './lib/chaos-tls.js';
 import { agentPid, newChaosCluster, prepareDirectories, startCluster, stopCluster } from './lib/cluster.js';
 import { CHAOS_HOME, runLayout } from './lib/layout.js';
 import { mulberry32, randomSeed } from './lib/prng.js';
@@ -204,6 +205,8 @@ async function outer(options: Options, argv: string[]): Promise<number> {
       state.mounts.push(dir);
       writeOuterState(layout.stateFile, state);
     });
+    const leaves = await provisionChaosTls(layout);
+    progress(`TLS: a CA for this run and ${leaves} certificates in ${layout.tlsDir} (node keys owned by postgres)`);
     if (signals > 0) return 1;
     const innerArgs = [...argv.filter((a) => a !== '--remove-work-dir'), '--inner', '--run-id', runId, '--seed', String(options.seed), '--home', options.home];
     child = spawn('ip', ['netns', 'exec', topology.clientNs, process.execPath, fileURLToPath(import.meta.url), ...innerArgs], {
@@ -278,8 +281,8 @@ async function inner(options: Options): Promise<number> {
   const lostIds = new Set<number>();
   let fatalError: string | null = null;
   let bootstrap: ChaosReport['bootstrap'] = { converged: false, ms: null, leader: null, syncStandbyNames: null };
-  const workload = new Workload(cluster.secrets, { writers: options.writers, paceMs: 40, connectTimeoutMs: 1_000, queryTimeoutMs: 5_000 });
-  const probe = new SplitBrainProbe(cluster.secrets, { intervalMs: 100, connectTimeoutMs: 500, queryTimeoutMs: 2_000 });
+  const workload = new Workload(cluster.credentials, { writers: options.writers, paceMs: 40, connectTimeoutMs: 1_000, queryTimeoutMs: 5_000 });
+  const probe = new SplitBrainProbe(cluster.credentials, { intervalMs: 100, connectTimeoutMs: 500, queryTimeoutMs: 2_000 });
   let workloadStarted = false;
   let converged = 0;
 
@@ -294,14 +297,14 @@ async function inner(options: Options): Promise<number> {
         if (first !== undefined && first !== null) dead.agent = first;
       });
     }, 1_000);
-    const boot = await waitForConvergence(cluster.secrets, 180_000, () => stopping || dead.agent !== null).finally(() => clearInterval(watchAgents));
+    const boot = await waitForConvergence(cluster.credentials, 180_000, () => stopping || dead.agent !== null).finally(() => clearInterval(watchAgents));
     if (dead.agent !== null) throw new Error(`the agent of ${dead.agent} exited during bootstrap (see ${layout.node(dead.agent).logFile} and agent.out)`);
     bootstrap = { converged: boot.converged, ms: boot.converged ? Math.round(nowMs() - t0) : null, leader: boot.leader, syncStandbyNames: boot.syncStandbyNames };
     if (!boot.converged || boot.leader === null) throw new Error(`the cluster did not converge after bootstrap: ${boot.last}`);
     progress(`bootstrap: converged in ${((nowMs() - t0) / 1000).toFixed(1)} s, leader ${boot.leader}, synchronous_standby_names '${boot.syncStandbyNames ?? ''}'`);
-    await createTables(boot.leader, cluster.secrets, [ACKED_TABLE_SQL, PROBE_TABLE_SQL], 30_000);
+    await createTables(boot.leader, cluster.credentials, [ACKED_TABLE_SQL, PROBE_TABLE_SQL], 30_000);
     // The tables must have reached the replicas before probing them (a standby without the table errors differently).
-    await waitForConvergence(cluster.secrets, 30_000, stop);
+    await waitForConvergence(cluster.credentials, 30_000, stop);
     workload.start();
     probe.start();
     workloadStarted = true;
@@ -357,7 +360,7 @@ async function inner(options: Options): Promise<number> {
         }
       }
       const healedMs = nowMs();
-      const result = await waitForConvergence(cluster.secrets, options.convergeTimeoutMs, stop);
+      const result = await waitForConvergence(cluster.credentials, options.convergeTimeoutMs, stop);
       entry.converged = result.converged;
       entry.convergenceState = result.last;
       entry.syncStandbyNames = result.syncStandbyNames;
@@ -370,7 +373,7 @@ async function inner(options: Options): Promise<number> {
       entry.leaderAfter = result.leader;
       leader = result.leader;
       try {
-        const check = await checkAckedRows(leader, cluster.secrets, workload.acked);
+        const check = await checkAckedRows(leader, cluster.credentials, workload.acked);
         let newlyLost = 0;
         for (const row of check.missing) {
           if (!lostIds.has(row.id)) {
@@ -400,10 +403,10 @@ async function inner(options: Options): Promise<number> {
     await probe.stop();
     // Final check: rows acknowledged after the last fault's check count too.
     if (!stopping && fatalError === null) {
-      const last = await waitForConvergence(cluster.secrets, 30_000, stop);
+      const last = await waitForConvergence(cluster.credentials, 30_000, stop);
       if (last.converged && last.leader !== null) {
         try {
-          const check = await checkAckedRows(last.leader, cluster.secrets, workload.acked);
+          const check = await checkAckedRows(last.leader, cluster.credentials, workload.acked);
           for (const row of check.missing) lostIds.add(row.id);
         } catch (error) {
           progress(`final ack check failed: ${errorMessage(error)}`);

@@ -35,6 +35,12 @@ export interface BenchCluster {
   readonly password: string;
   readonly database: string;
   /**
+   * The CA file a client verifies the servers' certificates against (verify-full: pgpilot's
+   * postgres accepts TLS connections only), or null when the system's postgres speaks plain text
+   * (the Patroni cluster of bench/lib/patroni-cluster.ts).
+   */
+  readonly caFile: string | null;
+  /**
    * Where a writing client connects, tried in order like libpq multi-host with
    * target_session_attrs=read-write (pgpilot: the nodes' leader-routing proxy ports; Patroni: the
    * postgres ports).

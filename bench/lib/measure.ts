@@ -16,10 +16,12 @@
  * Every wait has a deadline; every helper stops what it started (probe in finally, pgbench and
  * HAProxy killed on error). Times are performance.now() milliseconds.
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { verifyFullSsl } from '../../src/postgres/queries.js';
 import type { BenchCluster, BenchNode, Endpoint } from './bench-cluster.js';
 import { pgbenchInit, pgbenchRun, tpsOf, type PgTarget } from './pgbench.js';
 import { clockTicksPerSecond, isAlive, readStat, rssKiB } from './proc.js';
@@ -124,6 +126,8 @@ interface Credentials {
   user: string;
   password: string;
   database: string;
+  /** PEM of the CA to verify the server against (verify-full), or null for a plain-text server. */
+  ca: string | null;
 }
 
 /** Ends a client without trusting end() to settle (it may not after a failed connect). */
@@ -145,6 +149,7 @@ async function tryEndpoint(endpoint: Endpoint, creds: Credentials, options: Requ
     user: creds.user,
     password: creds.password,
     database: creds.database,
+    ...(creds.ca === null ? {} : { ssl: verifyFullSsl(creds.ca) }),
     connectionTimeoutMillis: options.connectTimeoutMs,
     query_timeout: options.queryTimeoutMs,
     statement_timeout: options.queryTimeoutMs,
@@ -203,7 +208,7 @@ export class WriteProbe {
   constructor(cluster: BenchCluster, options: WriteProbeOptions = {}) {
     this.options = { intervalMs: 100, maxInFlight: 50, connectTimeoutMs: 1_000, queryTimeoutMs: 2_000, ...options };
     this.endpoints = cluster.writeEndpoints();
-    this.creds = { user: cluster.user, password: cluster.password, database: cluster.database };
+    this.creds = { user: cluster.user, password: cluster.password, database: cluster.database, ca: cluster.caFile === null ? null : readFileSync(cluster.caFile, 'utf8') };
   }
 
   /** Creates the probe table (bounded retries), then starts an attempt every intervalMs. */
@@ -498,7 +503,7 @@ export async function measureSwitchover(cluster: BenchCluster, log: Log, deadlin
 const initialized = new WeakSet<BenchCluster>();
 
 function leaderTarget(cluster: BenchCluster, leader: BenchNode, port = leader.pgPort): PgTarget {
-  return { host: '127.0.0.1', port, user: cluster.user, password: cluster.password, database: cluster.database };
+  return { host: '127.0.0.1', port, user: cluster.user, password: cluster.password, database: cluster.database, caFile: cluster.caFile };
 }
 
 /** `pgbench -i -s 10` on the leader, once per cluster. */

@@ -2,9 +2,9 @@
  * The Patroni side of the benchmark: Debian's Patroni 3.0.2 (`apt-get install patroni`) driven
  * through the `BenchCluster` shape of bench/lib/bench-cluster.ts.
  *
- * One run = one private etcd 3.4 (v3 API, loopback, free ports) + `nodes` Patroni members
- * (patroni-node1..N), each with its own postgres port and REST port on 127.0.0.1, all under a fresh
- * temporary work directory. Patroni runs as the `postgres` OS user through `setpriv ... --pdeathsig
+ * One run = one private etcd 3.4 (v3 API, loopback, free ports, TLS with client certificates of a
+ * CA of the run) + `nodes` Patroni members (patroni-node1..N), each with its own postgres port and
+ * REST port on 127.0.0.1, all under a fresh temporary work directory. Patroni runs as the `postgres` OS user through `setpriv ... --pdeathsig
  * KILL`, so a Patroni process dies with the bench process. Postgres itself is double-forked by
  * Patroni (own session, reparented to PID 1), so pdeathsig does not reach it: `destroy()` stops it
  * by the PID in postmaster.pid (only after /proc shows it is postgres on that node's data dir),
@@ -35,6 +35,10 @@ import { findFreePorts, LOOPBACK_HOST } from '../../src/shared/ports.js';
 import { isOwnedProcessAlive, isPidRunning, readCmdline, stopOwnedProcess } from '../../src/shared/pid.js';
 import { asPostgresUser, POSTGRES_OS_USER, runCommand } from '../../src/shared/process-runner.js';
 import { clientUrl, startEtcd, waitForEtcd } from '../../src/providers/local/etcd-server.js';
+import { givePostgres } from '../../src/postgres/initdb.js';
+import { ensureCa, issueLeaf, LEAF_VALID_DAYS } from '../../src/tls/cluster-pki.js';
+import { readTlsMaterial, type TlsMaterial } from '../../src/tls/tls-files.js';
+import { httpsRequest, jsonBody } from '../../src/shared/https-client.js';
 import { WaitAbortedError, waitUntil } from '../../test/helpers/wait.js';
 
 const PATRONI_BIN = '/usr/bin/patroni';
@@ -78,6 +82,42 @@ interface PatroniStatus {
 }
 
 export type PatroniCreateOptions = CreateOptions & { nodes?: number; workDir?: string };
+
+/**
+ * The etcd of a Patroni run speaks TLS with client certificates only (pgpilot's etcdArgs has no
+ * plain-text mode), with a CA of its own under WORK/tls: etcd's server and peer certificate
+ * (127.0.0.1), Patroni's client certificate (its key owned by the postgres OS user, which runs
+ * Patroni), and the bench's own client certificate (etcd /health, lease queries). Patroni's
+ * postgres itself stays as Patroni sets it up (plain text on loopback).
+ */
+interface PatroniTlsFiles {
+  dir: string;
+  caFile: string;
+  caKeyFile: string;
+  etcd: { certFile: string; keyFile: string };
+  patroni: { certFile: string; keyFile: string };
+  bench: { certFile: string; keyFile: string };
+}
+
+function patroniTlsFiles(workDir: string): PatroniTlsFiles {
+  const dir = path.join(workDir, 'tls');
+  const pair = (name: string): { certFile: string; keyFile: string } => ({ certFile: path.join(dir, `${name}.crt`), keyFile: path.join(dir, `${name}.key`) });
+  return { dir, caFile: path.join(dir, 'ca.crt'), caKeyFile: path.join(dir, 'ca.key'), etcd: pair('etcd'), patroni: pair('patroni'), bench: pair('bench') };
+}
+
+async function provisionPatroniTls(files: PatroniTlsFiles): Promise<void> {
+  await mkdir(files.dir, { recursive: true });
+  await chmod(files.dir, 0o755);
+  const ca = await ensureCa({ caFile: files.caFile, caKeyFile: files.caKeyFile }, 'patroni-bench');
+  const request = (commonName: string, usage: 'server-and-client' | 'client', ipAddresses: string[]) => ({ commonName, ipAddresses, dnsNames: [], usage, validDays: LEAF_VALID_DAYS });
+  await issueLeaf(ca, { ...files.etcd, request: request('etcd', 'server-and-client', [LOOPBACK_HOST]) });
+  await issueLeaf(ca, { ...files.patroni, request: request('patroni', 'client', []), chown: givePostgres });
+  await issueLeaf(ca, { ...files.bench, request: request('bench', 'client', []) });
+}
+
+function benchEtcdTls(files: PatroniTlsFiles): TlsMaterial {
+  return readTlsMaterial({ caFile: files.caFile, ...files.bench });
+}
 
 // ---------------------------------------------------------------------------------------------
 // small helpers
@@ -194,7 +234,7 @@ interface Secrets {
   rest: string;
 }
 
-function patroniConfig(node: PatroniNode, scope: string, etcdPort: number, profile: 'default' | 'tuned', secrets: Secrets): unknown {
+function patroniConfig(node: PatroniNode, scope: string, etcdPort: number, tls: PatroniTlsFiles, profile: 'default' | 'tuned', secrets: Secrets): unknown {
   const rewindAndSlots = {
     use_pg_rewind: true,
     use_slots: true,
@@ -212,7 +252,8 @@ function patroniConfig(node: PatroniNode, scope: string, etcdPort: number, profi
       authentication: { username: REST_USER, password: secrets.rest },
     },
     // etcd 3.4 serves only the v3 API (v2 is off by default): Patroni's etcd3 module.
-    etcd3: { hosts: `${LOOPBACK_HOST}:${etcdPort}` },
+    // TLS with a client certificate (etcd runs with --client-cert-auth).
+    etcd3: { hosts: `${LOOPBACK_HOST}:${etcdPort}`, protocol: 'https', cacert: tls.caFile, cert: tls.patroni.certFile, key: tls.patroni.keyFile },
     bootstrap: {
       dcs: {
         ...(profile === 'tuned' ? TUNED_DCS : {}),
@@ -261,6 +302,8 @@ class PatroniBenchCluster implements BenchCluster {
   readonly system = 'patroni' as const;
   readonly user = SUPERUSER;
   readonly database = DATABASE;
+  /** Patroni's postgres is plain text (as Patroni sets it up); only its etcd speaks TLS. */
+  readonly caFile = null;
   settings: Record<string, unknown> = {};
 
   private etcdPid: number | null = null;
@@ -274,6 +317,7 @@ class PatroniBenchCluster implements BenchCluster {
     readonly workDir: string,
     readonly etcdDataDir: string,
     readonly etcdPort: number,
+    private readonly tls: PatroniTlsFiles,
     private readonly members: PatroniNode[],
     private readonly log: (line: string) => void,
   ) {
@@ -418,9 +462,11 @@ class PatroniBenchCluster implements BenchCluster {
 
   private async leaseGrantedTtls(): Promise<number[]> {
     const base = clientUrl(LOOPBACK_HOST, this.etcdPort);
+    const tls = benchEtcdTls(this.tls);
     const post = async (url: string, body: unknown): Promise<unknown> => {
-      const response = await fetch(`${base}${url}`, { method: 'POST', body: JSON.stringify(body), signal: AbortSignal.timeout(2_000) });
-      return response.json();
+      const response = await httpsRequest(`${base}${url}`, { method: 'POST', body: JSON.stringify(body), timeoutMs: 2_000, tls });
+      if (!response.ok) throw new Error(`etcd ${url}: HTTP ${response.status}`);
+      return jsonBody(response);
     };
     const list = (await post('/v3/lease/leases', {})) as { leases?: Array<{ ID?: string }> };
     const ttls: number[] = [];
@@ -591,6 +637,7 @@ export async function createPatroniCluster(options: PatroniCreateOptions): Promi
     };
   });
   const etcdDataDir = path.join(workDir, 'etcd');
+  const tls = patroniTlsFiles(workDir);
   const cluster = new PatroniBenchCluster(
     options.profile,
     secrets.superuser,
@@ -598,12 +645,14 @@ export async function createPatroniCluster(options: PatroniCreateOptions): Promi
     workDir,
     etcdDataDir,
     etcdClientPort,
+    tls,
     members,
     options.log,
   );
 
   try {
     options.log(`patroni: work dir ${workDir}, scope ${scope}, profile ${options.profile}`);
+    await provisionPatroniTls(tls);
     const etcdLog = path.join(workDir, 'etcd.log');
     const etcd = await startEtcd({
       name: 'bench-etcd',
@@ -612,16 +661,17 @@ export async function createPatroniCluster(options: PatroniCreateOptions): Promi
       peerPort: etcdPeerPort,
       logFile: etcdLog,
       detached: false,
+      tls: { caFile: tls.caFile, ...tls.etcd },
     });
     cluster.setEtcdPid(etcd.pid);
-    await waitForEtcd(clientUrl(LOOPBACK_HOST, etcdClientPort), new SystemClock(), 30_000, { pid: etcd.pid, logFile: etcdLog });
+    await waitForEtcd(clientUrl(LOOPBACK_HOST, etcdClientPort), benchEtcdTls(tls), new SystemClock(), 30_000, { pid: etcd.pid, logFile: etcdLog });
     options.log(`patroni: etcd (pid ${etcd.pid}) serves on ${LOOPBACK_HOST}:${etcdClientPort}`);
 
     for (const node of members) {
       await mkdir(node.dataDir, { recursive: true, mode: 0o700 });
       await mkdir(path.join(node.dir, 'run'), { recursive: true, mode: 0o700 });
       await mkdir(path.join(node.dir, 'pglog'), { recursive: true, mode: 0o700 });
-      await writeFile(node.configFile, `${JSON.stringify(patroniConfig(node, scope, etcdClientPort, options.profile, secrets), null, 2)}\n`, {
+      await writeFile(node.configFile, `${JSON.stringify(patroniConfig(node, scope, etcdClientPort, tls, options.profile, secrets), null, 2)}\n`, {
         mode: 0o600,
       });
       await writeFile(node.logFile, '', { mode: 0o600 });

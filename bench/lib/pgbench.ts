@@ -33,10 +33,15 @@ export interface PgTarget {
   user: string;
   password: string;
   database: string;
+  /** The CA to verify the server against (sslmode=verify-full), or null for a plain-text server. */
+  caFile: string | null;
 }
 
 function pgEnv(target: PgTarget): NodeJS.ProcessEnv {
-  return { ...process.env, PGPASSWORD: target.password };
+  const env: NodeJS.ProcessEnv = { ...process.env, PGPASSWORD: target.password };
+  // libpq's own default (prefer) would fall back to plain text: verify the server or fail.
+  if (target.caFile !== null) Object.assign(env, { PGSSLMODE: 'verify-full', PGSSLROOTCERT: target.caFile });
+  return env;
 }
 
 function connArgs(target: PgTarget): string[] {

@@ -19,6 +19,7 @@ import { clusterKeys } from '../../src/dcs/keys.js';
 import { clusterStatus, openClusterDcs } from '../../src/providers/local/local-provider.js';
 import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
 import { readManifest } from '../../src/providers/local/cluster-store.js';
+import { clusterPathsIn } from '../../src/providers/local/paths.js';
 import { makeTempHome, removeTempHome, runCli, type CliResult } from '../../test/helpers/cli.js';
 import type { BenchCluster, BenchNode, CreateOptions, Created, Endpoint } from './bench-cluster.js';
 import { startClusterHaproxy, type RunningHaproxy } from './pgbench.js';
@@ -76,6 +77,8 @@ export class PgpilotBenchCluster implements BenchCluster {
   readonly password: string;
   readonly database = 'postgres';
   readonly name = CLUSTER_NAME;
+  /** clusters/NAME/tls/ca.crt: the cluster CA (postgres and the REST API speak TLS only). */
+  readonly caFile: string;
   private readonly endpoints: Endpoint[];
   private destroying: Promise<void> | null = null;
 
@@ -83,9 +86,11 @@ export class PgpilotBenchCluster implements BenchCluster {
     readonly home: string,
     profile: string,
     status: ClusterStatus,
+    caFile: string,
     private readonly log: (line: string) => void,
   ) {
     this.profile = profile;
+    this.caFile = caFile;
     this.user = userOf(status);
     this.password = passwordOf(status);
     this.endpoints = status.members.map((m) => ({ host: m.host, port: m.proxyPort ?? 0 }));
@@ -249,7 +254,14 @@ export async function createPgpilotCluster(options: CreateOptions): Promise<Pgpi
     await destroyHome(home, options.log).catch(() => undefined);
     throw cliFailure('create', result);
   }
-  const cluster = new PgpilotBenchCluster(home, options.profile, JSON.parse(result.stdout) as ClusterStatus, options.log);
+  let cluster: PgpilotBenchCluster;
+  try {
+    const caFile = clusterPathsIn((await readManifest(home, CLUSTER_NAME)).clusterDir).caFile;
+    cluster = new PgpilotBenchCluster(home, options.profile, JSON.parse(result.stdout) as ClusterStatus, caFile, options.log);
+  } catch (error) {
+    await destroyHome(home, options.log).catch(() => undefined);
+    throw error;
+  }
   try {
     cluster.settings = await cluster.readSettings();
     const nodes = await cluster.nodes();

@@ -9,7 +9,7 @@
  *   query) is in chaos_acked on L. Missing ids are lost writes; they stay counted once lost.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ClusterSecrets } from '../../src/config/schema.js';
+import type { HarnessCredentials } from './chaos-tls.js';
 import { readDcsView } from './cluster.js';
 import { closeClient, connect, errorText, nowMs } from './pg-client.js';
 import { NODE_NAMES, nodeAddress, type NodeName } from './topology.js';
@@ -29,8 +29,8 @@ function isNodeName(name: string | null): name is NodeName {
   return name !== null && (NODE_NAMES as readonly string[]).includes(name);
 }
 
-async function leaderView(leader: NodeName, secrets: ClusterSecrets, sinceEpochMs: number): Promise<{ primary: boolean; streaming: string[]; syncStandbyNames: string }> {
-  const client = await connect(nodeAddress(leader), secrets, { connectTimeoutMs: 2_000, queryTimeoutMs: 5_000, applicationName: 'chaos-checker' });
+async function leaderView(leader: NodeName, credentials: HarnessCredentials, sinceEpochMs: number): Promise<{ primary: boolean; streaming: string[]; syncStandbyNames: string }> {
+  const client = await connect(nodeAddress(leader), credentials, { connectTimeoutMs: 2_000, queryTimeoutMs: 5_000, applicationName: 'chaos-checker' });
   try {
     const recovery = await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
     // Only a standby that replied since the heal counts: a walsender can show 'streaming' for a
@@ -51,8 +51,8 @@ async function leaderView(leader: NodeName, secrets: ClusterSecrets, sinceEpochM
 }
 
 /** One look at the cluster: the leader when converged, else a description of what is missing. */
-export async function convergedOnce(secrets: ClusterSecrets, sinceEpochMs: number): Promise<{ leader: NodeName | null; state: string; syncStandbyNames?: string }> {
-  const view = await readDcsView();
+export async function convergedOnce(credentials: HarnessCredentials, sinceEpochMs: number): Promise<{ leader: NodeName | null; state: string; syncStandbyNames?: string }> {
+  const view = await readDcsView(credentials);
   if (!isNodeName(view.leader)) return { leader: null, state: `no leader key (${view.leader ?? 'empty'})` };
   const leader = view.leader;
   const parts: string[] = [`leader ${leader}`];
@@ -76,7 +76,7 @@ export async function convergedOnce(secrets: ClusterSecrets, sinceEpochMs: numbe
     }
   }
   if (!ok) return { leader: null, state: parts.join(', ') };
-  const seen = await leaderView(leader, secrets, sinceEpochMs);
+  const seen = await leaderView(leader, credentials, sinceEpochMs);
   if (!seen.primary) return { leader: null, state: `${parts.join(', ')}; ${leader} is in recovery` };
   // Each standby's application_name is its node name (pgpilot sets it in primary_conninfo).
   const missing = NODE_NAMES.filter((n) => n !== leader && !seen.streaming.includes(n));
@@ -84,13 +84,13 @@ export async function convergedOnce(secrets: ClusterSecrets, sinceEpochMs: numbe
   return { leader, state: parts.join(', '), syncStandbyNames: seen.syncStandbyNames };
 }
 
-export async function waitForConvergence(secrets: ClusterSecrets, timeoutMs: number, shouldStop?: () => boolean, pollMs = 500): Promise<Convergence> {
+export async function waitForConvergence(credentials: HarnessCredentials, timeoutMs: number, shouldStop?: () => boolean, pollMs = 500): Promise<Convergence> {
   const startMs = nowMs();
   const sinceEpochMs = Date.now();
   let last = 'nothing read yet';
   for (;;) {
     try {
-      const result = await convergedOnce(secrets, sinceEpochMs);
+      const result = await convergedOnce(credentials, sinceEpochMs);
       last = result.state;
       if (result.leader !== null) {
         return { converged: true, leader: result.leader, waitedMs: nowMs() - startMs, last, syncStandbyNames: result.syncStandbyNames ?? null };
@@ -110,9 +110,9 @@ export interface AckCheck {
 }
 
 /** Every acknowledged row (up to now) must be on `leader`. */
-export async function checkAckedRows(leader: NodeName, secrets: ClusterSecrets, acked: readonly AckedRow[]): Promise<AckCheck> {
+export async function checkAckedRows(leader: NodeName, credentials: HarnessCredentials, acked: readonly AckedRow[]): Promise<AckCheck> {
   const snapshot = acked.slice();
-  const client = await connect(nodeAddress(leader), secrets, { connectTimeoutMs: 3_000, queryTimeoutMs: 60_000, applicationName: 'chaos-checker' });
+  const client = await connect(nodeAddress(leader), credentials, { connectTimeoutMs: 3_000, queryTimeoutMs: 60_000, applicationName: 'chaos-checker' });
   try {
     const result = await client.query<{ id: string }>('SELECT id::text AS id FROM chaos_acked');
     const present = new Set(result.rows.map((r) => Number(r.id)));
@@ -123,12 +123,12 @@ export async function checkAckedRows(leader: NodeName, secrets: ClusterSecrets, 
 }
 
 /** Creates the workload and probe tables on the leader (bounded retries). */
-export async function createTables(leader: NodeName, secrets: ClusterSecrets, statements: readonly string[], timeoutMs: number): Promise<void> {
+export async function createTables(leader: NodeName, credentials: HarnessCredentials, statements: readonly string[], timeoutMs: number): Promise<void> {
   const startMs = nowMs();
   let lastError = '';
   while (nowMs() - startMs < timeoutMs) {
     try {
-      const client = await connect(nodeAddress(leader), secrets, { connectTimeoutMs: 2_000, queryTimeoutMs: 10_000, applicationName: 'chaos-setup' });
+      const client = await connect(nodeAddress(leader), credentials, { connectTimeoutMs: 2_000, queryTimeoutMs: 10_000, applicationName: 'chaos-setup' });
       try {
         for (const sql of statements) await client.query(sql);
         return;

@@ -30,6 +30,7 @@ import {
   type RunLayout,
 } from './layout.js';
 import type { PidRecord } from './resources.js';
+import { harnessTls, type HarnessCredentials } from './chaos-tls.js';
 import { ETCD_ADDRESS, NODE_NAMES, SUBNET, nodeAddress, type NodeName, type Topology } from './topology.js';
 
 export const ETCD_ENDPOINT = clientUrl(ETCD_ADDRESS, ETCD_CLIENT_PORT);
@@ -79,6 +80,8 @@ export interface ChaosCluster {
   topology: Topology;
   layout: RunLayout;
   secrets: ClusterSecrets;
+  /** The runner's clients: the superuser's password and the harness certificate (see chaos-tls.ts). */
+  credentials: HarnessCredentials;
   cliEntry: string;
   pids: PidRecord;
   etcdPid: number | null;
@@ -106,6 +109,7 @@ export function agentConfigFor(layout: RunLayout, name: NodeName, binDir: string
     etcdEndpoints: [ETCD_ENDPOINT],
     tags: {},
     allowedCidrs: [SUBNET, '127.0.0.1/32'],
+    tls: { caFile: layout.caFile, certFile: node.tlsCertFile, keyFile: node.tlsKeyFile },
   });
 }
 
@@ -124,12 +128,19 @@ function spawnInNamespace(ns: string, command: string, args: string[], outFile: 
 export async function startEtcdProcess(cluster: ChaosCluster): Promise<number> {
   const binary = await findEtcdBinary();
   if (binary === null) throw new Error('etcd was not found (run scripts/setup.sh)');
-  const args = etcdArgs({ name: 'chaos', dataDir: cluster.layout.etcdDataDir, clientPort: ETCD_CLIENT_PORT, peerPort: ETCD_PEER_PORT, host: ETCD_ADDRESS });
+  const args = etcdArgs({
+    name: 'chaos',
+    dataDir: cluster.layout.etcdDataDir,
+    clientPort: ETCD_CLIENT_PORT,
+    peerPort: ETCD_PEER_PORT,
+    host: ETCD_ADDRESS,
+    tls: { caFile: cluster.layout.caFile, certFile: cluster.layout.etcdCertFile, keyFile: cluster.layout.etcdKeyFile },
+  });
   const prioritized = atControlPlanePriority(binary, args);
   const pid = spawnInNamespace(cluster.topology.etcdNs, prioritized.command, prioritized.args, cluster.layout.etcdLogFile, cluster.layout.etcdDir);
   cluster.pids.add({ pid, marker: cluster.layout.etcdDataDir, what: 'etcd' });
   cluster.etcdPid = pid;
-  await waitForEtcd(ETCD_ENDPOINT, clock, 30_000, { logFile: cluster.layout.etcdLogFile, pid });
+  await waitForEtcd(ETCD_ENDPOINT, cluster.credentials.tls, clock, 30_000, { logFile: cluster.layout.etcdLogFile, pid });
   return pid;
 }
 
@@ -177,7 +188,7 @@ export async function startCluster(cluster: ChaosCluster, mode: 'sync' | 'async'
   log(`etcd started in ${cluster.topology.etcdNs} (pid ${etcdPid}, ${ETCD_ENDPOINT})`);
   // The dynamic config goes in before any agent runs, so the cluster is born in the chosen mode.
   const config = dynamicConfigSchema.parse({ synchronous: mode === 'sync' ? 'quorum' : 'off' });
-  await withDcs((dcs) => dcs.put(clusterKeys(CLUSTER_NAME).config, JSON.stringify(config)));
+  await withDcs(cluster.credentials, (dcs) => dcs.put(clusterKeys(CLUSTER_NAME).config, JSON.stringify(config)));
   for (const name of NODE_NAMES) {
     const pid = startAgentProcess(cluster, name);
     log(`${name}: agent started in ${cluster.topology.nodeNs[name]} (pid ${pid}, ${nodeAddress(name)})`);
@@ -185,11 +196,13 @@ export async function startCluster(cluster: ChaosCluster, mode: 'sync' | 'async'
 }
 
 export function newChaosCluster(topology: Topology, layout: RunLayout, cliEntry: string, pids: PidRecord): ChaosCluster {
-  return { topology, layout, secrets: generateSecrets(), cliEntry, pids, etcdPid: null, agentPids: new Map() };
+  const secrets = generateSecrets();
+  // The certificates were made by the outer process (provisionChaosTls) before this one started.
+  return { topology, layout, secrets, credentials: { secrets, tls: harnessTls(layout) }, cliEntry, pids, etcdPid: null, agentPids: new Map() };
 }
 
-export async function withDcs<T>(fn: (dcs: EtcdDcs) => Promise<T>): Promise<T> {
-  const dcs = new EtcdDcs({ endpoints: [ETCD_ENDPOINT], operationTimeoutMs: 2_000 });
+export async function withDcs<T>(credentials: HarnessCredentials, fn: (dcs: EtcdDcs) => Promise<T>): Promise<T> {
+  const dcs = new EtcdDcs({ endpoints: [ETCD_ENDPOINT], operationTimeoutMs: 2_000, tls: credentials.tls });
   try {
     return await fn(dcs);
   } finally {
@@ -203,8 +216,8 @@ export interface DcsView {
   synchronous: string | null;
 }
 
-export async function readDcsView(): Promise<DcsView> {
-  return withDcs(async (dcs) => {
+export async function readDcsView(credentials: HarnessCredentials): Promise<DcsView> {
+  return withDcs(credentials, async (dcs) => {
     const keys = clusterKeys(CLUSTER_NAME);
     const all = await dcs.getPrefix(keys.root);
     const members = memberRecordsIn(all, keys);

@@ -8,7 +8,8 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import type { ClusterSecrets } from '../../src/config/schema.js';
+import { verifyFullSsl } from '../../src/postgres/queries.js';
+import type { HarnessCredentials } from './chaos-tls.js';
 import { PG_PORT } from './layout.js';
 
 /** Epoch milliseconds with sub-millisecond resolution, monotonic within this process. */
@@ -21,12 +22,17 @@ export async function closeClient(client: pg.Client): Promise<void> {
   await Promise.race([client.end().catch(() => undefined), sleep(500)]);
 }
 
-export async function connect(host: string, secrets: ClusterSecrets, options: { connectTimeoutMs: number; queryTimeoutMs: number; applicationName: string }): Promise<pg.Client> {
+/**
+ * A connection to postgres at `host` as the superuser, over TLS verified against the run's CA with
+ * the host checked against the certificate's SANs (pg_hba rejects every connection without TLS).
+ */
+export async function connect(host: string, credentials: HarnessCredentials, options: { connectTimeoutMs: number; queryTimeoutMs: number; applicationName: string }): Promise<pg.Client> {
   const client = new pg.Client({
     host,
     port: PG_PORT,
-    user: secrets.superuser.name,
-    password: secrets.superuser.password,
+    user: credentials.secrets.superuser.name,
+    password: credentials.secrets.superuser.password,
+    ssl: verifyFullSsl(credentials.tls.ca),
     database: 'postgres',
     connectionTimeoutMillis: options.connectTimeoutMs,
     query_timeout: options.queryTimeoutMs,

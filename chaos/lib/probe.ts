@@ -16,7 +16,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import type { ClusterSecrets } from '../../src/config/schema.js';
+import type { HarnessCredentials } from './chaos-tls.js';
 import { closeClient, connect, errorText, nowMs, provesNotWritable } from './pg-client.js';
 import { NODE_NAMES, nodeAddress, type NodeName } from './topology.js';
 
@@ -103,7 +103,7 @@ export class SplitBrainProbe {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly secrets: ClusterSecrets,
+    private readonly credentials: HarnessCredentials,
     private readonly options: ProbeOptions,
   ) {}
 
@@ -141,7 +141,7 @@ export class SplitBrainProbe {
     if (client === null) {
       const startMs = nowMs();
       try {
-        client = await connect(nodeAddress(node), this.secrets, {
+        client = await connect(nodeAddress(node), this.credentials, {
           connectTimeoutMs: this.options.connectTimeoutMs,
           queryTimeoutMs: this.options.queryTimeoutMs,
           applicationName: 'chaos-probe',

@@ -8,7 +8,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import type { ClusterSecrets } from '../../src/config/schema.js';
+import type { HarnessCredentials } from './chaos-tls.js';
 import { closeClient, connect, errorText, nowMs } from './pg-client.js';
 import { NODE_NAMES, nodeAddress, type NodeName } from './topology.js';
 
@@ -38,7 +38,7 @@ export class Workload {
   private readonly running: Promise<void>[] = [];
 
   constructor(
-    private readonly secrets: ClusterSecrets,
+    private readonly credentials: HarnessCredentials,
     private readonly options: WorkloadOptions,
   ) {}
 
@@ -55,7 +55,7 @@ export class Workload {
     for (const node of NODE_NAMES) {
       let client: pg.Client | null = null;
       try {
-        client = await connect(nodeAddress(node), this.secrets, {
+        client = await connect(nodeAddress(node), this.credentials, {
           connectTimeoutMs: this.options.connectTimeoutMs,
           queryTimeoutMs: this.options.queryTimeoutMs,
           applicationName: `chaos-writer-${writer}`,
