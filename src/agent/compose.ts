@@ -41,6 +41,7 @@ import { AgentMetrics } from '../metrics/agent-metrics.js';
 import { PostgresSampler } from '../metrics/postgres-sampler.js';
 import { connectLocal } from '../postgres/queries.js';
 import { PoolerSupervisor } from '../pooler/pooler-supervisor.js';
+import { recordEvent } from '../ha/events.js';
 import { BackupChild } from './backup-child.js';
 import { BackupScheduler } from './backup-scheduler.js';
 import { listBackups } from '../backup/backup-catalog.js';
@@ -246,6 +247,9 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
         statementTimeoutMs: 10_000,
         applicationName: `pgpilot-pooler-${config.node}`,
       }),
+    superuser: secrets.superuser.name,
+    onAuthRefused: (message) =>
+      void recordEvent(dcs, keys, { at: new Date(clock.nowMs()).toISOString(), kind: 'pooler-auth-refused', node: config.node, message, timeline: null }),
   });
   const loop = new HaLoop({
     node: config.node,

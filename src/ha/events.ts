@@ -38,6 +38,8 @@ export const eventKindSchema = z.enum([
   'image-update-failed',
   'pooler-enabled',
   'pooler-disabled',
+  // An agent refused an auth schema or function not owned by the superuser (src/pooler/pooler-supervisor.ts).
+  'pooler-auth-refused',
 ]);
 export type EventKind = z.infer<typeof eventKindSchema>;
 

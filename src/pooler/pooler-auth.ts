@@ -15,8 +15,17 @@
  *   from it inherit it; the leader's agent grants CONNECT on new databases (pooler-supervisor.ts).
  * - Idempotent and race-tolerant: everything checks before it creates, so running it on every
  *   `pooler enable` and on every agent start writes nothing when nothing is missing.
+ * - Trusted only when ours: the schema or the function may already exist because someone else
+ *   created them first (a database owner can create a schema named `pgpilot` in their database)
+ *   to hand PgBouncer verifiers of their choosing. So an existing schema or function is used only
+ *   when owned by the cluster superuser; otherwise `ensureLookupFunction` refuses with
+ *   POOLER_AUTH_UNTRUSTED and changes nothing, and `lookupTrustProblem` (read-only, so it also
+ *   runs on a standby) gives every agent the reason not to start PgBouncer. Our own function is
+ *   repaired when its search_path pin or the PUBLIC revoke is missing, and the objects are checked
+ *   again after creating them (a concurrent CREATE by someone else would otherwise win silently).
  */
 import { randomBytes } from 'node:crypto';
+import { PgpilotError } from '../shared/errors.js';
 import { ensureRole, sqlState, type PgClient } from '../postgres/queries.js';
 
 export const POOLER_ROLE = 'pgpilot_pooler';
@@ -48,11 +57,81 @@ export async function ensurePoolerRole(client: PgClient, password: string): Prom
   return ensureRole(client, { name: POOLER_ROLE, password, login: true, replication: false, superuser: false });
 }
 
+/** The pooler's schema and lookup function in one database, as the catalog shows them (null owner: absent). */
+export interface LookupObjects {
+  schemaOwner: string | null;
+  functionOwner: string | null;
+  securityDefiner: boolean;
+  /** `proconfig` of the function: per-function settings such as `search_path=pg_catalog`. */
+  config: string[];
+  /** Whether PUBLIC may execute the function (the default unless revoked). */
+  publicExecute: boolean;
+}
+
+/** Reads `LookupObjects` in the database `client` is connected to (read-only: works on a standby). */
+export async function readLookupObjects(client: PgClient): Promise<LookupObjects> {
+  const result = await client.query<{ schema_owner: string | null; function_owner: string | null; secdef: boolean | null; config: string[] | null; public_execute: boolean | null }>(
+    `SELECT CASE WHEN n.oid IS NULL THEN NULL ELSE pg_catalog.pg_get_userbyid(n.nspowner)::text END AS schema_owner,
+            CASE WHEN p.oid IS NULL THEN NULL ELSE pg_catalog.pg_get_userbyid(p.proowner)::text END AS function_owner,
+            p.prosecdef AS secdef,
+            p.proconfig AS config,
+            CASE WHEN p.oid IS NULL THEN NULL
+                 ELSE EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) a
+                               WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE') END AS public_execute
+       FROM (SELECT 1) one
+       LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = $1
+       LEFT JOIN pg_catalog.pg_proc p ON p.pronamespace = n.oid AND p.proname = $2 AND p.proargtypes = '25'::pg_catalog.oidvector`,
+    [POOLER_SCHEMA, LOOKUP_FUNCTION],
+  );
+  const row = result.rows[0];
+  return {
+    schemaOwner: row?.schema_owner ?? null,
+    functionOwner: row?.function_owner ?? null,
+    securityDefiner: row?.secdef === true,
+    config: row?.config ?? [],
+    publicExecute: row?.public_execute === true,
+  };
+}
+
+/**
+ * Why the existing schema or function must not be used (pure); null when they are the cluster
+ * superuser's, or absent (then pgpilot creates them).
+ */
+export function lookupTrustProblem(objects: LookupObjects, superuser: string): string | null {
+  if (objects.schemaOwner !== null && objects.schemaOwner !== superuser) {
+    return `schema ${POOLER_SCHEMA} is owned by ${objects.schemaOwner}, not by the cluster superuser ${superuser}`;
+  }
+  if (objects.functionOwner !== null && objects.functionOwner !== superuser) {
+    return `function ${POOLER_SCHEMA}.${LOOKUP_FUNCTION}(text) is owned by ${objects.functionOwner}, not by the cluster superuser ${superuser}`;
+  }
+  return null;
+}
+
+/** What our own function lacks (pure): the search_path pin and the PUBLIC revoke. */
+export function lookupRepairs(objects: LookupObjects): Array<'search-path' | 'revoke-public' | 'security-definer'> {
+  if (objects.functionOwner === null) return [];
+  const repairs: Array<'search-path' | 'revoke-public' | 'security-definer'> = [];
+  if (!objects.securityDefiner) repairs.push('security-definer');
+  if (!objects.config.includes('search_path=pg_catalog')) repairs.push('search-path');
+  if (objects.publicExecute) repairs.push('revoke-public');
+  return repairs;
+}
+
+export function untrustedLookupError(database: string, problem: string): PgpilotError {
+  return new PgpilotError('POOLER_AUTH_UNTRUSTED', `database ${database}: ${problem}; the pooler will not use it`, {
+    hint: `someone else created it, possibly to hijack PgBouncer's authentication: check who, then as the superuser DROP SCHEMA ${POOLER_SCHEMA} CASCADE in ${database} and run pgpilot pooler enable again`,
+  });
+}
+
 /**
  * In the database `client` is connected to: the schema, the function and the grants, each only
- * when missing. Returns what it had to do (empty: everything was there).
+ * when missing. Returns what it had to do (empty: everything was there). POOLER_AUTH_UNTRUSTED,
+ * with nothing changed, when the schema or function exists but is not `superuser`'s.
  */
-export async function ensureLookupFunction(client: PgClient): Promise<string[]> {
+export async function ensureLookupFunction(client: PgClient, superuser: string, database = '?'): Promise<string[]> {
+  const before = await readLookupObjects(client);
+  const problem = lookupTrustProblem(before, superuser);
+  if (problem !== null) throw untrustedLookupError(database, problem);
   const done: string[] = [];
   const schema = client.escapeIdentifier(POOLER_SCHEMA);
   const role = client.escapeIdentifier(POOLER_ROLE);
@@ -90,6 +169,16 @@ export async function ensureLookupFunction(client: PgClient): Promise<string[]> 
     }
     done.push('function');
   }
+  // After creating: still ours (a concurrent CREATE SCHEMA by someone else makes IF NOT EXISTS a no-op)?
+  const after = hasSchema && hasFunction ? before : await readLookupObjects(client);
+  const late = lookupTrustProblem(after, superuser);
+  if (late !== null) throw untrustedLookupError(database, late);
+  for (const repair of lookupRepairs(after)) {
+    if (repair === 'security-definer') await client.query(`ALTER FUNCTION ${fn} SECURITY DEFINER`);
+    if (repair === 'search-path') await client.query(`ALTER FUNCTION ${fn} SET search_path = pg_catalog`);
+    if (repair === 'revoke-public') await client.query(`REVOKE ALL ON FUNCTION ${fn} FROM PUBLIC`);
+    done.push(repair);
+  }
   if (row?.usage !== true) {
     await client.query(`GRANT USAGE ON SCHEMA ${schema} TO ${role}`);
     done.push('usage');
@@ -99,6 +188,24 @@ export async function ensureLookupFunction(client: PgClient): Promise<string[]> 
     done.push('execute');
   }
   return done;
+}
+
+/**
+ * Read-only audit of every database the pooler serves (works on a standby): the first trust
+ * problem found, as `database: reason`, or null when every schema and function present is the
+ * superuser's. `connectTo` opens a connection to one database (closed here).
+ */
+export async function auditLookupFunctions(client: PgClient, connectTo: (database: string) => Promise<PgClient>, superuser: string): Promise<{ database: string; problem: string } | null> {
+  for (const db of await connectableDatabases(client)) {
+    const dbClient = await connectTo(db.name);
+    try {
+      const problem = lookupTrustProblem(await readLookupObjects(dbClient), superuser);
+      if (problem !== null) return { database: db.name, problem };
+    } finally {
+      await dbClient.end().catch(() => undefined);
+    }
+  }
+  return null;
 }
 
 export interface ConnectableDatabase {

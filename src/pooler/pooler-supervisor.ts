@@ -15,6 +15,12 @@
  * - On the leader, the auth upkeep (pooler-auth.ts) gives the pooler role CONNECT on, and the
  *   lookup function in, databases created after `pooler enable` (each database once per agent
  *   process, by OID); it never runs on a replica (it writes catalogs).
+ * - PgBouncer starts only after this node's postgres showed that the auth schema and function, in
+ *   every database, are the cluster superuser's or absent (`auditLookupFunctions`, read-only, so
+ *   replicas check their replayed catalog too), checked again before every start and every
+ *   AUTH_AUDIT_EVERY_MS. An impostor's schema or function (pooler-auth.ts) is a blocker: PgBouncer
+ *   is stopped or not started, the reason is logged as an error and recorded once as a
+ *   `pooler-auth-refused` event, and the leader's upkeep leaves it untouched.
  * - Failures are logged and retried; they never stop the agent or the HA loop.
  */
 import { readFile } from 'node:fs/promises';
@@ -28,13 +34,16 @@ import { ensurePostgresOwnedDir, writePostgresPrivateFile } from '../postgres/in
 import { renderAuthFile, renderPgbouncerIni, serverHostFor } from './pgbouncer-config.js';
 import { findPgbouncerBinary, reloadPgbouncer, startPgbouncer, stopPgbouncer } from './pgbouncer-process.js';
 import { poolerPaths, type PoolerPaths } from './pooler-files.js';
-import { AUTH_QUERY, POOLER_ROLE, connectableDatabases, ensureLookupFunction, grantConnect, poolerRoleExists } from './pooler-auth.js';
+import { AUTH_QUERY, POOLER_ROLE, auditLookupFunctions, connectableDatabases, ensureLookupFunction, grantConnect, poolerRoleExists } from './pooler-auth.js';
+import { isPgpilotError } from '../shared/errors.js';
 import { rm } from 'node:fs/promises';
 
 /** A failed or crashed PgBouncer is started again at most this often. */
 export const RESTART_BACKOFF_MS = 2_000;
 /** How often the leader looks for databases that lack the pooler's grant or lookup function. */
 export const AUTH_UPKEEP_EVERY_MS = 10_000;
+/** How often every node re-checks that the auth schema and function are still the superuser's. */
+export const AUTH_AUDIT_EVERY_MS = 30_000;
 
 export type PoolerStep =
   | { kind: 'none' }
@@ -79,10 +88,14 @@ export interface PoolerSupervisorOptions {
   secretsFile: string;
   clock: Clock;
   log: Logger;
-  /** A new superuser connection to the local postgres, database `database` (leader upkeep). */
+  /** A new superuser connection to the local postgres, database `database` (audit, leader upkeep). */
   connect: (database: string) => Promise<PgClient>;
   /** The node certificate and the cluster CA (pgbouncer-config.ts). */
   tls: { certFile: string; keyFile: string; caFile: string };
+  /** The cluster superuser: the only owner the auth schema and function may have. */
+  superuser: string;
+  /** Called once per new refusal (an untrusted auth schema or function), e.g. to record an event. */
+  onAuthRefused?: (message: string) => void;
 }
 
 interface Running {
@@ -102,6 +115,9 @@ export class PoolerSupervisor {
   private stopping = false;
   private lastUpkeepMs = -Infinity;
   private readonly upkept = new Set<number>();
+  /** The last audit's verdict: undefined before one succeeded, null when trusted, else why not. */
+  private authProblem: string | null | undefined = undefined;
+  private lastAuditMs = -Infinity;
 
   constructor(private readonly options: PoolerSupervisorOptions) {
     this.paths = poolerPaths(options.nodeDir);
@@ -160,6 +176,8 @@ export class PoolerSupervisor {
     if (this.options.poolerPort === undefined) return { blocker: 'this node has no pooler port (created before pgpilot had a pooler)', ini: null, auth: null };
     const secrets = parseJsonOrNull(clusterSecretsSchema, await readFile(this.options.secretsFile, 'utf8').catch(() => null));
     if (secrets?.pooler === undefined) return { blocker: 'no pooler credentials in secrets.json yet (pgpilot pooler enable writes them)', ini: null, auth: null };
+    if (this.authProblem === undefined) return { blocker: 'the auth schema and function have not been checked yet (postgres not reachable?)', ini: null, auth: null };
+    if (this.authProblem !== null) return { blocker: `refusing an untrusted auth function: ${this.authProblem}`, ini: null, auth: null };
     const ini = renderPgbouncerIni({
       listenAddress: this.options.listenAddress,
       listenPort: this.options.poolerPort,
@@ -179,6 +197,7 @@ export class PoolerSupervisor {
     const latest = this.latest;
     if (latest === null || this.stopping) return;
     const { settings, isLeader } = latest;
+    if (settings.enabled) await this.auditIfDue();
     let want: { blocker: string | null; ini: string | null; auth: string | null };
     try {
       want = settings.enabled ? await this.desired(settings) : { blocker: null, ini: null, auth: null };
@@ -275,6 +294,41 @@ export class PoolerSupervisor {
     await rm(this.paths.pidFile, { force: true }).catch(() => undefined);
   }
 
+  /** Before every start (not running) and every AUTH_AUDIT_EVERY_MS: is every auth object the superuser's? */
+  private async auditIfDue(): Promise<void> {
+    const running = this.running !== null && !this.running.exited;
+    const now = this.options.clock.nowMs();
+    const startDue = !running && now - this.lastStartAttemptMs >= RESTART_BACKOFF_MS;
+    if (!startDue && now - this.lastAuditMs < AUTH_AUDIT_EVERY_MS) return;
+    this.lastAuditMs = now;
+    let client: PgClient | null = null;
+    try {
+      client = await this.options.connect('postgres');
+      const found = await auditLookupFunctions(client, (db) => this.options.connect(db), this.options.superuser);
+      this.setAuthProblem(found === null ? null : `database ${found.database}: ${found.problem}`);
+    } catch (error) {
+      // Unknown is not trusted: a PgBouncer not running is not started on an old verdict; a running
+      // one keeps its verdict until the next check.
+      if (!running && this.authProblem === null) this.authProblem = undefined;
+      this.note('could not check the pooler auth schema and function; will retry', { err: errorMessage(error) }, 'warn');
+    } finally {
+      await client?.end().catch(() => undefined);
+    }
+  }
+
+  private setAuthProblem(problem: string | null): void {
+    const previous = this.authProblem;
+    this.authProblem = problem;
+    if (problem === previous) return;
+    if (problem === null) {
+      if (previous !== undefined) this.options.log.info('the pooler auth schema and function are the superuser\'s again');
+      return;
+    }
+    const message = `pooler refuses an untrusted auth function: ${problem}; PgBouncer is not started with it`;
+    this.options.log.error({ problem }, message);
+    this.options.onAuthRefused?.(message);
+  }
+
   /** Leader only: CONNECT and the lookup function in every database (each once per process). */
   private async authUpkeep(): Promise<void> {
     const now = this.options.clock.nowMs();
@@ -289,7 +343,7 @@ export class PoolerSupervisor {
         if (!db.poolerCanConnect) await grantConnect(client, db.name);
         const dbClient = await this.options.connect(db.name);
         try {
-          const done = await ensureLookupFunction(dbClient);
+          const done = await ensureLookupFunction(dbClient, this.options.superuser, db.name);
           if (done.length > 0 || !db.poolerCanConnect) this.options.log.info({ database: db.name, done, grantedConnect: !db.poolerCanConnect, role: POOLER_ROLE }, 'pooler auth prepared in a database');
         } finally {
           await dbClient.end().catch(() => undefined);
@@ -297,6 +351,10 @@ export class PoolerSupervisor {
         this.upkept.add(db.oid);
       }
     } catch (error) {
+      if (isPgpilotError(error) && error.code === 'POOLER_AUTH_UNTRUSTED') {
+        this.setAuthProblem(error.message);
+        return;
+      }
       this.options.log.warn({ err: errorMessage(error) }, 'pooler auth upkeep failed; will retry');
       this.lastUpkeepMs = now - AUTH_UPKEEP_EVERY_MS + RESTART_BACKOFF_MS * 5;
     } finally {

@@ -19,7 +19,7 @@ import { readFile, mkdir, writeFile, chmod } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
+import { withoutPassword, type ClusterStatus } from '../../src/providers/local/cluster-status.js';
 import type { ClusterEvent } from '../../src/ha/events.js';
 import type { ScaleResult } from '../../src/providers/local/local-provider.js';
 import type { ImageReport } from '../../src/cli/commands/image.js';
@@ -90,7 +90,9 @@ void describe('operate: scale count, pooler, image update', () => {
     assert.equal(grown.status.members.length, 4);
     assert.equal(grown.status.leader, leader);
     assert.equal(grown.status.members.filter((m) => m.role === 'replica' && m.streaming).length, 3, JSON.stringify(grown.status.members));
-    await waitUntil('node4 to have the marker rows', async () => (await countOn(grown.status, 'node4')) === MARKER_ROWS, 30_000);
+    assert.match(grown.status.connectionString, /^postgresql:\/\/postgres@/, 'scale count --json carries no password');
+    const grownWithSecrets = await clusterStatusOf(home, NAME);
+    await waitUntil('node4 to have the marker rows', async () => (await countOn(grownWithSecrets, 'node4')) === MARKER_ROWS, 30_000);
 
     // Shrinking needs confirmation (no TTY here), and never takes the leader.
     const unconfirmed = await runCli(['scale', 'count', NAME, '2'], { home });
@@ -137,7 +139,10 @@ void describe('operate: scale count, pooler, image update', () => {
     if (process.getuid?.() === 0) for (const pid of pids) assert.notEqual(await uidOf(pid ?? 0), 0, 'pgbouncer never runs as root');
 
     const status = await clusterStatusOf(home, NAME);
-    assert.equal(status.pooler?.connectionString, enabled.pooler.connectionString);
+    // pooler enable --json has the same string, without the password (status --show-secrets has it).
+    assert.match(enabled.pooler.connectionString ?? '', /^postgresql:\/\/postgres@/);
+    assert.equal(withoutPassword(status.pooler?.connectionString ?? ''), enabled.pooler.connectionString);
+    assert.notEqual(status.pooler?.connectionString, enabled.pooler.connectionString);
     const text = ok(await runCli(['status', NAME], { home }), 'status').stdout;
     assert.match(text, /^pooler connection string: +postgresql:\/\/postgres:\*\*\*\*@/m);
 

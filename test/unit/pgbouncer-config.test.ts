@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { renderAuthFile, renderPgbouncerIni, serverHostFor, type PgbouncerConfigInput } from '../../src/pooler/pgbouncer-config.js';
 import { parsePgbouncerVersion } from '../../src/pooler/pgbouncer-process.js';
-import { AUTH_QUERY, LOOKUP_FUNCTION, POOLER_SCHEMA, lookupFunctionSql } from '../../src/pooler/pooler-auth.js';
+import { AUTH_QUERY, LOOKUP_FUNCTION, POOLER_SCHEMA, lookupFunctionSql, lookupRepairs, lookupTrustProblem, untrustedLookupError, type LookupObjects } from '../../src/pooler/pooler-auth.js';
 import { RESTART_BACKOFF_MS, decidePoolerStep, type PoolerStepInput } from '../../src/pooler/pooler-supervisor.js';
 import { PgpilotError } from '../../src/shared/errors.js';
 
@@ -114,6 +114,36 @@ void describe('lookupFunctionSql', () => {
     assert.match(sql, /rolcanlogin/);
     assert.match(sql, /rolvaliduntil/);
     assert.match(sql, new RegExp(`FUNCTION ${POOLER_SCHEMA}\\.${LOOKUP_FUNCTION}\\(`));
+  });
+});
+
+void describe('lookupTrustProblem and lookupRepairs (the auth schema and function are used only when ours)', () => {
+  const ours: LookupObjects = { schemaOwner: 'postgres', functionOwner: 'postgres', securityDefiner: true, config: ['search_path=pg_catalog'], publicExecute: false };
+
+  void it('trusts objects owned by the cluster superuser, and absent ones (pgpilot creates them)', () => {
+    assert.equal(lookupTrustProblem(ours, 'postgres'), null);
+    assert.equal(lookupTrustProblem({ ...ours, schemaOwner: null, functionOwner: null }, 'postgres'), null);
+    assert.equal(lookupTrustProblem({ ...ours, functionOwner: null }, 'postgres'), null);
+  });
+
+  void it('refuses a schema or a function someone else owns', () => {
+    assert.match(lookupTrustProblem({ ...ours, schemaOwner: 'mallory' }, 'postgres') ?? '', /schema pgpilot is owned by mallory, not by the cluster superuser postgres/);
+    assert.match(lookupTrustProblem({ ...ours, functionOwner: 'mallory' }, 'postgres') ?? '', /function pgpilot\.pooler_lookup\(text\) is owned by mallory/);
+    assert.match(lookupTrustProblem({ ...ours, schemaOwner: 'mallory', functionOwner: null }, 'postgres') ?? '', /schema/);
+    // Another superuser name: the cluster's own decides, not "postgres".
+    assert.match(lookupTrustProblem(ours, 'admin') ?? '', /owned by postgres, not by the cluster superuser admin/);
+    const error = untrustedLookupError('shop', 'schema pgpilot is owned by mallory');
+    assert.equal(error.code, 'POOLER_AUTH_UNTRUSTED');
+    assert.match(error.message, /^database shop: schema pgpilot is owned by mallory; the pooler will not use it$/);
+    assert.match(error.hint ?? '', /DROP SCHEMA pgpilot CASCADE in shop/);
+  });
+
+  void it('repairs our own function when the search_path pin, SECURITY DEFINER or the PUBLIC revoke is missing', () => {
+    assert.deepEqual(lookupRepairs(ours), []);
+    assert.deepEqual(lookupRepairs({ ...ours, config: [], publicExecute: true }), ['search-path', 'revoke-public']);
+    assert.deepEqual(lookupRepairs({ ...ours, config: ['search_path=public, pg_catalog'] }), ['search-path']);
+    assert.deepEqual(lookupRepairs({ ...ours, securityDefiner: false }), ['security-definer']);
+    assert.deepEqual(lookupRepairs({ ...ours, functionOwner: null, publicExecute: true }), [], 'nothing to repair before it exists');
   });
 });
 

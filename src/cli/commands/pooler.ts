@@ -109,7 +109,7 @@ async function preparePostgres(home: string, name: string, password: string, dep
       if (!db.poolerCanConnect) await grantConnect(ctx.client, db.name);
       const client = await ctx.connectTo(db.name);
       try {
-        const done = await ensureLookupFunction(client);
+        const done = await ensureLookupFunction(client, ctx.secrets.superuser.name, db.name);
         deps.progress(`${ctx.leader.name}: database ${db.name}: ${done.length === 0 && db.poolerCanConnect ? 'lookup function in place' : `prepared (${[...(db.poolerCanConnect ? [] : ['connect']), ...done].join(', ')})`}`);
       } finally {
         await client.end().catch(() => undefined);
