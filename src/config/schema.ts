@@ -117,6 +117,12 @@ export const agentConfigSchema = z
      * user). When set, every member archives WAL there and the leader runs the backup schedule.
      */
     backupStoreFile: z.string().min(1).optional(),
+    /**
+     * The host of every node of the cluster: the only addresses this agent streams from or sends
+     * REST calls to (member records naming others are ignored, src/ha/member-trust.ts). Absent:
+     * this node's own host and loopback.
+     */
+    knownHosts: z.array(z.string().min(1)).optional(),
   })
   .strict();
 export type AgentConfig = z.infer<typeof agentConfigSchema>;

@@ -35,6 +35,7 @@ import {
   type SettingCheck,
   type SettingRow,
 } from '../../postgres/settings-validation.js';
+import { PRELOAD_SETTINGS } from '../../postgres/parameter-policy.js';
 import { extensionFacts, gucPrefixOf, libraryInstalled, libraryName, parseLibraryList, installAdvice, packageIsGuess } from '../../postgres/extensions.js';
 import { clusterStatus, openClusterDcs, type ProviderDeps } from '../../providers/local/local-provider.js';
 import type { ClusterStatus, MemberStatus } from '../../providers/local/cluster-status.js';
@@ -51,7 +52,6 @@ const QUERY_TIMEOUT_MS = 10_000;
 /** How long a member may take to show a reloaded value (postgres handles SIGHUP asynchronously). */
 const RELOAD_VISIBLE_TIMEOUT_MS = 15_000;
 const POLL_MS = 200;
-const PRELOAD_SETTINGS = new Set(['shared_preload_libraries', 'session_preload_libraries', 'local_preload_libraries']);
 
 /** pgpilot's own settings, settable with --set too (camelCase as in `config show`). */
 const PGPILOT_KEYS: Readonly<Record<keyof ConfigUpdates, 'string' | 'boolean' | 'integer'>> = {

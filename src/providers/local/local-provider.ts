@@ -283,6 +283,7 @@ function agentConfigFor(manifest: ClusterManifest, name: string): AgentConfig {
     tags: {},
     allowedCidrs: ['127.0.0.1/32', '::1/128'],
     backupStoreFile: clusterPathsIn(manifest.clusterDir).backupStoreFile,
+    knownHosts: [...new Set(manifest.nodes.map((n) => n.host))],
   };
 }
 
