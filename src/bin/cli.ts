@@ -31,6 +31,7 @@ import { registerAppCommands } from '../cli/register-app-commands.js';
 import { registerOperateCommands } from '../cli/register-operate-commands.js';
 import { registerTuningCommands } from '../cli/register-tuning-commands.js';
 import * as configParameters from '../cli/commands/config-parameters.js';
+import * as configRepair from '../cli/commands/config-repair.js';
 
 function providerDeps(): ProviderDeps {
   return {
@@ -226,7 +227,7 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
   const configGroup = program
     .command('config')
     .description('show or change the dynamic cluster config in etcd (sync mode, timing, failover lag limit, failsafe, postgres parameters)')
-    .addHelpText('after', examples('pgpilot config show demo', 'pgpilot config update demo --synchronous quorum', 'pgpilot config update demo --set work_mem=16MB'));
+    .addHelpText('after', examples('pgpilot config show demo', 'pgpilot config update demo --synchronous quorum', 'pgpilot config update demo --set work_mem=16MB', 'pgpilot config repair demo'));
   configGroup
     .command('show')
     .description('print the dynamic cluster config')
@@ -284,6 +285,20 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
           }
           return configCommand.runUpdate({ home: resolveHome(home), name, json: json === true, updates }, output);
         },
+      ),
+    );
+
+  configGroup
+    .command('repair')
+    .description('when /config in etcd is unreadable: show it and, once confirmed, restore the newest last good copy the agents kept (compare-and-set on the bad value)')
+    .argument('<name>', 'cluster name')
+    .option('--yes', 'do not ask before replacing the bad value')
+    .option('--json', 'print the outcome as JSON')
+    .addOption(homeOption())
+    .addHelpText('after', examples('pgpilot config repair demo', 'pgpilot config repair demo --yes', 'pgpilot config repair demo --yes --json'))
+    .action(
+      wrap(async (name: string, opts: HomeOption & { yes?: boolean; json?: boolean }) =>
+        configRepair.run({ home: resolveHome(opts.home), name, yes: opts.yes === true, json: opts.json === true }, output),
       ),
     );
 

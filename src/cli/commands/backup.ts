@@ -5,6 +5,7 @@
  * --scheduled`, a child process of the agent so a long copy never shares the HA loop's thread).
  * `list` and `verify` need only the store, so they work while the cluster is stopped.
  */
+import { storedConfigOrThrow } from '../../config/stored-config.js';
 import path from 'node:path';
 import { applyRetention } from '../../backup/apply-retention.js';
 import { chooseBackupSource, createBackup } from '../../backup/base-backup.js';
@@ -310,7 +311,8 @@ export async function runConfig(options: { home: string; name: string; json: boo
   const key = clusterKeys(manifest.name).config;
   try {
     const raw = await dcs.get(key);
-    const current = parseJsonOrNull(dynamicConfigSchema, raw) ?? defaultDynamicConfig();
+    // An unreadable /config is refused (CONFIG_UNREADABLE), never overwritten with the defaults.
+    const current = storedConfigOrThrow(raw, manifest.name);
     const settings = applyBackupUpdates(current.backup, options.updates);
     let storeConfig = await readStoreConfigFile(target.storeConfigFile);
     const changes: string[] = [];

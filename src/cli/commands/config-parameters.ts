@@ -14,6 +14,7 @@
  * If the first member restarted does not come back with the new values, the previous config is
  * written back (that member then starts with it) and the command fails saying so.
  */
+import { storedConfigOrThrow } from '../../config/stored-config.js';
 import { askOnTerminal } from '../confirm.js';
 import { clusterKeys } from '../../dcs/keys.js';
 import { dynamicConfigSchema, type DynamicConfig, type ClusterManifest, type ClusterSecrets } from '../../config/schema.js';
@@ -39,7 +40,6 @@ import { PRELOAD_SETTINGS } from '../../postgres/parameter-policy.js';
 import { extensionFacts, gucPrefixOf, libraryInstalled, libraryName, parseLibraryList, installAdvice, packageIsGuess } from '../../postgres/extensions.js';
 import { clusterStatus, openClusterDcs, type ProviderDeps } from '../../providers/local/local-provider.js';
 import type { ClusterStatus, MemberStatus } from '../../providers/local/cluster-status.js';
-import { parseJsonOrNull } from '../../shared/json.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
 import { withAppContext } from '../app-context.js';
 import { printJson, renderTable, type Output } from '../output.js';
@@ -229,7 +229,7 @@ export async function prepareChanges(request: ParameterRequest): Promise<Prepare
   return withAppContext(request.home, request.name, async (ctx) => {
     const key = ctx.keys.config;
     const storedRaw = await ctx.dcs.get(key);
-    const current = parseJsonOrNull(dynamicConfigSchema, storedRaw) ?? dynamicConfigSchema.parse({});
+    const current = storedConfigOrThrow(storedRaw, ctx.manifest.name);
     const { next: withPgpilot, changes: pgpilotChanges } = applyConfigUpdates(current, { ...fromSet, ...request.pgpilot });
     // The leader's settings as every new session gets them (ctx.client has session settings of its own).
     const leaderClient = await connectMember(ctx.leader, ctx.secrets);
