@@ -22,8 +22,12 @@ import { buildApi } from '../api/build-api.js';
 import { HttpPeerProbe } from './http-peer-probe.js';
 import { HttpPeerPositions } from './http-peer-positions.js';
 import type { AgentConfig } from '../config/schema.js';
-import { clusterSecretsSchema, defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig } from '../config/schema.js';
-import { parseJsonOrNull } from '../shared/json.js';
+import { clusterSecretsSchema, defaultDynamicConfig, type DynamicConfig } from '../config/schema.js';
+import { parseStoredConfig } from '../config/stored-config.js';
+import { readLastGoodConfig, writeLastGoodConfig } from '../config/last-good-config.js';
+import { AlertBoard } from '../ha/alerts.js';
+import { knownHostsFor } from '../ha/member-trust.js';
+import { screenParameters } from '../postgres/parameter-policy.js';
 import { parseConfig } from '../config/load.js';
 import { readTlsMaterial } from '../tls/tls-files.js';
 import { describeCertificateFile } from '../tls/certificate-info.js';
@@ -76,20 +80,30 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
   // postgresql.conf is rendered from /config each time it is written (start, follow, promotion,
   // POST /reload), read fresh so that a restart or reload right after `config update` uses the new
   // values without waiting for the loop's next read; the loop's copy if etcd does not answer in 1 s.
+  // An unreadable value falls back to the loop's copy (the last good one), never to the defaults;
+  // forbidden parameters are dropped and reported (src/postgres/parameter-policy.ts).
+  const alerts = new AlertBoard();
   const postgresParameters = async (): Promise<DynamicConfig['postgresql']['parameters']> => {
     const timer = new AbortController();
     const fresh = await Promise.race([
       dcs
         .get(keys.config)
-        .then((raw) => (raw === null ? defaultDynamicConfig() : parseJsonOrNull(dynamicConfigSchema, raw)))
+        .then((raw) => {
+          if (raw === null) return defaultDynamicConfig();
+          const parsed = parseStoredConfig(raw);
+          return parsed.kind === 'valid' ? parsed.config : null;
+        })
         .catch(() => null),
       clock.sleep(1_000, timer.signal).then(() => null, () => null),
     ]);
     timer.abort();
-    return (fresh ?? loopRef?.currentConfig() ?? defaultDynamicConfig()).postgresql.parameters;
+    const screened = screenParameters((fresh ?? loopRef?.currentConfig() ?? defaultDynamicConfig()).postgresql.parameters);
+    if (screened.rejected.length > 0) alerts.raise('config-rejected', 'warning', `dropped postgres parameters from /config: ${screened.rejected.map((r) => r.reason).join('; ')}`);
+    return screened.parameters;
   };
   const pg = new LocalPostgresNode({ config, secrets, clock, log: log.child({ component: 'postgres' }), parameters: postgresParameters });
   const apiUrl = `https://${urlHost(config.host)}:${config.apiPort}`;
+  const knownHosts = knownHostsFor(config);
   const watchdog = await WatchdogClient.start({
     // The lean entry next to the CLI's (dist/src/bin/watchdog.js), not the whole CLI.
     cliEntry: path.join(path.dirname(options.cliEntry), 'watchdog.js'),
@@ -282,8 +296,14 @@ export async function startAgent(config: AgentConfig, options: { cliEntry: strin
     log: log.child({ component: 'ha' }),
     memory,
     metrics,
-    peerProbe: new HttpPeerProbe(secrets.apiToken, tls.ca),
-    peerPositions: new HttpPeerPositions(secrets.apiToken, tls.ca),
+    peerProbe: new HttpPeerProbe(secrets.apiToken, tls.ca, knownHosts),
+    peerPositions: new HttpPeerPositions(secrets.apiToken, tls.ca, knownHosts),
+    knownHosts,
+    alerts,
+    lastGoodConfig: {
+      load: async () => (await readLastGoodConfig(config.nodeDir))?.config ?? null,
+      save: (saved) => writeLastGoodConfig(config.nodeDir, { savedAtMs: clock.nowMs(), config: saved }),
+    },
     fenceGuard: {
       // The lease travels with the heartbeat: a watchdog that outlives this agent releases it.
       arm: (pid, deadlineEpochMs) => watchdog.arm(pid, deadlineEpochMs, config.dataDir, memory.leaseId),

@@ -2,6 +2,7 @@
  * Entry point of `bin/pgpilot`: parses argv with commander, resolves the home directory, calls
  * one command module and maps its result or error to an exit code (message + hint, never a stack).
  */
+import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { SystemClock } from '../shared/clock.js';
@@ -9,7 +10,7 @@ import { PgpilotError } from '../shared/errors.js';
 import { PGPILOT_VERSION } from '../shared/version.js';
 import { resolveHome } from '../providers/local/paths.js';
 import type { ProviderDeps } from '../providers/local/local-provider.js';
-import { reportError } from '../cli/output.js';
+import { reportError, type Output } from '../cli/output.js';
 import { quietIpServernameWarning } from '../shared/warnings.js';
 import * as createCommand from '../cli/commands/create.js';
 import * as statusCommand from '../cli/commands/status.js';
@@ -27,12 +28,13 @@ import * as haproxyConfigCommand from '../cli/commands/haproxy-config.js';
 import * as monitoringCommand from '../cli/commands/monitoring.js';
 import { runStart, runStop } from '../cli/commands/start-stop.js';
 import { registerBackupCommands } from '../cli/register-backup-commands.js';
-import { examples, homeOption, makeWrap, output, parseInteger, type HomeOption } from '../cli/program-helpers.js';
+import { examples, homeOption, makeWrap, output, parseInteger, type HomeOption, type Wrap } from '../cli/program-helpers.js';
 import { registerAppCommands } from '../cli/register-app-commands.js';
 import { registerOperateCommands } from '../cli/register-operate-commands.js';
 import { registerTuningCommands } from '../cli/register-tuning-commands.js';
 import * as configParameters from '../cli/commands/config-parameters.js';
 import * as certsCommand from '../cli/commands/certs.js';
+import * as configRepair from '../cli/commands/config-repair.js';
 
 function providerDeps(): ProviderDeps {
   return {
@@ -42,16 +44,28 @@ function providerDeps(): ProviderDeps {
   };
 }
 
-export function buildProgram(setExitCode: (code: number) => void): Command {
+/**
+ * What a test may replace (test/fuzz/cli.test.ts): the command bodies (`wrap`: a stub that never
+ * runs them), the output, and where commander writes its own messages.
+ */
+export interface ProgramSeams {
+  wrap?: Wrap;
+  output?: Output;
+  writeOut?: (text: string) => void;
+  writeErr?: (text: string) => void;
+}
+
+export function buildProgram(setExitCode: (code: number) => void, seams: ProgramSeams = {}): Command {
+  const out = seams.output ?? output;
   const program = new Command('pgpilot')
     .description('Automated PostgreSQL clusters: streaming replication, automatic failover, one CLI.')
     .version(PGPILOT_VERSION, '-v, --version')
     .showSuggestionAfterError(true)
-    .configureOutput({ writeErr: (text) => process.stderr.write(text) })
+    .configureOutput({ writeErr: seams.writeErr ?? ((text) => process.stderr.write(text)), writeOut: seams.writeOut ?? ((text) => process.stdout.write(text)) })
     .exitOverride()
     .addHelpText('after', examples('pgpilot create demo', 'pgpilot status demo', 'pgpilot connect demo', 'pgpilot destroy demo --yes'));
 
-  const wrap = makeWrap(setExitCode, output);
+  const wrap = seams.wrap ?? makeWrap(setExitCode, out);
 
   program
     .command('create')
@@ -252,7 +266,7 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
   const configGroup = program
     .command('config')
     .description('show or change the dynamic cluster config in etcd (sync mode, timing, failover lag limit, failsafe, postgres parameters)')
-    .addHelpText('after', examples('pgpilot config show demo', 'pgpilot config update demo --synchronous quorum', 'pgpilot config update demo --set work_mem=16MB'));
+    .addHelpText('after', examples('pgpilot config show demo', 'pgpilot config update demo --synchronous quorum', 'pgpilot config update demo --set work_mem=16MB', 'pgpilot config repair demo'));
   configGroup
     .command('show')
     .description('print the dynamic cluster config')
@@ -310,6 +324,20 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
           }
           return configCommand.runUpdate({ home: resolveHome(home), name, json: json === true, updates }, output);
         },
+      ),
+    );
+
+  configGroup
+    .command('repair')
+    .description('when /config in etcd is unreadable: show it and, once confirmed, restore the newest last good copy the agents kept (compare-and-set on the bad value)')
+    .argument('<name>', 'cluster name')
+    .option('--yes', 'do not ask before replacing the bad value')
+    .option('--json', 'print the outcome as JSON')
+    .addOption(homeOption())
+    .addHelpText('after', examples('pgpilot config repair demo', 'pgpilot config repair demo --yes', 'pgpilot config repair demo --yes --json'))
+    .action(
+      wrap(async (name: string, opts: HomeOption & { yes?: boolean; json?: boolean }) =>
+        configRepair.run({ home: resolveHome(opts.home), name, yes: opts.yes === true, json: opts.json === true }, output),
       ),
     );
 
@@ -391,7 +419,7 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
       ),
     );
 
-  registerBackupCommands(program, { wrap, homeOption, examples, parseInteger, output });
+  registerBackupCommands(program, { wrap, homeOption, examples, parseInteger, output: out });
 
   program
     .command('agent')
@@ -406,38 +434,52 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     .option('--etcd-endpoints <urls>', 'comma-separated etcd client URLs: release the agent lease there after fencing')
     .action(wrap(async () => watchdogCommand.run()));
 
-  registerAppCommands(program, { wrap, homeOption, examples, output, parseInteger });
-  registerOperateCommands(program, { wrap, homeOption, examples, output, parseInteger });
-  registerTuningCommands(program, { wrap, homeOption, examples, output, parseInteger });
+  registerAppCommands(program, { wrap, homeOption, examples, output: out, parseInteger });
+  registerOperateCommands(program, { wrap, homeOption, examples, output: out, parseInteger });
+  registerTuningCommands(program, { wrap, homeOption, examples, output: out, parseInteger });
 
   return program;
 }
 
-async function main(argv: string[]): Promise<number> {
+/** Parses `argv` (node, script, args...) and runs the command: its exit code; never throws. */
+export async function runCli(argv: string[], seams: ProgramSeams = {}): Promise<number> {
   let exitCode = 0;
   const program = buildProgram((code) => {
     exitCode = code;
-  });
+  }, seams);
+  const writeErr = seams.writeErr ?? ((text: string) => process.stderr.write(text));
   try {
     await program.parseAsync(argv);
   } catch (error) {
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return 0;
-      process.stderr.write('hint: run pgpilot --help, or pgpilot COMMAND --help for examples\n');
+      writeErr('hint: run pgpilot --help, or pgpilot COMMAND --help for examples\n');
       return error.exitCode === 0 ? 0 : 2;
     }
-    return reportError(output, error instanceof PgpilotError ? error : error);
+    return reportError(seams.output ?? output, error instanceof PgpilotError ? error : error);
   }
   return exitCode;
 }
 
-// A closed stdout (`pgpilot status demo | head`) is not an error worth a stack trace.
-for (const stream of [process.stdout, process.stderr]) {
-  stream.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-    throw error;
-  });
+/** True when this module is the process entry (bin/pgpilot runs `node dist/src/bin/cli.js`), not an import. */
+function isEntry(): boolean {
+  const entry = process.argv[1];
+  if (entry === undefined) return false;
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
 }
 
-quietIpServernameWarning();
-process.exitCode = await main(process.argv);
+// A closed stdout (`pgpilot status demo | head`) is not an error worth a stack trace.
+if (isEntry()) {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw error;
+    });
+  }
+  quietIpServernameWarning();
+  process.exitCode = await runCli(process.argv);
+}

@@ -132,6 +132,12 @@ export const agentConfigSchema = z
      * watchdog present it to etcd as their client certificate. Required: pgpilot has no plain-text mode.
      */
     tls: tlsFilesSchema,
+    /**
+     * The host of every node of the cluster: the only addresses this agent streams from or sends
+     * REST calls to (member records naming others are ignored, src/ha/member-trust.ts). Absent:
+     * this node's own host and loopback.
+     */
+    knownHosts: z.array(z.string().min(1)).optional(),
   })
   .strict();
 export type AgentConfig = z.infer<typeof agentConfigSchema>;

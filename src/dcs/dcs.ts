@@ -12,6 +12,9 @@
  *   (never throws) when the lease is already gone, and then it stays gone.
  * - Writing with a lease that does not exist (expired, revoked, never granted) throws
  *   `LeaseNotFoundError`, so a holder learns at once that its lease is gone.
+ * - `getPrefixWithLeases` returns what `getPrefix` returns plus, for each key, the lease it is
+ *   attached to (null: none), read in the same request: a reader can tell a key written on a
+ *   lease (a leader key) from one written without (src/ha/leader-trust.ts).
  * - Watches deliver every change under the prefix after the watch was established, in order.
  * - Any failure to reach the store throws `PgpilotError` with code `DCS_UNAVAILABLE` and
  *   `retryable: true`, within the implementation's operation timeout: no call hangs unbounded.
@@ -28,6 +31,13 @@ export type DcsWatchEvent =
   | { kind: 'put'; key: string; value: string }
   | { kind: 'delete'; key: string };
 
+/** One key as read with its lease. */
+export interface DcsEntry {
+  value: string;
+  /** The lease the key is attached to; null when it has none. */
+  leaseId: LeaseId | null;
+}
+
 export interface DcsWatch {
   cancel(): Promise<void>;
 }
@@ -36,6 +46,8 @@ export interface Dcs {
   get(key: string): Promise<string | null>;
   /** Every key under `prefix` (prefix included in the returned keys), sorted by key. */
   getPrefix(prefix: string): Promise<Map<string, string>>;
+  /** Like `getPrefix`, with each key's lease (one request). */
+  getPrefixWithLeases(prefix: string): Promise<Map<string, DcsEntry>>;
   put(key: string, value: string, options?: PutOptions): Promise<void>;
   /** Writes only when the key does not exist; true when this call created it. */
   createIfAbsent(key: string, value: string, options?: PutOptions): Promise<boolean>;

@@ -18,7 +18,7 @@ import { Etcd3, EtcdLeaseInvalidError, GRPCUnavailableError, type IOptions, type
 import { ExponentialBackoff, handleType, noop, retry } from 'cockatiel';
 import { SystemClock, type Clock } from '../shared/clock.js';
 import { PgpilotError, errorMessage } from '../shared/errors.js';
-import { LeaseNotFoundError, type Dcs, type DcsWatch, type DcsWatchEvent, type LeaseId, type PutOptions } from './dcs.js';
+import { LeaseNotFoundError, type Dcs, type DcsEntry, type DcsWatch, type DcsWatchEvent, type LeaseId, type PutOptions } from './dcs.js';
 
 export interface EtcdDcsOptions {
   /** Client URLs, e.g. `https://127.0.0.1:23790`. */
@@ -95,6 +95,16 @@ export class EtcdDcs implements Dcs {
     return this.call('get prefix', async () => {
       const response = await this.client.getAll().prefix(prefix).sort('Key', 'Ascend').exec();
       return new Map(response.kvs.map((kv) => [kv.key.toString('utf8'), kv.value.toString('utf8')]));
+    });
+  }
+
+  getPrefixWithLeases(prefix: string): Promise<Map<string, DcsEntry>> {
+    return this.call('get prefix', async () => {
+      const response = await this.client.getAll().prefix(prefix).sort('Key', 'Ascend').exec();
+      // etcd reports lease 0 for a key without a lease.
+      return new Map(
+        response.kvs.map((kv) => [kv.key.toString('utf8'), { value: kv.value.toString('utf8'), leaseId: kv.lease === '0' || kv.lease === '' ? null : String(kv.lease) }]),
+      );
     });
   }
 

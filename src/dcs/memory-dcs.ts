@@ -13,7 +13,7 @@
  */
 import type { Clock } from '../shared/clock.js';
 import { PgpilotError } from '../shared/errors.js';
-import { LeaseNotFoundError, type Dcs, type DcsWatch, type DcsWatchEvent, type LeaseId, type PutOptions } from './dcs.js';
+import { LeaseNotFoundError, type Dcs, type DcsEntry, type DcsWatch, type DcsWatchEvent, type LeaseId, type PutOptions } from './dcs.js';
 
 interface StoredValue {
   value: string;
@@ -94,6 +94,12 @@ export class MemoryDcsStore {
   getPrefix(prefix: string): Map<string, string> {
     this.expireLeases();
     return this.readPrefix(prefix);
+  }
+
+  getPrefixWithLeases(prefix: string): Map<string, DcsEntry> {
+    this.expireLeases();
+    const keys = [...this.readPrefix(prefix).keys()];
+    return new Map(keys.map((key) => [key, { value: this.data.get(key)?.value ?? '', leaseId: this.data.get(key)?.leaseId ?? null }]));
   }
 
   put(key: string, value: string, options: PutOptions = {}): void {
@@ -254,6 +260,10 @@ export class MemoryDcs implements Dcs {
 
   getPrefix(prefix: string): Promise<Map<string, string>> {
     return this.run(() => this.store.getPrefix(prefix));
+  }
+
+  getPrefixWithLeases(prefix: string): Promise<Map<string, DcsEntry>> {
+    return this.run(() => this.store.getPrefixWithLeases(prefix));
   }
 
   put(key: string, value: string, options?: PutOptions): Promise<void> {

@@ -11,8 +11,11 @@ export type Action =
   /** pg_basebackup from the leader and start as its standby. */
   | { kind: 'clone-from'; leader: string }
   | { kind: 'start-postgres'; mode: 'primary' | 'standby'; upstream: string | null }
-  /** Create the leader key on our lease; a guard: losing the race skips the rest. */
-  | { kind: 'acquire-leader' }
+  /**
+   * Create the leader key on our lease; a guard: losing the race skips the rest. With `replacing`:
+   * the key holds that ignored value (rules L1, L3): compare-and-set exactly that value instead.
+   */
+  | { kind: 'acquire-leader'; replacing?: string }
   /**
    * Move a leader key naming this node, left on the lease of a previous run of this agent (agent
    * restarted, machine rebooted), onto our current lease. Safe: while the key names us nobody

@@ -76,6 +76,8 @@ function decideOnce(obs: Observation): Decision {
   if (obs.dcs.kind === 'unreachable') return decideWithoutDcs(obs, obs.dcs.error);
   const dcs = obs.dcs;
   if (obs.longTask !== null) return decision(`busy: ${obs.longTask.kind} running`);
+  const untrusted = decideUntrustedLeader(obs, dcs);
+  if (untrusted !== null) return untrusted;
   switch (obs.pg.kind) {
     case 'no-data':
       return decideBootstrap(obs, dcs);
@@ -94,6 +96,31 @@ function decideOnce(obs: Observation): Decision {
     case 'running':
       return decideRunning(obs, dcs, obs.pg);
   }
+}
+
+/**
+ * Rules L1-L2: the leader key is untrusted (src/ha/leader-trust.ts: no lease, or naming a node
+ * without a member record). It never demotes a healthy primary: the last trusted leader, still
+ * running as primary, reclaims the key by compare-and-set on the bad value (L1; while the key is
+ * only unconfirmed it waits), and nobody acts on an unconfirmed key (L2). An ignored key with no
+ * leader left falls through to the usual rules, whose `acquire-leader` replaces it (L3).
+ */
+function decideUntrustedLeader(obs: Observation, dcs: Reachable): Decision | null {
+  const untrusted = dcs.untrustedLeader ?? null;
+  if (untrusted === null) return null;
+  const isPrimary = obs.pg.kind === 'running' && !obs.pg.inRecovery;
+  if (dcs.leader === obs.node && isPrimary) {
+    if (!untrusted.ignored) return decision(`leader key untrusted (${untrusted.reason}): keeping the primary, waiting before reclaiming the key`);
+    return decision(`leader key ignored (${untrusted.reason}): reclaiming it`, { kind: 'acquire-leader', replacing: untrusted.value });
+  }
+  if (dcs.leader === null && !untrusted.ignored) return decision(`leader key untrusted (${untrusted.reason}): waiting up to one TTL for its member record; keeping current role`);
+  return null;
+}
+
+/** `acquire-leader`, over an ignored leader key's value when there is one (rule L3). */
+function acquireLeader(dcs: Reachable): Action {
+  const untrusted = dcs.untrustedLeader ?? null;
+  return untrusted !== null && untrusted.ignored ? { kind: 'acquire-leader', replacing: untrusted.value } : { kind: 'acquire-leader' };
 }
 
 /**
@@ -230,7 +257,7 @@ function decideStopped(obs: Observation, dcs: Reachable, pg: Stopped): Decision 
   if (pg.cleanShutdownPrimary && obs.lastHealthyMs === null && obs.tags.nofailover !== true && !failsafeAckActive(obs.failsafeAck, obs.nowMs)) {
     const higher = dcs.members.find((m) => m.name !== obs.node && m.timeline !== null && pg.timeline !== null && m.timeline > pg.timeline);
     if (higher === undefined) {
-      return decision('no leader; this node shut down cleanly as primary: taking the lead', { kind: 'acquire-leader' }, {
+      return decision('no leader; this node shut down cleanly as primary: taking the lead', acquireLeader(dcs), {
         kind: 'start-postgres',
         mode: 'primary',
         upstream: null,
@@ -360,14 +387,12 @@ function decideElection(obs: Observation, dcs: Reachable, pg: Running): Decision
   // can acknowledge a commit, so no member of the old set may promote on the old set's strength
   // while this node's commits are not on them (sync-set.ts).
   const emptySync: Action[] = syncMode ? [{ kind: 'publish-sync-set', members: [], quorum: 0, expected: dcs.sync?.raw ?? null }] : [];
-  const take: Action[] = pg.inRecovery
-    ? [{ kind: 'acquire-leader' }, ...emptySync, { kind: 'promote' }]
-    : [{ kind: 'acquire-leader' }, ...emptySync];
+  const take: Action[] = pg.inRecovery ? [acquireLeader(dcs), ...emptySync, { kind: 'promote' }] : [acquireLeader(dcs), ...emptySync];
   // E0: etcd is back and this primary kept running on failsafe: its lease (and key) expired
   // meanwhile, and every member promised not to race while its permission lasts: take the key
   // back now, before any other rule (ranking ties, intents) could hand it to another node.
   if (!pg.inRecovery && failsafeHolds(obs) !== null) {
-    return decision('no leader; etcd is back and this primary kept running on failsafe: taking the leader key back', { kind: 'acquire-leader' });
+    return decision('no leader; etcd is back and this primary kept running on failsafe: taking the leader key back', acquireLeader(dcs));
   }
   // E0b: this node promised a failsafe leader to stay out of the race (it answered its check).
   if (failsafeAckActive(obs.failsafeAck, obs.nowMs)) {

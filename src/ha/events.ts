@@ -40,17 +40,29 @@ export const eventKindSchema = z.enum([
   'pooler-disabled',
   // An agent refused an auth schema or function not owned by the superuser (src/pooler/pooler-supervisor.ts).
   'pooler-auth-refused',
+  // Agents that trust nothing they read (docs/ha-loop.md "What agents read from etcd").
+  'config-rejected',
+  'config-unreadable',
+  'config-repaired',
+  'leader-key-ignored',
+  'member-ignored',
 ]);
 export type EventKind = z.infer<typeof eventKindSchema>;
 
+/**
+ * An event as stored. `kind` is any non-empty string when read: an entry of a kind this version
+ * does not know (a newer agent's) is kept and shown as it is, never dropped with the others.
+ */
 export const clusterEventSchema = z.object({
   at: z.string(),
-  kind: eventKindSchema,
+  kind: z.string().min(1),
   node: z.string(),
   message: z.string(),
   timeline: z.number().int().nullable().default(null),
 });
 export type ClusterEvent = z.infer<typeof clusterEventSchema>;
+/** An event this version writes: one of the known kinds. */
+export type NewClusterEvent = ClusterEvent & { kind: EventKind };
 
 const MAX_EVENTS = 500;
 
@@ -58,7 +70,7 @@ export function parseEvents(text: string | null): ClusterEvent[] {
   return parseJsonList(clusterEventSchema, text);
 }
 
-export async function recordEvent(dcs: Dcs, keys: ClusterKeys, event: ClusterEvent): Promise<void> {
+export async function recordEvent(dcs: Dcs, keys: ClusterKeys, event: NewClusterEvent): Promise<void> {
   try {
     await appendJsonList(dcs, keys.events, clusterEventSchema, event, MAX_EVENTS);
   } catch {

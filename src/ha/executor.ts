@@ -126,11 +126,14 @@ export class Executor {
       case 'acquire-leader': {
         const leaseId = memory.leaseId;
         if (leaseId === null) return { kind: 'skip-rest', reason: 'no lease' };
-        const won = await dcs.createIfAbsent(keys.leader, node, { leaseId });
+        // An ignored key (no lease, or naming no member; src/ha/leader-trust.ts) is replaced only
+        // while it still holds exactly the value judged: of several candidates one wins.
+        const replacing = action.replacing;
+        const won = replacing === undefined ? await dcs.createIfAbsent(keys.leader, node, { leaseId }) : await dcs.replaceIfEquals(keys.leader, replacing, node, { leaseId });
         if (!won) return { kind: 'skip-rest', reason: 'another node took the leader key first' };
         memory.holdsLeader = true;
-        this.deps.log.info('acquired the leader key');
-        await this.event('leader-acquired', 'took the free leader key');
+        this.deps.log.info(replacing === undefined ? 'acquired the leader key' : `acquired the leader key over an ignored value (${replacing})`);
+        await this.event('leader-acquired', replacing === undefined ? 'took the free leader key' : `took the leader key over an ignored value naming ${replacing}`);
         return { kind: 'done' };
       }
       case 'adopt-leader': {

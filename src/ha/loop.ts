@@ -6,17 +6,22 @@
  * Logs one summary line per tick when the summary changes (and every minute otherwise).
  */
 import { LeaseNotFoundError } from '../dcs/dcs.js';
-import { defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig, type Tags } from '../config/schema.js';
+import { defaultDynamicConfig, type DynamicConfig, type Tags } from '../config/schema.js';
 import { errorMessage } from '../shared/errors.js';
 import { isLsn, maxLsn } from '../shared/lsn.js';
-import { parseJsonOrNull } from '../shared/json.js';
+import { parseStoredConfig } from '../config/stored-config.js';
+import { screenParameters } from '../postgres/parameter-policy.js';
+import { AlertBoard } from './alerts.js';
+import { recordEvent } from './events.js';
+import { assessLeaderKey, type LeaderAssessment } from './leader-trust.js';
+import { knownHostsFor, trustedMemberRecords } from './member-trust.js';
 import { decide, leaseDeadlineMs } from './decide.js';
 import type { Action, Decision } from './actions.js';
 import { Executor, type ExecutorDeps } from './executor.js';
 import { noopHaMetrics, type HaMetrics } from './ha-metrics.js';
 import type { DcsView, LocalPostgres, LongTaskState, Observation } from './observation.js';
 import { parseIntent } from './intent.js';
-import { memberRecordsIn, type MemberRecord, type ReplicationEntry } from './member-record.js';
+import type { MemberRecord, ReplicationEntry } from './member-record.js';
 import { parseHistory } from './history.js';
 import { notStreamingMsOf } from './election.js';
 import { failsafeDeadlineMs, fenceMarginMs } from './decide.js';
@@ -31,7 +36,19 @@ export interface FenceGuard {
   disarm(): void;
 }
 
+/** Where an agent keeps its last valid /config (src/config/last-good-config.ts); absent: in memory only. */
+export interface LastGoodConfigStore {
+  load(): Promise<DynamicConfig | null>;
+  save(config: DynamicConfig): Promise<void>;
+}
+
 export interface HaLoopDeps extends Omit<ExecutorDeps, 'startLongTask'> {
+  /** Hosts of the cluster's nodes (src/ha/member-trust.ts); absent: `host` and loopback. */
+  knownHosts?: readonly string[];
+  /** This agent's alerts (published in its member record); absent: the loop makes its own. */
+  alerts?: AlertBoard;
+  /** The last valid /config, used while /config is unreadable; absent: the loop's memory only. */
+  lastGoodConfig?: LastGoodConfigStore;
   /** Armed while this node leads, with the lease deadline; absent in simulations. */
   fenceGuard?: FenceGuard;
   /** Failsafe mode: asks the other members' REST APIs while etcd is unreachable; absent: failsafe cannot hold. */
@@ -110,10 +127,29 @@ export class HaLoop {
   /** Sync mode, leader: when the current synchronous_standby_names was first seen, and the LSN once it was in force. */
   private syncApplied: { standbyNames: string; sinceMs: number; lsn: string | null } | null = null;
   private readonly metrics: HaMetrics;
+  /** What this agent refused to trust or could not read in etcd (src/ha/alerts.ts). */
+  readonly alerts: AlertBoard;
+  private readonly knownHosts: string[];
+  /** The last leader key this agent trusted (src/ha/leader-trust.ts). */
+  private lastTrustedLeader: string | null = null;
+  /** The untrusted leader key seen last (value, lease) and since when. */
+  private untrustedLeaderSeen: { value: string; leaseId: string | null; sinceMs: number } | null = null;
+  /** The last-good copy: loaded once before the first read of /config; the JSON last saved. */
+  private lastGoodLoaded = false;
+  private lastGoodSavedJson: string | null = null;
 
   constructor(private readonly deps: HaLoopDeps) {
     this.agentStartedMs = deps.clock.nowMs();
     this.metrics = deps.metrics ?? noopHaMetrics;
+    this.knownHosts = knownHostsFor({ host: deps.host, knownHosts: deps.knownHosts });
+    this.alerts = deps.alerts ?? new AlertBoard();
+    // Reported once per raise (or changed message), never per tick: log, and one event.
+    this.alerts.onRaise((alert) => {
+      const fields = { alert: alert.kind };
+      if (alert.severity === 'critical') deps.log.error(fields, alert.message);
+      else deps.log.warn(fields, alert.message);
+      void recordEvent(deps.dcs, deps.keys, { at: new Date(deps.clock.nowMs()).toISOString(), kind: alert.kind, node: deps.node, message: alert.message, timeline: null });
+    });
     this.executor = new Executor({ ...deps, startLongTask: (kind, task) => this.startLongTask(kind, task) });
     deps.pg.onUnexpectedExit(() => {
       deps.log.warn('postmaster exited unexpectedly');
@@ -540,13 +576,18 @@ export class HaLoop {
         memory.leaseGrantedMs = sentMs;
         memory.lastRenewedMs = sentMs;
       }
-      const all = await dcs.getPrefix(keys.root);
-      const leader = all.get(keys.leader) ?? null;
-      if (leader !== this.deps.node) memory.holdsLeader = false;
-      if (leader !== null && this.lastSeenLeader !== null && leader !== this.lastSeenLeader) this.metrics.leaderChanged();
-      if (leader !== null) this.lastSeenLeader = leader;
-      if (leader !== null) memory.lastLeaderSeenMs = clock.nowMs();
-      this.config = parseDynamicConfig(all.get(keys.config) ?? null, this.config);
+      const entries = await dcs.getPrefixWithLeases(keys.root);
+      const all = new Map([...entries].map(([key, entry]) => [key, entry.value] as const));
+      await this.readConfig(all.get(keys.config) ?? null);
+      const { members, ignored } = trustedMemberRecords(all, keys, this.knownHosts);
+      if (ignored.length > 0) this.alerts.raise('member-ignored', 'warning', `ignored member records: ${ignored.map((m) => `${m.name} (${m.reason})`).join('; ')}`);
+      else this.alerts.clear('member-ignored');
+      const leaderEntry = entries.get(keys.leader) ?? null;
+      const leader = this.assessLeader(leaderEntry, members, clock.nowMs());
+      if (leaderEntry?.value !== this.deps.node) memory.holdsLeader = false;
+      if (leader.leader !== null && this.lastSeenLeader !== null && leader.leader !== this.lastSeenLeader) this.metrics.leaderChanged();
+      if (leader.leader !== null) this.lastSeenLeader = leader.leader;
+      if (leader.leader !== null) memory.lastLeaderSeenMs = clock.nowMs();
       // A keep-alive never changes a lease's TTL. When the configured TTL differs from our lease's,
       // a node that does not lead takes a new lease now (its member key moves with the next
       // publish); a leader keeps its lease, and every deadline is computed from the lease's real
@@ -558,10 +599,10 @@ export class HaLoop {
         memory.lastRenewedMs = clock.nowMs();
         await dcs.revokeLease(old).catch(() => undefined);
       }
-      const members = memberRecordsIn(all, keys);
       return {
         kind: 'reachable',
-        leader,
+        leader: leader.leader,
+        untrustedLeader: leader.untrusted,
         initialize: all.get(keys.initialize) ?? null,
         members,
         lastLeaderLsn: validLsnOrNull(all.get(keys.lastLsn)),
@@ -572,6 +613,73 @@ export class HaLoop {
     } catch (error) {
       return { kind: 'unreachable', error: errorMessage(error) };
     }
+  }
+
+  /**
+   * Parses /config. A valid value becomes the config (and the last-good copy, saved when it
+   * changed); a missing key keeps the current one (the defaults on a new cluster: bootstrap writes
+   * it); an unreadable value NEVER means the defaults: the last good copy stays in force, with a
+   * `critical` alert naming the reason. Forbidden postgres parameters in a valid value raise a
+   * `warning` (they are dropped when postgresql.conf is rendered, src/postgres/parameter-policy.ts).
+   */
+  private async readConfig(raw: string | null): Promise<void> {
+    const store = this.deps.lastGoodConfig;
+    if (!this.lastGoodLoaded) {
+      this.lastGoodLoaded = true;
+      const saved = await store?.load().catch(() => null);
+      if (saved !== undefined && saved !== null) {
+        this.config = saved;
+        this.lastGoodSavedJson = JSON.stringify(saved);
+      }
+    }
+    if (raw === null) {
+      this.alerts.clear('config-unreadable');
+    } else {
+      const parsed = parseStoredConfig(raw);
+      if (parsed.kind === 'invalid') {
+        const cluster = this.deps.keys.root.split('/')[2] ?? 'NAME';
+        this.alerts.raise('config-unreadable', 'critical', `/config is unreadable (${parsed.reason}); using the last good copy; run pgpilot config repair ${cluster}`);
+      } else {
+        this.alerts.clear('config-unreadable');
+        this.config = parsed.config;
+        const json = JSON.stringify(parsed.config);
+        if (store !== undefined && json !== this.lastGoodSavedJson) {
+          try {
+            await store.save(parsed.config);
+            this.lastGoodSavedJson = json;
+          } catch (error) {
+            this.deps.log.warn({ err: errorMessage(error) }, 'could not save the last good copy of /config');
+          }
+        }
+      }
+    }
+    const rejected = screenParameters(this.config.postgresql.parameters).rejected;
+    if (rejected.length > 0) this.alerts.raise('config-rejected', 'warning', `dropped postgres parameters from /config: ${rejected.map((r) => r.reason).join('; ')}`);
+    else this.alerts.clear('config-rejected');
+  }
+
+  /** Rules L1-L3 (src/ha/leader-trust.ts): which leader this tick acts on; an untrusted key is reported once. */
+  private assessLeader(entry: { value: string; leaseId: string | null } | null, members: readonly MemberRecord[], nowMs: number): LeaderAssessment {
+    const seen = this.untrustedLeaderSeen;
+    const same = seen !== null && entry !== null && seen.value === entry.value && seen.leaseId === entry.leaseId;
+    const assessment = assessLeaderKey({
+      self: this.deps.node,
+      key: entry,
+      members,
+      lastTrustedLeader: this.lastTrustedLeader,
+      untrustedSinceMs: same ? seen.sinceMs : null,
+      nowMs,
+      ttlSeconds: this.config.ttlSeconds,
+    });
+    if (assessment.untrusted === null) {
+      this.untrustedLeaderSeen = null;
+      this.alerts.clear('leader-key-ignored');
+      if (entry !== null) this.lastTrustedLeader = entry.value;
+      return assessment;
+    }
+    if (!same && entry !== null) this.untrustedLeaderSeen = { value: entry.value, leaseId: entry.leaseId, sinceMs: nowMs };
+    this.alerts.raise('leader-key-ignored', 'warning', `leader key ${JSON.stringify(assessment.untrusted.value.slice(0, 64))} not trusted: ${assessment.untrusted.reason}`);
+    return assessment;
   }
 
   /** One keep-alive of our lease, counted for the metrics (a throw is a failed renewal too). */
@@ -628,6 +736,7 @@ export class HaLoop {
       version: d.version,
       updatedAtMs: d.clock.nowMs(),
       replication,
+      alerts: this.alerts.list(),
       role: 'stopped' as const,
       postgresPid: null,
       timeline: null,
@@ -697,8 +806,4 @@ function syncOf(raw: string | undefined): PublishedSync | null {
 
 function validLsnOrNull(text: string | undefined): string | null {
   return text !== undefined && isLsn(text) ? text : null;
-}
-
-function parseDynamicConfig(text: string | null, previous: DynamicConfig): DynamicConfig {
-  return parseJsonOrNull(dynamicConfigSchema, text) ?? previous;
 }

@@ -9,6 +9,7 @@ import { tagsSchema } from '../config/schema.js';
 import { isLsn } from '../shared/lsn.js';
 import { parseJsonOrNull } from '../shared/json.js';
 import { memberNameFromKey, type ClusterKeys } from '../dcs/keys.js';
+import { memberAlertSchema } from './alerts.js';
 
 /** An LSN as postgres prints it; anything else makes the whole record unreadable (ignored). */
 const lsnSchema = z.string().refine(isLsn, 'not an LSN');
@@ -83,6 +84,12 @@ export const memberRecordSchema = z.object({
   oldestWalLsn: lsnSchema.nullable().optional(),
   /** WAL archiving on this member (absent from older agents and while postgres is not running). */
   archive: archiveStateSchema.nullable().optional(),
+  /**
+   * What this agent refused to trust, or could not read, in etcd (src/ha/alerts.ts): a forbidden
+   * parameter dropped, an unreadable /config, an ignored leader key or member record. Absent from
+   * older agents.
+   */
+  alerts: z.array(memberAlertSchema).optional(),
   version: z.string(),
   updatedAtMs: z.number(),
 });

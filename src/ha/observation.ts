@@ -9,11 +9,19 @@ import type { ArchiveState, MemberRecord } from './member-record.js';
 import type { FailoverIntent } from './intent.js';
 import type { FailsafeAck, FailsafeCheck } from './failsafe.js';
 import type { PeerPosition, SyncReplica, SyncSet } from './sync-set.js';
+import type { UntrustedLeader } from './leader-trust.js';
 
 export type DcsView =
   | {
       kind: 'reachable';
+      /** The leader the rules act on: the leader key's value, unless that key is untrusted (then see `untrustedLeader`). */
       leader: string | null;
+      /**
+       * A leader key the loop does not believe (no lease, or naming a node without a member
+       * record; src/ha/leader-trust.ts). `leader` is then the last trusted leader still running as
+       * primary, or null. Absent/null: the key (if any) is trusted.
+       */
+      untrustedLeader?: UntrustedLeader | null;
       /** null: nobody initialized yet; `pending:<node>` while <node> runs initdb; else the system identifier. */
       initialize: string | null;
       members: readonly MemberRecord[];

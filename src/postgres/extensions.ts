@@ -71,6 +71,15 @@ const KNOWN: Readonly<Record<string, KnownExtension>> = {
   pg_hint_plan: { package: 'postgresql-MAJOR-pg-hint-plan', source: PGDG },
 };
 
+/**
+ * Every library an extension flow (`extensions enable`) may put into `shared_preload_libraries`:
+ * the preload libraries of the known extensions above. The agent renders no other library from
+ * etcd (src/postgres/parameter-policy.ts): a preload list is code that postgres runs.
+ */
+export const KNOWN_PRELOAD_LIBRARIES: ReadonlySet<string> = new Set(
+  Object.values(KNOWN).flatMap((known) => [...(known.preload === undefined ? [] : [known.preload]), ...(known.alsoPreload ?? [])]),
+);
+
 /** Extensions of PostgreSQL's contrib directory: shipped in Debian's postgresql-MAJOR package itself. */
 export const CONTRIB_EXTENSIONS: ReadonlySet<string> = new Set(
   ('adminpack amcheck autoinc bloom btree_gin btree_gist citext cube dblink dict_int dict_xsyn earthdistance file_fdw ' +

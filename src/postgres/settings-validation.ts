@@ -11,7 +11,8 @@
  * booleans and the lower-case spelling for enums, so what postgres reads back is exactly what was
  * checked (no octal or hex surprises).
  */
-import { DEFAULT_POSTGRES_PARAMETERS, MANAGED_PARAMETERS, type ConfValue } from './conf.js';
+import { DEFAULT_POSTGRES_PARAMETERS, type ConfValue } from './conf.js';
+import { forbiddenName, parameterVerdict } from './parameter-policy.js';
 
 /** One row of `pg_settings`, as read by `SETTINGS_SQL`. */
 export interface SettingRow {
@@ -259,26 +260,21 @@ export function unknownParameterMessage(name: string, known: readonly string[]):
     : `${name}: unknown parameter; did you mean ${suggestions.join(', ')}?`;
 }
 
-/** Archiving and recovery settings outside MANAGED_PARAMETERS that the WAL archive (backup config) owns too. */
-const BACKUP_OWNED = new Set(['archive_timeout', 'archive_cleanup_command', 'recovery_end_command', 'promote_trigger_file']);
-
 /**
- * Why pgpilot refuses to let `name` be set to `check`'s value, or null. Managed settings define a
- * node's identity, replication source, archiving and recovery (src/postgres/conf.ts
- * MANAGED_PARAMETERS, the backup config) or the synchronous set (sync mode); the rest keep what
- * pgpilot relies on: streaming replicas that accept reads, pg_rewind, SCRAM passwords, the
- * postgres.log it points at, and a WAL sender and slot for every member.
+ * Why pgpilot refuses to let `name` be set to `check`'s value, or null. By name and for preload
+ * lists, the agent's own policy (src/postgres/parameter-policy.ts: identity, files, replication
+ * source, archiving, recovery, TLS, the synchronous set, code to load) — the same list every agent
+ * applies when it renders postgresql.conf from etcd. Beyond it, by value, the settings pgpilot
+ * relies on: streaming replicas that accept reads, pg_rewind, SCRAM passwords, the postgres.log it
+ * points at, and a WAL sender and slot for every member.
  */
 export function refusalFor(name: string, check: SettingCheck | null, context: { memberCount: number }): string | null {
   const lower = name.toLowerCase();
-  if (MANAGED_PARAMETERS.has(lower) || lower.startsWith('primary_') || lower.startsWith('recovery_target')) {
-    return `${lower} is managed by pgpilot (node identity, replication source or recovery) and cannot be set`;
-  }
-  if (lower.startsWith('archive_') || lower.startsWith('restore_') || BACKUP_OWNED.has(lower)) {
-    return `${lower} is managed by pgpilot's WAL archive; change the backup settings with pgpilot backup config`;
-  }
-  if (lower === 'synchronous_standby_names') {
-    return 'synchronous_standby_names is managed by pgpilot in sync mode; use pgpilot config update NAME --synchronous quorum|off';
+  const byName = forbiddenName(lower);
+  if (byName !== null) return byName;
+  if (check !== null && check.kind === 'valid') {
+    const verdict = parameterVerdict(lower, check.confValue);
+    if (verdict.kind === 'forbidden') return verdict.reason;
   }
   if (check === null || check.kind !== 'valid') return null;
   const v = check.setting.toLowerCase();

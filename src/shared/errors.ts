@@ -7,6 +7,7 @@
 
 export type ErrorCode =
   | 'CONFIG_INVALID'
+  | 'CONFIG_UNREADABLE'
   | 'INPUT_INVALID'
   | 'CLUSTER_NOT_FOUND'
   | 'CLUSTER_EXISTS'

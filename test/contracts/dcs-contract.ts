@@ -139,6 +139,27 @@ export function runDcsContract(label: string, makeHarness: () => Promise<DcsHarn
       assert.equal(await dcs.get(key), `v3-${results.indexOf(true)}`);
     });
 
+    void it('getPrefixWithLeases returns the same keys and values as getPrefix, each with its lease (null: none)', async () => {
+      const { dcs, second } = harness;
+      const prefix = uniquePrefix('with-leases');
+      const leaseId = await dcs.grantLease(30);
+      await dcs.put(`${prefix}leader`, 'node1', { leaseId });
+      await second.put(`${prefix}config`, '{}');
+      await dcs.createIfAbsent(`${prefix}member`, 'm', { leaseId });
+      const read = await second.getPrefixWithLeases(prefix);
+      assert.deepEqual([...read.entries()], [
+        [`${prefix}config`, { value: '{}', leaseId: null }],
+        [`${prefix}leader`, { value: 'node1', leaseId }],
+        [`${prefix}member`, { value: 'm', leaseId }],
+      ]);
+      assert.deepEqual([...(await dcs.getPrefix(prefix)).entries()], [...read.entries()].map(([k, e]) => [k, e.value]));
+      // Overwritten without a lease, the key no longer reports one.
+      await second.put(`${prefix}leader`, 'ghost');
+      assert.deepEqual((await dcs.getPrefixWithLeases(prefix)).get(`${prefix}leader`), { value: 'ghost', leaseId: null });
+      await dcs.revokeLease(leaseId);
+      assert.deepEqual([...(await dcs.getPrefixWithLeases(prefix)).keys()], [`${prefix}config`, `${prefix}leader`]);
+    });
+
     void it('deleteIfEquals deletes only the expected value', async () => {
       const { dcs, second } = harness;
       const key = `${uniquePrefix('cad')}k`;

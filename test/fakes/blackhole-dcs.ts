@@ -5,7 +5,7 @@
  * to cut off right after the next successful read, the worst moment for a leader (its last
  * renewal is as recent as possible, and everything after it in the tick hangs).
  */
-import type { Dcs, DcsWatch, DcsWatchEvent, LeaseId, PutOptions } from '../../src/dcs/dcs.js';
+import type { Dcs, DcsEntry, DcsWatch, DcsWatchEvent, LeaseId, PutOptions } from '../../src/dcs/dcs.js';
 import type { Clock } from '../../src/shared/clock.js';
 import { PgpilotError } from '../../src/shared/errors.js';
 
@@ -28,7 +28,7 @@ export class BlackholeDcs implements Dcs {
     return this.blackholed;
   }
 
-  /** Lets the next getPrefix succeed, then every request hangs and fails. */
+  /** Lets the next prefix read succeed, then every request hangs and fails. */
   cutAfterNextRead(): void {
     this.cutAfterRead = true;
   }
@@ -39,11 +39,21 @@ export class BlackholeDcs implements Dcs {
 
   async getPrefix(prefix: string): Promise<Map<string, string>> {
     const result = await this.call(() => this.inner.getPrefix(prefix));
+    this.afterRead();
+    return result;
+  }
+
+  async getPrefixWithLeases(prefix: string): Promise<Map<string, DcsEntry>> {
+    const result = await this.call(() => this.inner.getPrefixWithLeases(prefix));
+    this.afterRead();
+    return result;
+  }
+
+  private afterRead(): void {
     if (this.cutAfterRead) {
       this.cutAfterRead = false;
       this.blackholed = true;
     }
-    return result;
   }
 
   put(key: string, value: string, options?: PutOptions): Promise<void> {

@@ -8,13 +8,13 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Dcs, DcsWatch, DcsWatchEvent, LeaseId, PutOptions } from '../../src/dcs/dcs.js';
+import type { Dcs, DcsEntry, DcsWatch, DcsWatchEvent, LeaseId, PutOptions } from '../../src/dcs/dcs.js';
 import { leaseDeadlineMs } from '../../src/ha/decide.js';
 import { maxTickForRenewalMs, renewEveryMs } from '../../src/ha/loop.js';
 import type { Clock } from '../../src/shared/clock.js';
 import { SimCluster, flush, type SimAgent } from './sim-cluster.js';
 
-/** Delegates to the real client; getPrefix waits `readDelayMs` of fake time first. */
+/** Delegates to the real client; prefix reads wait `readDelayMs` of fake time first. */
 class SlowReadDcs implements Dcs {
   readDelayMs = 0;
   constructor(
@@ -24,6 +24,10 @@ class SlowReadDcs implements Dcs {
   async getPrefix(prefix: string): Promise<Map<string, string>> {
     if (this.readDelayMs > 0) await this.clock.sleep(this.readDelayMs);
     return this.inner.getPrefix(prefix);
+  }
+  async getPrefixWithLeases(prefix: string): Promise<Map<string, DcsEntry>> {
+    if (this.readDelayMs > 0) await this.clock.sleep(this.readDelayMs);
+    return this.inner.getPrefixWithLeases(prefix);
   }
   get(key: string): Promise<string | null> {
     return this.inner.get(key);

@@ -96,13 +96,11 @@ void describe('renderPostgresqlConf: archive and recovery', () => {
     assert.deepEqual(valuesOf(conf, 'recovery_target_time'), ["'2026-11-26 07:30:00+00''\\nrestore_command = ''evil'"]);
   });
 
-  void it('refuses archive, restore and recovery target settings in free-form parameters', () => {
-    for (const name of ['archive_command', 'ARCHIVE_MODE', 'archive_library', 'restore_command', 'recovery_target_time', 'recovery_target_lsn', 'recovery_target_action', 'recovery_target_timeline']) {
-      assert.throws(
-        () => renderPostgresqlConf({ ...BASE_CONF, parameters: { [name]: 'x' } }),
-        (error: unknown) => isPgpilotError(error) && error.code === 'INPUT_INVALID' && error.message === `parameter ${name.toLowerCase()} is managed by pgpilot and cannot be set directly`,
-        name,
-      );
+  void it('never renders archive, restore and recovery target settings from free-form parameters (dropped)', () => {
+    for (const name of ['archive_command', 'ARCHIVE_MODE', 'archive_library', 'restore_command', 'recovery_target_time', 'recovery_target_lsn', 'recovery_target_action', 'recovery_target_timeline', 'archive_cleanup_command', 'recovery_end_command']) {
+      const conf = renderPostgresqlConf({ ...BASE_CONF, parameters: { [name]: 'x', work_mem: '4MB' } });
+      assert.deepEqual(valuesOf(conf, name.toLowerCase()), [], name);
+      assert.deepEqual(valuesOf(conf, 'work_mem'), ["'4MB'"], `${name}: the rest of the parameters still apply`);
     }
     // The control: an ordinary parameter is accepted.
     assert.deepEqual(valuesOf(renderPostgresqlConf({ ...BASE_CONF, parameters: { work_mem: '8MB' } }), 'work_mem'), ["'8MB'"]);

@@ -12,7 +12,7 @@ import { MemoryDcs, MemoryDcsStore } from '../../src/dcs/memory-dcs.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
 import { FakeClock } from '../../src/shared/clock.js';
 import { appendJsonList, parseJsonList } from '../../src/ha/json-list.js';
-import { parseEvents, recordEvent, type ClusterEvent } from '../../src/ha/events.js';
+import { parseEvents, recordEvent, type NewClusterEvent } from '../../src/ha/events.js';
 import { appendHistory, parseHistory, type HistoryEntry } from '../../src/ha/history.js';
 
 const KEY = '/pgpilot/test/list';
@@ -24,7 +24,7 @@ function world(): { store: MemoryDcsStore; a: MemoryDcs; b: MemoryDcs } {
   return { store, a: new MemoryDcs(store, { name: 'a' }), b: new MemoryDcs(store, { name: 'b' }) };
 }
 
-function event(n: number, overrides: Partial<ClusterEvent> = {}): ClusterEvent {
+function event(n: number, overrides: Partial<NewClusterEvent> = {}): NewClusterEvent {
   return { at: new Date(1_700_000_000_000 + n * 1000).toISOString(), kind: 'restarted', node: `node${(n % 3) + 1}`, message: `event ${n}`, timeline: 1, ...overrides };
 }
 
@@ -41,10 +41,14 @@ void describe('parseJsonList', () => {
     assert.deepEqual(parseJsonList(numberSchema, '[1,2,3]'), [1, 2, 3]);
   });
 
-  void it('reads malformed JSON, a non-list, or a list with one bad entry as an empty list', () => {
-    for (const text of ['', '[1,2', 'garbage', '{"a":1}', '42', 'null', '[1,"two",3]', '[1.5]']) {
+  void it('reads malformed JSON or a non-list as an empty list', () => {
+    for (const text of ['', '[1,2', 'garbage', '{"a":1}', '42', 'null', '[1.5]']) {
       assert.deepEqual(parseJsonList(numberSchema, text), [], text);
     }
+  });
+
+  void it('skips only the malformed entries of a list: one bad entry never hides the others', () => {
+    assert.deepEqual(parseJsonList(numberSchema, '[1,"two",3,null,{"x":1},4.5,5]'), [1, 3, 5]);
   });
 });
 
@@ -68,8 +72,8 @@ void describe('appendJsonList', () => {
     assert.deepEqual(parseJsonList(numberSchema, await a.get(KEY)), [5, 6, 7]);
   });
 
-  void it('replaces a malformed stored value with a list holding just the new entry', async () => {
-    for (const garbage of ['not json', '{"x":1}', '["a"]']) {
+  void it('replaces a stored value that is not a list with a list holding just the new entry', async () => {
+    for (const garbage of ['not json', '{"x":1}', '42']) {
       const { a } = world();
       await a.put(KEY, garbage);
       assert.equal(await appendJsonList(a, KEY, numberSchema, 9, 10), true, garbage);
@@ -128,12 +132,22 @@ void describe('events', () => {
     );
   });
 
-  void it('parseEvents defaults a missing timeline to null and rejects unknown kinds', () => {
+  void it('parseEvents defaults a missing timeline to null and keeps entries of unknown kinds', () => {
     const { timeline: _drop, ...noTimeline } = event(1);
     assert.deepEqual(parseEvents(JSON.stringify([noTimeline])), [{ ...noTimeline, timeline: null }]);
-    assert.deepEqual(parseEvents(JSON.stringify([{ ...event(1), kind: 'exploded' }])), []);
+    assert.deepEqual(parseEvents(JSON.stringify([{ ...event(1), kind: 'exploded' }, event(2)])), [{ ...event(1), kind: 'exploded' }, event(2)]);
+    assert.deepEqual(parseEvents(JSON.stringify([{ bad: true }, event(2), 'x'])), [event(2)], 'a malformed entry is skipped, the rest kept');
     assert.deepEqual(parseEvents(null), []);
     assert.deepEqual(parseEvents('{{{'), []);
+  });
+
+  void it('an append keeps stored entries verbatim, of unknown kinds or malformed', async () => {
+    const { a } = world();
+    const newer = { ...event(1), kind: 'from-a-newer-agent', extra: { x: 1 } };
+    await a.put(keys.events, JSON.stringify([newer, { garbage: true }]));
+    await recordEvent(a, keys, event(2));
+    assert.deepEqual(JSON.parse((await a.get(keys.events)) ?? 'null'), [newer, { garbage: true }, event(2)]);
+    assert.deepEqual(parseEvents(await a.get(keys.events)).map((e) => e.kind), ['from-a-newer-agent', 'restarted']);
   });
 
   void it('keeps only the newest 500 events', async () => {

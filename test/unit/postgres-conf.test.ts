@@ -89,10 +89,17 @@ void test('renderPostgresqlConf escapes a conninfo with quotes twice, correctly'
   assert.equal(settingLines(conf).get('primary_conninfo'), "'host=127.0.0.1 password=''it\\\\''s'''");
 });
 
-void test('renderPostgresqlConf refuses managed or malformed parameter names and bad ports', () => {
-  assert.throws(() => renderPostgresqlConf({ ...base, parameters: { port: 1 } }), /managed by pgpilot/);
-  assert.throws(() => renderPostgresqlConf({ ...base, parameters: { primary_conninfo: 'x' } }), /managed by pgpilot/);
-  assert.throws(() => renderPostgresqlConf({ ...base, parameters: { 'a = 1\nb': 1 } }), PgpilotError);
+void test('renderPostgresqlConf drops managed, forbidden or malformed parameter names and refuses bad ports', () => {
+  const lines = settingLines(
+    renderPostgresqlConf({
+      ...base,
+      parameters: { port: 1, primary_conninfo: 'x', 'a = 1\nb': 1, shared_preload_libraries: '/tmp/evil.so', ssl_cert_file: '/x', dynamic_library_path: '/tmp', work_mem: '8MB' },
+    }),
+  );
+  assert.equal(lines.get('port'), String(base.port), 'the typed port stays');
+  for (const name of ['primary_conninfo', 'shared_preload_libraries', 'ssl_cert_file', 'dynamic_library_path']) assert.equal(lines.get(name), undefined, name);
+  assert.equal(lines.get('work_mem'), "'8MB'", 'the rest applies');
+  assert.equal(settingLines(renderPostgresqlConf({ ...base, parameters: { shared_preload_libraries: 'pg_stat_statements,$libdir/pg_cron' } })).get('shared_preload_libraries'), "'pg_stat_statements,$libdir/pg_cron'");
   assert.throws(() => renderPostgresqlConf({ ...base, port: 0 }), PgpilotError);
   // Custom (extension) parameters are fine.
   assert.equal(settingLines(renderPostgresqlConf({ ...base, parameters: { 'pg_stat_statements.max': 1000 } })).get('pg_stat_statements.max'), '1000');

@@ -8,6 +8,7 @@
 import type { TlsFiles } from '../../config/schema.js';
 import { readTlsMaterial } from '../../tls/tls-files.js';
 import { adminTlsFiles } from '../../providers/local/local-tls.js';
+import { storedConfigOrThrow } from '../../config/stored-config.js';
 import path from 'node:path';
 import { applyRetention } from '../../backup/apply-retention.js';
 import { chooseBackupSource, createBackup } from '../../backup/base-backup.js';
@@ -317,7 +318,8 @@ export async function runConfig(options: { home: string; name: string; json: boo
   const key = clusterKeys(manifest.name).config;
   try {
     const raw = await dcs.get(key);
-    const current = parseJsonOrNull(dynamicConfigSchema, raw) ?? defaultDynamicConfig();
+    // An unreadable /config is refused (CONFIG_UNREADABLE), never overwritten with the defaults.
+    const current = storedConfigOrThrow(raw, manifest.name);
     const settings = applyBackupUpdates(current.backup, options.updates);
     let storeConfig = await readStoreConfigFile(target.storeConfigFile);
     const changes: string[] = [];

@@ -15,6 +15,7 @@
  * written back (that member then starts with it) and the command fails saying so.
  */
 import { callAgent, type AgentAuth } from '../../api/agent-client.js';
+import { storedConfigOrThrow } from '../../config/stored-config.js';
 import { askOnTerminal } from '../confirm.js';
 import { clusterKeys } from '../../dcs/keys.js';
 import { dynamicConfigSchema, type DynamicConfig, type ClusterManifest, type ClusterSecrets } from '../../config/schema.js';
@@ -36,10 +37,10 @@ import {
   type SettingCheck,
   type SettingRow,
 } from '../../postgres/settings-validation.js';
+import { PRELOAD_SETTINGS } from '../../postgres/parameter-policy.js';
 import { extensionFacts, gucPrefixOf, libraryInstalled, libraryName, parseLibraryList, installAdvice, packageIsGuess } from '../../postgres/extensions.js';
 import { clusterStatus, openClusterDcs, type ProviderDeps } from '../../providers/local/local-provider.js';
 import type { ClusterStatus, MemberStatus } from '../../providers/local/cluster-status.js';
-import { parseJsonOrNull } from '../../shared/json.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
 import { withAppContext } from '../app-context.js';
 import { printJson, renderTable, type Output } from '../output.js';
@@ -52,7 +53,6 @@ const QUERY_TIMEOUT_MS = 10_000;
 /** How long a member may take to show a reloaded value (postgres handles SIGHUP asynchronously). */
 const RELOAD_VISIBLE_TIMEOUT_MS = 15_000;
 const POLL_MS = 200;
-const PRELOAD_SETTINGS = new Set(['shared_preload_libraries', 'session_preload_libraries', 'local_preload_libraries']);
 
 /** pgpilot's own settings, settable with --set too (camelCase as in `config show`). */
 const PGPILOT_KEYS: Readonly<Record<keyof ConfigUpdates, 'string' | 'boolean' | 'integer'>> = {
@@ -232,7 +232,7 @@ export async function prepareChanges(request: ParameterRequest): Promise<Prepare
   return withAppContext(request.home, request.name, async (ctx) => {
     const key = ctx.keys.config;
     const storedRaw = await ctx.dcs.get(key);
-    const current = parseJsonOrNull(dynamicConfigSchema, storedRaw) ?? dynamicConfigSchema.parse({});
+    const current = storedConfigOrThrow(storedRaw, ctx.manifest.name);
     const { next: withPgpilot, changes: pgpilotChanges } = applyConfigUpdates(current, { ...fromSet, ...request.pgpilot });
     // The leader's settings as every new session gets them (ctx.client has session settings of its own).
     const leaderClient = await connectMember(ctx.leader, ctx.secrets, ctx.ca);

@@ -10,11 +10,11 @@
  * `update --set/--reset` in config-parameters.ts (checked against pg_settings, then reloaded or
  * applied by a rolling restart).
  */
+import { storedConfigOrThrow } from '../../config/stored-config.js';
 import { clusterKeys } from '../../dcs/keys.js';
-import { defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig } from '../../config/schema.js';
+import { dynamicConfigSchema, type DynamicConfig } from '../../config/schema.js';
 import { openClusterDcs, validateClusterName } from '../../providers/local/local-provider.js';
 import { readManifest } from '../../providers/local/cluster-store.js';
-import { parseJsonOrNull } from '../../shared/json.js';
 import { PgpilotError } from '../../shared/errors.js';
 import { printJson, renderTable, type Output } from '../output.js';
 import { effectiveParameters } from '../../postgres/settings-validation.js';
@@ -84,17 +84,17 @@ export interface ConfigOptions {
   json: boolean;
 }
 
-/** /config as stored (raw, for the compare-and-set) and parsed (defaults when absent or unreadable). */
-async function readStored(dcs: { get(key: string): Promise<string | null> }, key: string): Promise<{ raw: string | null; config: DynamicConfig }> {
+/** /config as stored (raw, for the compare-and-set) and parsed (defaults when absent; CONFIG_UNREADABLE when unreadable). */
+async function readStored(dcs: { get(key: string): Promise<string | null> }, key: string, cluster: string): Promise<{ raw: string | null; config: DynamicConfig }> {
   const raw = await dcs.get(key);
-  return { raw, config: parseJsonOrNull(dynamicConfigSchema, raw) ?? defaultDynamicConfig() };
+  return { raw, config: storedConfigOrThrow(raw, cluster) };
 }
 
 export async function runShow(options: ConfigOptions, output: Output): Promise<number> {
   const manifest = await readManifest(options.home, validateClusterName(options.name));
   const { dcs } = await openClusterDcs(manifest);
   try {
-    const { config } = await readStored(dcs, clusterKeys(manifest.name).config);
+    const { config } = await readStored(dcs, clusterKeys(manifest.name).config, manifest.name);
     // Postgres parameters: pgpilot's defaults with the cluster's overrides (`config update --set`).
     const parameters = effectiveParameters(config.postgresql.parameters);
     if (options.json) printJson(output, { ...config, postgresParameters: parameters });
@@ -120,7 +120,7 @@ export async function runUpdate(options: ConfigOptions & { updates: ConfigUpdate
   const { dcs } = await openClusterDcs(manifest);
   const key = clusterKeys(manifest.name).config;
   try {
-    const stored = await readStored(dcs, key);
+    const stored = await readStored(dcs, key, manifest.name);
     const { next, changes } = applyConfigUpdates(stored.config, options.updates);
     if (changes.length > 0) {
       const value = JSON.stringify(next);

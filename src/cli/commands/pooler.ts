@@ -12,6 +12,7 @@
  * only allow looking up verifiers, and a later `enable` reuses them).
  */
 import { clusterCaPem } from '../../providers/local/local-tls.js';
+import { storedConfigOrThrow } from '../../config/stored-config.js';
 import { readFile } from 'node:fs/promises';
 import { clusterKeys } from '../../dcs/keys.js';
 import type { Dcs } from '../../dcs/dcs.js';
@@ -22,7 +23,6 @@ import { clusterStatus, openClusterDcs, snapshotCluster, validateClusterName, ty
 import { readManifest, readSecrets, writeSecrets } from '../../providers/local/cluster-store.js';
 import { maskPassword, poolerWithoutSecrets } from '../../providers/local/cluster-status.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
-import { parseJsonOrNull } from '../../shared/json.js';
 import { withAppContext } from '../app-context.js';
 import { printJson, renderTable, type Output } from '../output.js';
 import { findPgbouncerBinary } from '../../pooler/pgbouncer-process.js';
@@ -75,7 +75,8 @@ async function writePoolerSettings(dcs: Dcs, cluster: string, change: (current: 
   const key = clusterKeys(cluster).config;
   for (let attempt = 1; attempt <= CAS_ATTEMPTS; attempt += 1) {
     const raw = await dcs.get(key);
-    const config: DynamicConfig = parseJsonOrNull(dynamicConfigSchema, raw) ?? defaultDynamicConfig();
+    // An unreadable /config is refused (CONFIG_UNREADABLE), never overwritten with the defaults.
+    const config: DynamicConfig = storedConfigOrThrow(raw, cluster);
     const after = change(config.pooler);
     if (JSON.stringify(after) === JSON.stringify(config.pooler)) return { before: config.pooler, after };
     const value = JSON.stringify({ ...config, pooler: after });

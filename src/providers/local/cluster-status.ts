@@ -12,6 +12,7 @@ import { urlHost } from '../../shared/ports.js';
 import type { SyncSet } from '../../ha/sync-set.js';
 import type { ClusterManifest, ClusterSecrets, Tags } from '../../config/schema.js';
 import { isArchiveFailing, type MemberRecord } from '../../ha/member-record.js';
+import type { MemberAlert } from '../../ha/alerts.js';
 import { isLsn, lsnDiffBytes } from '../../shared/lsn.js';
 import { highestKnownTimeline, memberIneligibility, notStreamingLimitMs } from '../../ha/election.js';
 import { buildPoolerStatus, type PoolerSnapshot, type PoolerStatus } from '../../pooler/pooler-status.js';
@@ -47,6 +48,8 @@ export interface MemberStatus {
   ineligibleReason?: string | null;
   /** Sync mode: a member of the leader's published synchronous set (src/ha/sync-set.ts). Always set by `buildClusterStatus`. */
   sync?: boolean;
+  /** What its agent refused to trust or could not read in etcd (src/ha/alerts.ts); they lower `health`. */
+  alerts?: MemberAlert[];
 }
 
 /** Sync mode as configured, and the set the current leader published under /sync. */
@@ -183,8 +186,9 @@ export function buildClusterStatus(input: StatusInputs): ClusterStatus {
   };
   const withHealth = (m: Omit<MemberStatus, 'health' | 'eligible' | 'ineligibleReason'>, record: MemberRecord | null): MemberStatus => ({
     ...m,
-    health: memberHealth(m, input.leader, maxLagBytes),
+    health: withAlerts(memberHealth(m, input.leader, maxLagBytes), record?.alerts ?? []),
     ...eligibility(record),
+    alerts: record?.alerts ?? [],
   });
   const members = input.manifest.nodes.map((node): MemberStatus => {
     const record = records.get(node.name);
@@ -284,6 +288,17 @@ export function formatBytes(bytes: number): string {
     unit += 1;
   }
   return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/**
+ * A member's verdict lowered by its agent's alerts (src/ha/alerts.ts): a `critical` alert makes it
+ * critical, a `warning` one makes an `ok` member a warning; the summary names the alert.
+ */
+export function withAlerts(health: MemberHealth, alerts: readonly MemberAlert[]): MemberHealth {
+  const worst = alerts.find((a) => a.severity === 'critical') ?? alerts.find((a) => a.severity === 'warning');
+  if (worst === undefined || health.status === 'critical') return health;
+  if (worst.severity === 'warning' && health.status === 'warning') return { status: 'warning', summary: `${health.summary}; ${worst.message}` };
+  return { status: worst.severity, summary: `${worst.message} (${health.summary})` };
 }
 
 /** The health verdict of one member (pure): what an operator should think at a glance. */

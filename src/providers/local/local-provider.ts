@@ -293,6 +293,7 @@ function agentConfigFor(manifest: ClusterManifest, name: string): AgentConfig {
     allowedCidrs: ['127.0.0.1/32', '::1/128'],
     backupStoreFile: clusterPathsIn(manifest.clusterDir).backupStoreFile,
     tls: nodeTlsFiles(manifest, node.name),
+    knownHosts: [...new Set(manifest.nodes.map((n) => n.host))],
   };
 }
 
