@@ -24,7 +24,7 @@ import { PgpilotError } from '../../src/shared/errors.js';
 import { findFreePorts } from '../../src/shared/ports.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
-import { leaderOf, parseStatusJson, pgAccess, pgClientOptions, waitConverged, type PgAccess } from '../helpers/cluster.js';
+import { clusterCaFile, leaderOf, parseStatusJson, pgAccess, pgClientOptions, waitConverged, type PgAccess } from '../helpers/cluster.js';
 
 const NAME = 'hap';
 
@@ -127,6 +127,17 @@ void describe('HAProxy in front of a 3-node cluster', () => {
     if (home !== '') {
       await runCli(['destroy', NAME, '--yes'], { home });
       await removeTempHome(home);
+    }
+  });
+
+  void it('health-checks the agents over HTTPS, verifying them against the cluster CA', () => {
+    // The agents' REST API is HTTPS only: a plain-text check would mark every server down.
+    const serverLines = configText.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('server '));
+    assert.ok(serverLines.length >= 6, configText);
+    for (const line of serverLines) {
+      assert.match(line, /\bcheck-ssl\b/, line);
+      assert.match(line, /\bverify required\b/, line);
+      assert.ok(line.includes(`ca-file ${clusterCaFile(home, NAME)}`), line);
     }
   });
 
