@@ -47,7 +47,7 @@ import {
   writeSecrets,
 } from './cluster-store.js';
 import { clientUrl, findEtcdBinary, startEtcd, waitForEtcd } from './etcd-server.js';
-import { adminEtcdTls, clusterAddresses, clusterCaPem, etcdTlsFiles, nodeTlsFiles, provisionClusterTls } from './local-tls.js';
+import { adminEtcdTls, clusterCaPem, etcdTlsFiles, nodeTlsFiles, provisionClusterTls } from './local-tls.js';
 import { clusterPaths, clusterPathsIn, monitoringPaths, nodeName, nodePaths } from './paths.js';
 import { stopPrometheus } from './prometheus-server.js';
 import { openObjectStore, writeStoreConfigFile, type StoreConfig } from '../../backup/store-config.js';
