@@ -1,17 +1,101 @@
 /**
  * Reading a test cluster the way a user does (`bin/pgpilot status NAME --json --show-secrets`), and waiting for
- * it to settle: shared by the integration tests that drive real clusters.
+ * it to settle: shared by the integration tests that drive real clusters. Also the one place tests
+ * get what a client needs to reach the cluster securely: the cluster CA (`clusters/NAME/tls/ca.crt`
+ * under the test's home), the admin client certificate (etcd), the superuser password
+ * (`passwordOf`, the only reader of a password from status) and node-postgres options with
+ * verify-full TLS (`pgClientOptions`). Every status read by `clusterStatusOf`/`waitConverged`
+ * remembers the home and cluster it came from, so `withNode(status, ...)` and
+ * `pgClientOptions(status, ...)` find the CA without being told.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import type { ClusterStatus, MemberStatus } from '../../src/providers/local/cluster-status.js';
+import { clusterPaths } from '../../src/providers/local/paths.js';
+import { verifyFullSsl } from '../../src/postgres/queries.js';
+import type { TlsFiles } from '../../src/config/schema.js';
+import { httpsRequest, type HttpsResponse } from '../../src/shared/https-client.js';
+import { readTlsMaterial, type TlsMaterial } from '../../src/tls/tls-files.js';
 import { runCli } from './cli.js';
 import { waitUntil } from './wait.js';
+
+/** Where each status value read by this module came from (home + cluster name). */
+const origins = new WeakMap<ClusterStatus, { home: string; name: string }>();
 
 export async function clusterStatusOf(home: string, name: string): Promise<ClusterStatus> {
   const result = await runCli(['status', name, '--json', '--show-secrets'], { home });
   assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout) as ClusterStatus;
+  const status = parseStatusJson(home, result.stdout);
+  assert.equal(status.cluster, name);
+  return status;
+}
+
+/** A status JSON the CLI printed (`status --json`, `create --json`, `start --json`), remembering where it came from. */
+export function parseStatusJson(home: string, json: string): ClusterStatus {
+  const status = JSON.parse(json) as ClusterStatus;
+  assert.ok(typeof status.cluster === 'string', 'not a cluster status');
+  origins.set(status, { home, name: status.cluster });
+  return status;
+}
+
+/** The cluster CA file: `clusters/NAME/tls/ca.crt` under `home`. */
+export function clusterCaFile(home: string, name: string): string {
+  return clusterPaths(home, name).caFile;
+}
+
+/** PEM of the cluster CA, what every client of postgres and the REST API verifies against. */
+export function clusterCa(home: string, name: string): string {
+  return readFileSync(clusterCaFile(home, name), 'utf8');
+}
+
+/** The CLI's admin client identity (etcd requires a client certificate of the cluster CA). */
+export function adminTlsFiles(home: string, name: string): TlsFiles {
+  const paths = clusterPaths(home, name);
+  return { caFile: paths.caFile, certFile: paths.adminCertFile, keyFile: paths.adminKeyFile };
+}
+
+export function adminTls(home: string, name: string): TlsMaterial {
+  return readTlsMaterial(adminTlsFiles(home, name));
+}
+
+/** The cluster's REST API token (`secrets.json`), for the routes that need one. */
+export function apiTokenOf(home: string, name: string): string {
+  const secrets = JSON.parse(readFileSync(clusterPaths(home, name).secretsFile, 'utf8')) as { apiToken?: unknown };
+  assert.ok(typeof secrets.apiToken === 'string', 'no apiToken in secrets.json');
+  return secrets.apiToken;
+}
+
+/**
+ * GET (or POST) `route` on `member`'s REST API over HTTPS verified against the cluster CA, with the
+ * cluster token when `withToken` (the open routes /health, /primary, /replica, /metrics need none).
+ */
+export function callApi(
+  status: ClusterStatus,
+  member: MemberStatus,
+  route: string,
+  options: { method?: 'GET' | 'POST'; withToken?: boolean; token?: string; timeoutMs?: number } = {},
+): Promise<HttpsResponse> {
+  const origin = originOf(status);
+  const token = options.token ?? (options.withToken === true ? apiTokenOf(origin.home, origin.name) : undefined);
+  return httpsRequest(new URL(route, member.apiUrl), {
+    method: options.method ?? 'GET',
+    ...(token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } }),
+    timeoutMs: options.timeoutMs ?? 5_000,
+    tls: { ca: caOf(status) },
+  });
+}
+
+function originOf(status: ClusterStatus): { home: string; name: string } {
+  const origin = origins.get(status);
+  assert.ok(origin !== undefined, 'this status was not read by clusterStatusOf/waitConverged/parseStatusJson; use clusterCa(home, name)');
+  return origin;
+}
+
+/** The CA of the cluster `status` was read from (by `clusterStatusOf` or `waitConverged`). */
+export function caOf(status: ClusterStatus): string {
+  const origin = originOf(status);
+  return clusterCa(origin.home, origin.name);
 }
 
 /**
@@ -24,9 +108,41 @@ export function passwordOf(status: ClusterStatus): string {
   return decodeURIComponent(password);
 }
 
+/** What a superuser client of the cluster needs: the password and the CA (PEM). */
+export interface PgAccess {
+  password: string;
+  ca: string;
+}
+
+export function pgAccess(status: ClusterStatus): PgAccess {
+  return { password: passwordOf(status), ca: caOf(status) };
+}
+
+/**
+ * node-postgres options for a superuser connection to `target` (a member's postgres, a proxy or
+ * pooler port) over TLS verified against the cluster CA and the address dialled (verify-full).
+ */
+export function pgClientOptions(
+  access: ClusterStatus | PgAccess,
+  target: { host: string; port: number },
+  extra: Partial<pg.ClientConfig> = {},
+): pg.ClientConfig {
+  const { password, ca } = 'members' in access ? pgAccess(access) : access;
+  return {
+    host: target.host,
+    port: target.port,
+    user: 'postgres',
+    password,
+    database: 'postgres',
+    connectionTimeoutMillis: 2_000,
+    ...extra,
+    ssl: verifyFullSsl(ca),
+  };
+}
+
 /** Runs `fn` with a superuser connection straight to `member`'s postgres, closed afterwards. */
 export async function withNode<T>(status: ClusterStatus, member: MemberStatus, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ host: member.host, port: member.port, user: 'postgres', password: passwordOf(status), database: 'postgres', connectionTimeoutMillis: 2_000 });
+  const client = new pg.Client(pgClientOptions(status, member));
   client.on('error', () => undefined);
   await client.connect();
   try {

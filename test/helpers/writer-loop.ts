@@ -1,10 +1,11 @@
 /**
  * A client that opens a new connection and INSERTs a row every 50 ms through one port (the
  * routing endpoint under test), counting successes, failures and the longest gap between two
- * successful writes, until `stop()`.
+ * successful writes, until `stop()`. Connections use TLS verified against the cluster CA.
  */
 import pg from 'pg';
 import { SystemClock } from '../../src/shared/clock.js';
+import { pgClientOptions, type PgAccess } from './cluster.js';
 
 export interface WriterLoopResult {
   ok: number;
@@ -13,7 +14,7 @@ export interface WriterLoopResult {
   maxGapMs: number;
 }
 
-export function writerLoop(port: number, password: string, table = 'writes'): { okSoFar: () => number; stop: () => Promise<WriterLoopResult> } {
+export function writerLoop(port: number, access: PgAccess, table = 'writes'): { okSoFar: () => number; stop: () => Promise<WriterLoopResult> } {
   const clock = new SystemClock();
   const result: WriterLoopResult = { ok: 0, failed: 0, errors: [], maxGapMs: 0 };
   let running = true;
@@ -21,7 +22,7 @@ export function writerLoop(port: number, password: string, table = 'writes'): { 
   const done = (async () => {
     while (running) {
       const startedMs = clock.nowMs();
-      const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres', connectionTimeoutMillis: 60_000 });
+      const client = new pg.Client(pgClientOptions(access, { host: '127.0.0.1', port }, { connectionTimeoutMillis: 60_000 }));
       client.on('error', () => undefined);
       try {
         await client.connect();

@@ -12,7 +12,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -23,7 +23,8 @@ import { ensurePostgresOwnedDir, runInitdb } from '../../src/postgres/initdb.js'
 import { Postmaster } from '../../src/postgres/postmaster.js';
 import { findFreePorts, LOOPBACK_HOST } from '../../src/shared/ports.js';
 import { makeTempHome, PGPILOT_BIN, removeTempHome, runCli, type CliResult } from '../helpers/cli.js';
-import { clusterStatusOf, leaderOf, passwordOf, withNode } from '../helpers/cluster.js';
+import { clusterCaFile, clusterStatusOf, leaderOf, pgClientOptions, withNode } from '../helpers/cluster.js';
+import { verifyFullSsl } from '../../src/postgres/queries.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const NAME = 'apps';
@@ -35,26 +36,37 @@ interface AppUrl {
   password: string;
   hosts: Array<{ host: string; port: number }>;
   database: string;
+  /** The URL's sslrootcert (the cluster CA file); the URL asks for sslmode=verify-full. */
+  caFile: string;
 }
 
 /** Splits a multi-host DATABASE_URL (node-postgres takes one host, so tests pick one of them). */
 function parseAppUrl(url: string): AppUrl {
-  const match = /^postgresql:\/\/([^:]+):([^@]+)@([^/]+)\/([^?]+)\?target_session_attrs=read-write$/.exec(url);
+  const match = /^postgresql:\/\/([^:]+):([^@]+)@([^/]+)\/([^?]+)\?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=([^&]+)$/.exec(url);
   assert.ok(match, url);
-  const [, user = '', password = '', hosts = '', database = ''] = match;
+  const [, user = '', password = '', hosts = '', database = '', caFile = ''] = match;
   return {
     user: decodeURIComponent(user),
     password: decodeURIComponent(password),
     hosts: hosts.split(',').map((h) => ({ host: h.split(':')[0] ?? '', port: Number(h.split(':')[1]) })),
     database: decodeURIComponent(database),
+    caFile: decodeURIComponent(caFile),
   };
 }
 
-/** A node-postgres client for `url`, through its `index`-th leader proxy port, optionally to another database. */
+/** A node-postgres client for `url`, through its `index`-th leader proxy port, optionally to another database (TLS, verify-full). */
 async function appClient(url: AppUrl, options: { index?: number; database?: string } = {}): Promise<pg.Client> {
   const target = url.hosts[options.index ?? 0];
   assert.ok(target);
-  const client = new pg.Client({ host: target.host, port: target.port, user: url.user, password: url.password, database: options.database ?? url.database, connectionTimeoutMillis: 30_000 });
+  const client = new pg.Client({
+    host: target.host,
+    port: target.port,
+    user: url.user,
+    password: url.password,
+    database: options.database ?? url.database,
+    connectionTimeoutMillis: 30_000,
+    ssl: verifyFullSsl(readFileSync(url.caFile, 'utf8')),
+  });
   client.on('error', () => undefined);
   await client.connect();
   return client;
@@ -98,7 +110,7 @@ void describe('app workflows through bin/pgpilot', () => {
     const status = await statusNow();
     const leader = leaderOf(status);
     if (database === 'postgres') return withNode(status, leader, async (client) => (await client.query<T>(sql, params)).rows);
-    const other = new pg.Client({ host: leader.host, port: leader.port, user: 'postgres', password: passwordOf(status), database, connectionTimeoutMillis: 5_000 });
+    const other = new pg.Client(pgClientOptions(status, leader, { database, connectionTimeoutMillis: 5_000 }));
     other.on('error', () => undefined);
     await other.connect();
     try {
@@ -192,6 +204,18 @@ void describe('app workflows through bin/pgpilot', () => {
 
     const status = await statusNow();
     assert.equal(parseAppUrl(blogJson.databaseUrl).hosts.length, status.members.length, 'one leader proxy port per node');
+    assert.equal(parseAppUrl(blogJson.databaseUrl).caFile, clusterCaFile(home, NAME), 'sslrootcert is the cluster CA');
+    // The single-host form of the URL works with node-postgres as is (it reads sslrootcert itself).
+    const first = parseAppUrl(blogJson.databaseUrl).hosts[0];
+    assert.ok(first);
+    const single = new pg.Client({ connectionString: blogJson.databaseUrl.replace(/@[^/]+\//, `@${first.host}:${first.port}/`), connectionTimeoutMillis: 30_000 });
+    single.on('error', () => undefined);
+    await single.connect();
+    try {
+      assert.equal((await single.query<{ ssl: boolean }>('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).rows[0]?.ssl, true);
+    } finally {
+      await single.end().catch(() => undefined);
+    }
     assert.deepEqual(status.apps, [
       { app: 'blog', database: 'blog_prod', user: 'blog_web' },
       { app: 'shop', database: 'shop', user: 'shop' },
@@ -269,7 +293,7 @@ void describe('app workflows through bin/pgpilot', () => {
     const analyst = JSON.parse(created.stdout) as { user: string; password: string };
     const status = await statusNow();
     const proxy = { host: status.members[0]?.host ?? '', port: status.members[0]?.proxyPort ?? 0 };
-    const analystUrl: AppUrl = { user: 'analyst', password: analyst.password, hosts: [proxy], database: 'postgres' };
+    const analystUrl: AppUrl = { user: 'analyst', password: analyst.password, hosts: [proxy], database: 'postgres', caFile: clusterCaFile(home, NAME) };
     const client = await appClient(analystUrl);
     assert.equal((await client.query<{ u: string }>('SELECT current_user AS u')).rows[0]?.u, 'analyst');
     await client.end();
@@ -285,7 +309,7 @@ void describe('app workflows through bin/pgpilot', () => {
     const piped = await runCliWith(['users', 'create', NAME, 'reporter', '--password-stdin'], { home, input: 'Rep0rter-pw\n' });
     assert.equal(piped.code, 0, piped.stderr);
     assert.doesNotMatch(piped.stdout, /Rep0rter-pw/, 'a supplied password is not echoed');
-    const reporter = await appClient({ user: 'reporter', password: 'Rep0rter-pw', hosts: [proxy], database: 'postgres' });
+    const reporter = await appClient({ user: 'reporter', password: 'Rep0rter-pw', hosts: [proxy], database: 'postgres', caFile: clusterCaFile(home, NAME) });
     await reporter.end();
 
     const dbCreated = await runCli(['db', 'create', NAME, 'reports', '--owner', 'analyst'], { home });
@@ -293,7 +317,7 @@ void describe('app workflows through bin/pgpilot', () => {
     const reports = await appClient({ ...analystUrl, database: 'reports' });
     await reports.query('CREATE TABLE r (x int)');
     await reports.end();
-    assert.equal(await sqlStateOf(appClient({ user: 'reporter', password: 'Rep0rter-pw', hosts: [proxy], database: 'reports' })), '42501');
+    assert.equal(await sqlStateOf(appClient({ user: 'reporter', password: 'Rep0rter-pw', hosts: [proxy], database: 'reports', caFile: clusterCaFile(home, NAME) })), '42501');
 
     const dbs = await runCli(['db', 'list', NAME, '--json'], { home });
     assert.equal(dbs.code, 0, dbs.stderr);

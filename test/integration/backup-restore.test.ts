@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
 import { findFreePorts } from '../../src/shared/ports.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
-import { clusterStatusOf, leaderOf, waitConverged, withNode } from '../helpers/cluster.js';
+import { clusterStatusOf, leaderOf, parseStatusJson, waitConverged, withNode } from '../helpers/cluster.js';
 import { startS3Server, type S3TestServer } from '../helpers/s3-server.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 
@@ -52,7 +52,7 @@ void describe('backups: PITR across a failover, verify, bad input, corruption', 
     home = makeTempHome('backup');
     const result = await runCli(['create', 'src', '--json', '--show-secrets'], { home });
     assert.equal(result.code, 0, result.stderr);
-    const status = JSON.parse(result.stdout) as ClusterStatus;
+    const status = parseStatusJson(home, result.stdout);
     await withNode(status, leaderOf(status), (c) => c.query('CREATE TABLE t (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())'));
   });
   after(async () => {
@@ -106,7 +106,7 @@ void describe('backups: PITR across a failover, verify, bad input, corruption', 
   void it('point-in-time restore after the failover: exactly the rows committed before the target, replicas stream', async () => {
     const restored = await runCli(['create', 'at-t2', '--nodes', '2', '--from-backup', 'src', '--target-time', targets.t2, '--json', '--show-secrets'], { home });
     assert.equal(restored.code, 0, restored.stderr);
-    const status = JSON.parse(restored.stdout) as ClusterStatus;
+    const status = parseStatusJson(home, restored.stdout);
     assert.deepEqual(await idsOn(status), [1, 2, 3, 4], 'row 5 was committed after the target; rows 3 and 4 span the failover');
     const converged = await waitConverged(home, 'at-t2', null);
     assert.equal(converged.members.filter((m) => m.role === 'replica' && m.streaming).length, 1);
@@ -126,7 +126,7 @@ void describe('backups: PITR across a failover, verify, bad input, corruption', 
   void it('point-in-time restore before the failover (timeline 1 only)', async () => {
     const restored = await runCli(['create', 'at-t1', '--nodes', '1', '--from-backup', 'src', '--target-time', targets.t1, '--json', '--show-secrets'], { home });
     assert.equal(restored.code, 0, restored.stderr);
-    assert.deepEqual(await idsOn(JSON.parse(restored.stdout) as ClusterStatus), [1, 2]);
+    assert.deepEqual(await idsOn(parseStatusJson(home, restored.stdout)), [1, 2]);
   });
 
   void it('backup verify passes on an intact backup', async () => {
@@ -209,7 +209,7 @@ void describe('backups on S3 (a real local S3-compatible server)', () => {
     const env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey };
     const created = await runCli(['create', 's3src', '--nodes', '1', '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
-    const status = JSON.parse(created.stdout) as ClusterStatus;
+    const status = parseStatusJson(home, created.stdout);
     const configured = await runCli(['backup', 'config', 's3src', '--store', s3.url('team-a'), '--json'], { home, env });
     assert.equal(configured.code, 0, configured.stderr);
     assert.match((JSON.parse(configured.stdout) as { store: string }).store, /^s3:\/\/pgpilot-backups\/team-a\?endpoint=/);
@@ -229,7 +229,7 @@ void describe('backups on S3 (a real local S3-compatible server)', () => {
 
     const restored = await runCli(['create', 's3dst', '--nodes', '1', '--from-backup', 's3src', '--json', '--show-secrets'], { home });
     assert.equal(restored.code, 0, restored.stderr);
-    assert.deepEqual(await idsOn(JSON.parse(restored.stdout) as ClusterStatus), [1, 2]);
+    assert.deepEqual(await idsOn(parseStatusJson(home, restored.stdout)), [1, 2]);
     const verified = await runCli(['backup', 'verify', 's3src', (JSON.parse(backup.stdout) as BackupJson).id], { home });
     assert.equal(verified.code, 0, verified.stderr);
   });

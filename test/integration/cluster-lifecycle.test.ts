@@ -13,6 +13,7 @@ import pg from 'pg';
 import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
+import { callApi, clusterStatusOf, parseStatusJson, passwordOf, pgClientOptions } from '../helpers/cluster.js';
 
 const PSQL = '/usr/lib/postgresql/15/bin/psql';
 
@@ -24,14 +25,10 @@ function psql(url: string, sql: string, env: NodeJS.ProcessEnv = {}): Promise<st
   });
 }
 
-function passwordOf(status: ClusterStatus): string {
-  return decodeURIComponent(new URL(status.connectionString.replace(/@[^/]+\//, '@localhost/')).password);
-}
-
 async function queryNode(status: ClusterStatus, node: string, sql: string): Promise<pg.QueryResult<Record<string, unknown>>> {
   const member = status.members.find((m) => m.name === node);
   assert.ok(member, `member ${node}`);
-  const client = new pg.Client({ host: member.host, port: member.port, user: 'postgres', password: passwordOf(status), database: 'postgres' });
+  const client = new pg.Client(pgClientOptions(status, member, { connectionTimeoutMillis: 10_000 }));
   await client.connect();
   try {
     return await client.query<Record<string, unknown>>(sql);
@@ -40,11 +37,7 @@ async function queryNode(status: ClusterStatus, node: string, sql: string): Prom
   }
 }
 
-async function statusOf(home: string, name: string): Promise<ClusterStatus> {
-  const result = await runCli(['status', name, '--json', '--show-secrets'], { home });
-  assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout) as ClusterStatus;
-}
+const statusOf = clusterStatusOf;
 
 function assertHealthy(status: ClusterStatus, replicas: number): void {
   const primaries = status.members.filter((m) => m.role === 'primary');
@@ -71,19 +64,22 @@ void describe('local cluster lifecycle through bin/pgpilot', () => {
     const created = await runCli(['create', 'demo', '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.stderr, /node1: agent started/);
-    let status = JSON.parse(created.stdout) as ClusterStatus;
+    let status = parseStatusJson(home, created.stdout);
     assertHealthy(status, 2);
     assert.equal(status.timeline, 1);
     const leader = status.leader;
 
-    // REST API: /primary only on the leader, /replica only on streaming replicas, /health on all.
+    // REST API (HTTPS, verified against the cluster CA): /primary only on the leader, /replica
+    // only on streaming replicas, /health on all; /status only with the cluster token.
     for (const member of status.members) {
-      const code = async (route: string) => (await fetch(`${member.apiUrl}${route}`)).status;
+      assert.ok(member.apiUrl.startsWith('https://'), member.apiUrl);
+      const code = async (route: string) => (await callApi(status, member, route)).status;
       const isLeader = member.name === leader;
       assert.equal(await code('/health'), 200, `${member.name} /health`);
       assert.equal(await code('/primary'), isLeader ? 200 : 503, `${member.name} /primary`);
       await waitUntil(`${member.name} /replica`, async () => (await code('/replica')) === (isLeader ? 503 : 200), 15_000);
-      const body = (await (await fetch(`${member.apiUrl}/status`)).json()) as { member: { name: string; role: string } };
+      assert.equal(await code('/status'), 401, `${member.name} /status without the token`);
+      const body = JSON.parse((await callApi(status, member, '/status', { withToken: true })).text) as { member: { name: string; role: string } };
       assert.equal(body.member.name, member.name);
     }
 
@@ -92,7 +88,9 @@ void describe('local cluster lifecycle through bin/pgpilot', () => {
     assert.equal((await fs.stat(`${home}/clusters/demo/secrets.json`)).mode & 0o777, 0o600);
     const hba = await fs.readFile(`${home}/clusters/demo/nodes/node1/pgdata/pg_hba.conf`, 'utf8');
     const rules = hba.split('\n').filter((l) => l.trim() !== '' && !l.trim().startsWith('#'));
-    assert.ok(rules.length > 0 && rules.every((l) => l.trim().endsWith('scram-sha-256')), hba);
+    assert.ok(rules.length > 0 && rules.every((l) => l.trim().endsWith('scram-sha-256') || /^hostnossl\s.*\sreject$/.test(l.trim())), hba);
+    assert.ok(!rules.some((l) => /^host\s/.test(l)), 'every TCP line is hostssl');
+    assert.equal((await queryNode(status, leader ?? 'node1', 'SHOW ssl')).rows[0]?.['ssl'], 'on');
     assert.equal((await queryNode(status, leader ?? 'node1', 'SHOW listen_addresses')).rows[0]?.['listen_addresses'], '127.0.0.1');
     for (const member of status.members) {
       const procStatus = await fs.readFile(`/proc/${member.postgresPid}/status`, 'utf8');
@@ -141,7 +139,7 @@ void describe('local cluster lifecycle through bin/pgpilot', () => {
 
     const started = await runCli(['start', 'demo', '--json', '--show-secrets'], { home });
     assert.equal(started.code, 0, started.stderr);
-    status = JSON.parse(started.stdout) as ClusterStatus;
+    status = parseStatusJson(home, started.stdout);
     assertHealthy(status, 2);
     assert.equal(status.leader, leader, 'the same node leads after stop + start');
     assert.equal(status.timeline, 1, 'no promotion happened');
@@ -161,7 +159,7 @@ void describe('local cluster lifecycle through bin/pgpilot', () => {
     await waitUntil('every process of demo to be gone', () => Promise.resolve([...victims, ...postmasters].every((p) => !isPidAlive(p))), 30_000);
     const restarted = await runCli(['start', 'demo', '--json', '--show-secrets'], { home });
     assert.equal(restarted.code, 0, restarted.stderr);
-    status = JSON.parse(restarted.stdout) as ClusterStatus;
+    status = parseStatusJson(home, restarted.stdout);
     assertHealthy(status, 2);
     assert.equal(status.leader, leader, 'the same node leads after a crash of every process');
     assert.equal(await psql(status.connectionString, 'SELECT count(*) FROM items'), '500');
@@ -215,7 +213,7 @@ void describe('local cluster lifecycle through bin/pgpilot', () => {
     const created = await runCli(['create', 'solo', '--nodes', '1', '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.stderr, /warning: a single node .* development only/);
-    const status = JSON.parse(created.stdout) as ClusterStatus;
+    const status = parseStatusJson(home, created.stdout);
     assertHealthy(status, 0);
     assert.equal(await psql(status.connectionString, 'SELECT 1'), '1');
     const destroyed = await runCli(['destroy', 'solo', '--yes'], { home });
@@ -225,7 +223,7 @@ void describe('local cluster lifecycle through bin/pgpilot', () => {
   void it('reports a busy port on start and leaves the cluster stopped', async () => {
     const created = await runCli(['create', 'busy', '--nodes', '1', '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
-    const status = JSON.parse(created.stdout) as ClusterStatus;
+    const status = parseStatusJson(home, created.stdout);
     assert.equal((await runCli(['stop', 'busy'], { home })).code, 0);
     const net = await import('node:net');
     const blocker = net.createServer();

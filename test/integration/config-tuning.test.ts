@@ -23,7 +23,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
 import { removeTempHome, runCli } from '../helpers/cli.js';
-import { clusterStatusOf, leaderOf, passwordOf, withNode } from '../helpers/cluster.js';
+import { clusterStatusOf, leaderOf, pgAccess, withNode } from '../helpers/cluster.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const NAME = 'tune';
@@ -118,7 +118,7 @@ void describe('config update, extensions and scale vm on a running cluster', () 
     const via = before.members.find((m) => m.name !== leader.name);
     assert.ok(via?.proxyPort);
     await leaderQuery(home, 'CREATE TABLE rolling_writes (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())');
-    const load = writerLoop(via.proxyPort, passwordOf(before), 'rolling_writes');
+    const load = writerLoop(via.proxyPort, pgAccess(before), 'rolling_writes');
     await waitUntil('10 writes before the update', () => Promise.resolve(load.okSoFar() >= 10), 15_000, 50);
     const applied = await runCli(['config', 'update', NAME, '--set', 'max_connections=150', '--yes'], { home });
     const mark = load.okSoFar();

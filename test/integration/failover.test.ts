@@ -13,7 +13,8 @@ import { EtcdDcs } from '../../src/dcs/etcd-dcs.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
-import { clusterStatusOf, leaderOf, waitConverged, withNode } from '../helpers/cluster.js';
+import { adminTls, callApi, clusterStatusOf, leaderOf, parseStatusJson, waitConverged, withNode } from '../helpers/cluster.js';
+import { clientUrl } from '../../src/providers/local/etcd-server.js';
 
 const NAME = 'ha';
 const statusOf = (home: string): Promise<ClusterStatus> => clusterStatusOf(home, NAME);
@@ -45,7 +46,7 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
     home = makeTempHome('ha');
     const created = await runCli(['create', NAME, '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
-    const status = JSON.parse(created.stdout) as ClusterStatus;
+    const status = parseStatusJson(home, created.stdout);
     await withNode(status, leaderOf(status), (c) => c.query('CREATE TABLE acked (id int)'));
   });
   after(async () => {
@@ -121,8 +122,8 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
     // The REST call behind it needs the cluster token.
     const member = after.members[0];
     assert.ok(member);
-    assert.equal((await fetch(`${member.apiUrl}/restart`, { method: 'POST' })).status, 401);
-    assert.equal((await fetch(`${member.apiUrl}/restart`, { method: 'POST', headers: { authorization: 'Bearer nope' } })).status, 401);
+    assert.equal((await callApi(after, member, '/restart', { method: 'POST' })).status, 401);
+    assert.equal((await callApi(after, member, '/restart', { method: 'POST', token: 'nope' })).status, 401);
   });
 
   void it('refuses bad switchover targets and changes nothing', async () => {
@@ -189,7 +190,7 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
     process.kill(leader.pid ?? -1, 'SIGTERM');
     await waitUntil('the agent to exit', () => Promise.resolve(!isPidAlive(leader.pid ?? -1)), 30_000, 50);
     assert.equal(isPidAlive(leader.postgresPid ?? -1), false);
-    const dcs = new EtcdDcs({ endpoints: [`http://${manifest.etcd.host}:${manifest.etcd.clientPort}`] });
+    const dcs = new EtcdDcs({ endpoints: [clientUrl(manifest.etcd.host, manifest.etcd.clientPort)], tls: adminTls(home, NAME) });
     try {
       const holder = await dcs.get(clusterKeys(NAME).leader);
       assert.notEqual(holder, leader.name, 'the leader key must be gone when the agent exits');

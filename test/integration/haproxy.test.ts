@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import type { ClusterStatus, MemberStatus } from '../../src/providers/local/cluster-status.js';
+import type { MemberStatus } from '../../src/providers/local/cluster-status.js';
 import { run as haproxyConfig } from '../../src/cli/commands/haproxy-config.js';
 import type { Output } from '../../src/cli/output.js';
 import { renderHaproxyConfig } from '../../src/proxy/haproxy-config.js';
@@ -24,7 +24,7 @@ import { PgpilotError } from '../../src/shared/errors.js';
 import { findFreePorts } from '../../src/shared/ports.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
-import { leaderOf, passwordOf, waitConverged } from '../helpers/cluster.js';
+import { clusterCaFile, leaderOf, parseStatusJson, pgAccess, pgClientOptions, waitConverged, type PgAccess } from '../helpers/cluster.js';
 
 const NAME = 'hap';
 
@@ -34,8 +34,9 @@ interface Landing {
 }
 
 /** A new connection through HAProxy on `port`: where it landed, and optionally a write. */
-async function throughProxy(port: number, password: string, sql?: string): Promise<Landing> {
-  const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres', connectionTimeoutMillis: 2_000 });
+async function throughProxy(port: number, access: PgAccess, sql?: string): Promise<Landing> {
+  // TLS passes through HAProxy (TCP mode) to postgres: verify-full against the cluster CA.
+  const client = new pg.Client(pgClientOptions(access, { host: '127.0.0.1', port }));
   client.on('error', () => undefined);
   await client.connect();
   try {
@@ -111,14 +112,14 @@ void describe('HAProxy in front of a 3-node cluster', () => {
   let home = '';
   let haproxyPid: number | null = null;
   let configText = '';
-  let password = '';
+  let access: PgAccess = { password: '', ca: '' };
 
   before(async () => {
     home = makeTempHome('haproxy');
     const created = await runCli(['create', NAME, '--json', '--show-secrets'], { home });
     assert.equal(created.code, 0, created.stderr);
-    const status = JSON.parse(created.stdout) as ClusterStatus;
-    password = passwordOf(status);
+    const status = parseStatusJson(home, created.stdout);
+    access = pgAccess(status);
     const configFile = path.join(home, 'haproxy.cfg');
     const output = captureOutput();
     assert.equal(await haproxyConfig({ home, name: NAME, output: configFile }, output), 0, output.lines.join('\n'));
@@ -136,6 +137,17 @@ void describe('HAProxy in front of a 3-node cluster', () => {
     }
   });
 
+  void it('health-checks the agents over HTTPS, verifying them against the cluster CA', () => {
+    // The agents' REST API is HTTPS only: a plain-text check would mark every server down.
+    const serverLines = configText.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('server '));
+    assert.ok(serverLines.length >= 6, configText);
+    for (const line of serverLines) {
+      assert.match(line, /\bcheck-ssl\b/, line);
+      assert.match(line, /\bverify required\b/, line);
+      assert.ok(line.includes(`ca-file ${clusterCaFile(home, NAME)}`), line);
+    }
+  });
+
   void it('the write port reaches the leader and the read port a replica', async () => {
     const status = await waitConverged(home, NAME, null);
     const leader = leaderOf(status);
@@ -146,7 +158,7 @@ void describe('HAProxy in front of a 3-node cluster', () => {
     const written = await waitUntil(
       'the write port to land on the leader',
       async () => {
-        const landing = await throughProxy(writePort, password, 'CREATE TABLE IF NOT EXISTS through_haproxy (id int, via text)');
+        const landing = await throughProxy(writePort, access, 'CREATE TABLE IF NOT EXISTS through_haproxy (id int, via text)');
         return !landing.inRecovery && landing.serverPort === leader.port ? landing : null;
       },
       20_000,
@@ -156,7 +168,7 @@ void describe('HAProxy in front of a 3-node cluster', () => {
     const read = await waitUntil(
       'the read port to land on a replica',
       async () => {
-        const landing = await throughProxy(readPort, password);
+        const landing = await throughProxy(readPort, access);
         return landing.inRecovery ? landing : null;
       },
       20_000,
@@ -165,7 +177,7 @@ void describe('HAProxy in front of a 3-node cluster', () => {
     assert.ok(replicaPorts.includes(read.serverPort), `${read.serverPort} is not a replica port (${replicaPorts.join(', ')})`);
     // Every new connection lands on the leader once checks settled, never on a replica.
     for (let i = 0; i < 10; i += 1) {
-      const landing = await throughProxy(writePort, password);
+      const landing = await throughProxy(writePort, access);
       assert.deepEqual(landing, { inRecovery: false, serverPort: leader.port });
     }
   });
@@ -180,7 +192,7 @@ void describe('HAProxy in front of a 3-node cluster', () => {
     const prober = (async () => {
       while (probing) {
         const atMs = Date.now();
-        landings.push({ atMs, landing: await throughProxy(writePort, password).catch(() => null) });
+        landings.push({ atMs, landing: await throughProxy(writePort, access).catch(() => null) });
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     })();
@@ -194,7 +206,7 @@ void describe('HAProxy in front of a 3-node cluster', () => {
       await waitUntil(
         'a write through HAProxy on the new leader',
         async () => {
-          const landing = await throughProxy(writePort, password, `INSERT INTO through_haproxy VALUES (1, '${leader.name}')`);
+          const landing = await throughProxy(writePort, access, `INSERT INTO through_haproxy VALUES (1, '${leader.name}')`);
           return !landing.inRecovery && landing.serverPort === leader.port ? landing : null;
         },
         30_000,
@@ -225,7 +237,7 @@ void describe('HAProxy in front of a 3-node cluster', () => {
       `write-port gap ${lastOld === undefined ? '?' : (landings[firstNew]?.atMs ?? 0) - lastOld.atMs} ms, ${failed} failed and ${readOnly} read-only landings out of ${landings.length} connections`,
     );
     // And it stays so.
-    for (let i = 0; i < 10; i += 1) assert.equal((await throughProxy(writePort, password)).serverPort, leader.port);
+    for (let i = 0; i < 10; i += 1) assert.equal((await throughProxy(writePort, access)).serverPort, leader.port);
   });
 
   void it('with no replica up, the read port falls back to the primary', async () => {
@@ -240,7 +252,7 @@ void describe('HAProxy in front of a 3-node cluster', () => {
     const landing = await waitUntil(
       'the read port to land on the primary',
       async () => {
-        const l = await throughProxy(readPort, password);
+        const l = await throughProxy(readPort, access);
         return !l.inRecovery ? l : null;
       },
       20_000,

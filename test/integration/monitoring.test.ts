@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 import { REPO_ROOT, makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
-import { clusterStatusOf, waitConverged } from '../helpers/cluster.js';
+import { callApi, clusterCaFile, clusterStatusOf, waitConverged } from '../helpers/cluster.js';
 
 const NAME = 'mon';
 
@@ -83,6 +83,9 @@ void describe('monitoring: /metrics, pgpilot monitoring, real prometheus', () =>
     assert.match(config.stdout, /job_name: "pgpilot-mon"/);
     assert.ok(config.stdout.includes(path.join(REPO_ROOT, 'monitoring', 'alerts.yml')), 'loads the shipped rules');
     for (const m of status.members) assert.ok(config.stdout.includes(`"${new URL(m.apiUrl).host}"`), `target ${m.apiUrl}`);
+    // The agents speak HTTPS only: prometheus must scrape with TLS and verify them against the cluster CA.
+    assert.match(config.stdout, /scheme: "?https"?/, 'scrapes over https');
+    assert.ok(config.stdout.includes(clusterCaFile(home, NAME)), 'verifies the agents against the cluster CA (tls_config.ca_file)');
     const fileSd = await runCli(['monitoring', NAME, '--file-sd'], { home });
     assert.equal(fileSd.code, 0, fileSd.stderr);
     const groups = JSON.parse(fileSd.stdout) as Array<{ targets: string[]; labels: Record<string, string> }>;
@@ -98,8 +101,9 @@ void describe('monitoring: /metrics, pgpilot monitoring, real prometheus', () =>
     const secretValues = Object.values(JSON.parse(secrets) as Record<string, unknown>).flatMap((v) => (typeof v === 'string' ? [v] : Object.values(v as Record<string, string>)));
     for (const m of status.members) {
       const started = performance.now();
-      const response = await fetch(`${m.apiUrl}/metrics`, { signal: AbortSignal.timeout(10_000) });
-      const text = await response.text();
+      // HTTPS verified against the cluster CA; no token.
+      const response = await callApi(status, m, '/metrics', { timeoutMs: 10_000 });
+      const text = response.text;
       assert.equal(response.status, 200, `${m.name}: ${text.slice(0, 200)}`);
       assert.ok(performance.now() - started < 5_000, `${m.name} answered in time`);
       assert.match(text, /^# HELP pgpilot_is_leader /m);

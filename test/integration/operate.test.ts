@@ -26,7 +26,7 @@ import type { ImageReport } from '../../src/cli/commands/image.js';
 import type { PoolerStatus } from '../../src/pooler/pooler-status.js';
 import { findPgBinDir } from '../../src/postgres/bin-dir.js';
 import { removeTempHome, runCli, type CliResult } from '../helpers/cli.js';
-import { clusterStatusOf, leaderOf, passwordOf, withNode } from '../helpers/cluster.js';
+import { clusterCaFile, clusterStatusOf, leaderOf, passwordOf, pgClientOptions, withNode } from '../helpers/cluster.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 
 const NAME = 'ops';
@@ -150,7 +150,8 @@ void describe('operate: scale count, pooler, image update', () => {
     const viaNode = enabled.pooler.nodes.find((n) => n.name !== status.leader) ?? enabled.pooler.nodes[0];
     assert.ok(viaNode?.port !== null && viaNode !== undefined);
     const pgbench = path.join(binDir, 'pgbench');
-    const env = { PGPASSWORD: passwordOf(status) };
+    // libpq over TLS to PgBouncer, verified against the cluster CA (PgBouncer serves the node certificate).
+    const env = { PGPASSWORD: passwordOf(status), PGSSLMODE: 'verify-full', PGSSLROOTCERT: clusterCaFile(home, NAME) };
     const target = ['-h', viaNode.host, '-p', String(viaNode.port), '-U', 'postgres'];
     const init = await run(pgbench, [...target, '-i', '-s', '1', 'postgres'], env);
     assert.equal(init.code, 0, init.stderr);
@@ -162,7 +163,7 @@ void describe('operate: scale count, pooler, image update', () => {
     assert.equal(await withNode(status, leaderOf(status), async (c) => Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM pgbench_history')).rows[0]?.n)), 400);
 
     // SCRAM through auth_query: a wrong password is refused.
-    const wrong = new pg.Client({ host: viaNode.host, port: viaNode.port ?? 0, user: 'postgres', password: 'not-the-password', database: 'postgres', connectionTimeoutMillis: 10_000 });
+    const wrong = new pg.Client(pgClientOptions(status, { host: viaNode.host, port: viaNode.port ?? 0 }, { password: 'not-the-password', connectionTimeoutMillis: 10_000 }));
     wrong.on('error', () => undefined);
     await assert.rejects(wrong.connect(), /password authentication failed|SASL|authentication/i);
     await wrong.end().catch(() => undefined);

@@ -1,8 +1,11 @@
 /**
  * The postgres modules against real PostgreSQL 15: initdb, our postgresql.conf / pg_hba.conf, the
  * Postmaster supervisor, SCRAM roles, slots, pg_basebackup, a streaming replica, pg_controldata,
- * and shutdown (clean and escalated). Everything lives in one temp dir on free loopback ports;
- * `after` stops whatever we started by PID and removes the dir, even when a step fails.
+ * and shutdown (clean and escalated). Postgres serves TLS with a certificate of a throwaway CA
+ * (test/helpers/test-pki.ts); every client, pg_basebackup and the standby's walreceiver verify it
+ * (verify-full), and a plain-text or wrongly-trusting client is refused. Everything lives in one
+ * temp dir on free loopback ports; `after` stops whatever we started by PID and removes the dir
+ * and the PKI, even when a step fails.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,9 +13,9 @@ import { chmod, mkdtemp, readdir, readlink, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type pg from 'pg';
+import pg from 'pg';
 import { findPgBinDir } from '../../src/postgres/bin-dir.js';
-import { runInitdb, ensurePostgresOwnedDir, writePostgresPrivateFile } from '../../src/postgres/initdb.js';
+import { givePostgres, runInitdb, ensurePostgresOwnedDir, writePostgresPrivateFile } from '../../src/postgres/initdb.js';
 import { renderConninfo, renderPgHba, renderPgpass, renderPostgresqlConf } from '../../src/postgres/conf.js';
 import { Postmaster, removeStalePidFile, type PostmasterExit } from '../../src/postgres/postmaster.js';
 import {
@@ -25,11 +28,13 @@ import {
   replicationStatus,
   slotNameFor,
   sqlState,
+  verifyFullSsl,
 } from '../../src/postgres/queries.js';
 import { runBasebackup } from '../../src/postgres/basebackup.js';
 import { readControldata } from '../../src/postgres/controldata.js';
 import { findFreePorts, LOOPBACK_HOST } from '../../src/shared/ports.js';
 import { PgpilotError } from '../../src/shared/errors.js';
+import { makeTestPki, type TestPki } from '../helpers/test-pki.js';
 
 const SUPERUSER = 'postgres';
 const SUPERUSER_PASSWORD = 'su-Pw:with\\odd chars';
@@ -40,6 +45,18 @@ const STEP_TIMEOUT_MS = 30_000;
 
 let root = '';
 let binDir = '';
+let pki: TestPki | null = null;
+
+/** The CA, certificate and key postgres serves (the key handed to the postgres OS user). */
+function serverTls(): { caFile: string; certFile: string; keyFile: string } {
+  assert.ok(pki !== null);
+  return pki.server.files;
+}
+
+function caPem(): string {
+  assert.ok(pki !== null);
+  return pki.ca;
+}
 let primaryPort = 0;
 let replicaPort = 0;
 const primary = new Postmaster();
@@ -73,7 +90,7 @@ async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<
 }
 
 async function connect(port: number, user = SUPERUSER, password = SUPERUSER_PASSWORD): Promise<pg.Client> {
-  const client = await connectLocal({ host: LOOPBACK_HOST, port, user, password, connectTimeoutMs: 5_000 });
+  const client = await connectLocal({ host: LOOPBACK_HOST, port, user, password, connectTimeoutMs: 5_000, ca: caPem() });
   clients.add(client);
   return client;
 }
@@ -117,6 +134,7 @@ async function writeNodeConf(options: {
     nodeName: options.nodeName,
     parameters: { shared_buffers: '32MB', max_connections: 20 },
     standby: options.standby,
+    tls: serverTls(),
   });
   await writePostgresPrivateFile(path.join(options.dataDir, 'postgresql.conf'), conf);
   const hba = renderPgHba({ superuser: SUPERUSER, replicationUser: REPLICATOR, cidrs: ['127.0.0.1/32', '::1/128'] });
@@ -130,6 +148,9 @@ before(async () => {
   // mkdtemp makes 0700; the postgres user must be able to traverse it.
   await chmod(root, 0o755);
   [primaryPort, replicaPort] = (await findFreePorts(2)) as [number, number];
+  pki = await makeTestPki('pgmod');
+  // postgres refuses a key it cannot read or that others can: 0600, owned by the postgres user.
+  await givePostgres(pki.server.files.keyFile);
   const d = dirs();
   await ensurePostgresOwnedDir(d.primarySock, 0o755);
   await ensurePostgresOwnedDir(d.replicaSock, 0o755);
@@ -142,6 +163,7 @@ after(async () => {
     if (postmaster.isRunning()) await postmaster.stop('immediate', 10_000);
   }
   if (root !== '') await rm(root, { recursive: true, force: true });
+  await pki?.cleanup();
 });
 
 void test('initdb creates a checksummed, postgres-owned data directory and refuses a non-empty one', async () => {
@@ -169,8 +191,12 @@ void test('the primary starts under our conf and accepts scram logins only with 
   const client = await waitConnectable(primaryPort);
   const auth = await client.query<{ setting: string }>("SELECT setting FROM pg_settings WHERE name = 'password_encryption'");
   assert.equal(auth.rows[0]?.setting, 'scram-sha-256');
-  const methods = await client.query<{ auth_method: string }>('SELECT DISTINCT auth_method FROM pg_hba_file_rules');
-  assert.deepEqual(methods.rows.map((r) => r.auth_method), ['scram-sha-256']);
+  const methods = await client.query<{ auth_method: string }>('SELECT DISTINCT auth_method FROM pg_hba_file_rules ORDER BY 1');
+  assert.deepEqual(methods.rows.map((r) => r.auth_method), ['reject', 'scram-sha-256']);
+  const ssl = await client.query<{ ssl: boolean; version: string }>('SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()');
+  assert.equal(ssl.rows[0]?.ssl, true, 'this very connection is TLS');
+  assert.match(ssl.rows[0]?.version ?? '', /^TLSv1\.[23]$/);
+  assert.equal((await client.query<{ ssl: string }>('SHOW ssl')).rows[0]?.ssl, 'on');
 
   await assert.rejects(connect(primaryPort, SUPERUSER, 'wrong-password'), (error: unknown) => {
     assert.ok(error instanceof PgpilotError && error.code === 'POSTGRES_FAILED');
@@ -178,6 +204,28 @@ void test('the primary starts under our conf and accepts scram logins only with 
     assert.ok(!error.message.includes('wrong-password'));
     return true;
   });
+});
+
+void test('the primary refuses plain-text TCP, and a client that trusts another CA refuses the primary', async () => {
+  // Plain text with the right password: pg_hba's hostnossl ... reject line answers.
+  const plain = new pg.Client({ host: LOOPBACK_HOST, port: primaryPort, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres', ssl: false, connectionTimeoutMillis: 5_000 });
+  plain.on('error', () => undefined);
+  await assert.rejects(plain.connect(), (error: unknown) => {
+    assert.equal(sqlState(error), '28000', String(error)); // invalid_authorization_specification
+    assert.match(String(error), /no encryption|reject/);
+    return true;
+  });
+  await plain.end().catch(() => undefined);
+  // TLS, but verified against another CA: the client refuses the server before any password is sent.
+  const other = await makeTestPki('pgmod-other');
+  try {
+    const wary = new pg.Client({ host: LOOPBACK_HOST, port: primaryPort, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'postgres', ssl: verifyFullSsl(other.ca), connectionTimeoutMillis: 5_000 });
+    wary.on('error', () => undefined);
+    await assert.rejects(wary.connect(), /certificate/i);
+    await wary.end().catch(() => undefined);
+  } finally {
+    await other.cleanup();
+  }
 });
 
 void test('ensureRole stores a SCRAM verifier the server accepts, idempotently', async () => {
@@ -229,13 +277,13 @@ void test('pg_basebackup clones the primary with a password file and refuses a n
   await writePostgresPrivateFile(d.passfile, pgpass);
 
   await assert.rejects(
-    runBasebackup({ binDir, dataDir: d.primaryData, host: LOOPBACK_HOST, port: primaryPort, user: REPLICATOR, passfile: d.passfile }),
+    runBasebackup({ binDir, dataDir: d.primaryData, host: LOOPBACK_HOST, port: primaryPort, user: REPLICATOR, passfile: d.passfile, caFile: serverTls().caFile }),
     (error: unknown) => error instanceof PgpilotError && error.code === 'INPUT_INVALID',
   );
   // A failing clone (no password file entry for this user) leaves no directory behind.
   const failedDir = path.join(root, 'failed-clone');
   await assert.rejects(
-    runBasebackup({ binDir, dataDir: failedDir, host: LOOPBACK_HOST, port: primaryPort, user: 'nobody', passfile: d.passfile }),
+    runBasebackup({ binDir, dataDir: failedDir, host: LOOPBACK_HOST, port: primaryPort, user: 'nobody', passfile: d.passfile, caFile: serverTls().caFile }),
     (error: unknown) => error instanceof PgpilotError && error.code === 'POSTGRES_FAILED',
   );
   assert.equal(existsSync(failedDir), false);
@@ -248,6 +296,7 @@ void test('pg_basebackup clones the primary with a password file and refuses a n
     user: REPLICATOR,
     passfile: d.passfile,
     applicationName: REPLICA_NODE,
+    caFile: serverTls().caFile,
   });
   assert.ok(existsSync(path.join(d.replicaData, 'PG_VERSION')));
 });
@@ -260,6 +309,8 @@ void test('the clone streams from the primary as a hot standby', async () => {
     user: REPLICATOR,
     passfile: d.passfile,
     application_name: REPLICA_NODE,
+    sslmode: 'verify-full',
+    sslrootcert: serverTls().caFile,
   });
   await writeNodeConf({
     dataDir: d.replicaData,
@@ -303,6 +354,12 @@ void test('the clone streams from the primary as a hot standby', async () => {
   assert.equal(sender.clientAddr, LOOPBACK_HOST);
   assert.equal(sender.syncState, 'async');
   assert.ok(sender.sentLsn !== null);
+  // The walreceiver's connection is TLS.
+  const walSsl = await primaryClient.query<{ ssl: boolean }>(
+    "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_replication r USING (pid) WHERE r.application_name = $1",
+    [REPLICA_NODE],
+  );
+  assert.equal(walSsl.rows[0]?.ssl, true);
   assert.equal(await dropSlotIfExists(primaryClient, slotNameFor(REPLICA_NODE)), 'active');
   assert.equal((await listSlots(primaryClient)).find((s) => s.slotName === 'node_2')?.active, true);
 

@@ -16,7 +16,7 @@ import pg from 'pg';
 import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
-import { clusterStatusOf, passwordOf } from '../helpers/cluster.js';
+import { clusterStatusOf, parseStatusJson, pgAccess, pgClientOptions } from '../helpers/cluster.js';
 import { writerLoop } from '../helpers/writer-loop.js';
 
 const NAME = 'route';
@@ -50,9 +50,9 @@ void describe('built-in proxy: stable endpoint through switchover and failover',
     home = makeTempHome('route');
     const created = await runCli(['create', NAME, '--json', '--show-secrets'], { home, env: OPERATOR_ENV });
     assert.equal(created.code, 0, created.stderr);
-    const status = JSON.parse(created.stdout) as ClusterStatus;
+    const status = parseStatusJson(home, created.stdout);
     const leader = status.members.find((m) => m.name === status.leader);
-    const client = new pg.Client({ host: '127.0.0.1', port: leader?.proxyPort ?? 0, user: 'postgres', password: passwordOf(status), database: 'postgres' });
+    const client = new pg.Client(pgClientOptions(status, { host: '127.0.0.1', port: leader?.proxyPort ?? 0 }, { connectionTimeoutMillis: 10_000 }));
     await client.connect();
     await client.query('CREATE TABLE writes (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())');
     await client.end();
@@ -98,7 +98,7 @@ void describe('built-in proxy: stable endpoint through switchover and failover',
       ] as const) {
         // Each agent routes on its own view of etcd, refreshed every loop: allow it one to catch up.
         await waitUntil(`${member.name} port ${port ?? '-'} to reach a ${recovery ? 'standby' : 'primary'}`, async () => {
-          const client = new pg.Client({ host: member.host, port: port ?? 0, user: 'postgres', password: passwordOf(status), database: 'postgres' });
+          const client = new pg.Client(pgClientOptions(status, { host: member.host, port: port ?? 0 }));
           await client.connect();
           const row = (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0];
           await client.end();
@@ -117,7 +117,7 @@ void describe('built-in proxy: stable endpoint through switchover and failover',
     const status = await statusOf(home);
     const via = status.members.find((m) => m.name !== status.leader);
     assert.ok(via);
-    const loop = writerLoop(via.proxyPort ?? 0, passwordOf(status));
+    const loop = writerLoop(via.proxyPort ?? 0, pgAccess(status));
     await waitUntil('10 writes before the switchover', () => Promise.resolve(loop.okSoFar() >= 10), 15_000, 50);
     const switched = await runCli(['switchover', NAME], { home });
     assert.equal(switched.code, 0, switched.stderr);
@@ -136,12 +136,12 @@ void describe('built-in proxy: stable endpoint through switchover and failover',
     const leader = status.members.find((m) => m.name === status.leader);
     const via = status.members.find((m) => m.name !== status.leader);
     assert.ok(leader && via);
-    const loop = writerLoop(via.proxyPort ?? 0, passwordOf(status));
+    const loop = writerLoop(via.proxyPort ?? 0, pgAccess(status));
     await waitUntil('10 writes before the kill', () => Promise.resolve(loop.okSoFar() >= 10), 15_000, 50);
     process.kill(leader.pid ?? -1, 'SIGKILL');
     await waitUntil('the old postmaster to die', () => Promise.resolve(!isPidAlive(leader.postgresPid ?? -1)), 10_000);
     const okBefore = (await loop.stop()).ok;
-    const again = writerLoop(via.proxyPort ?? 0, passwordOf(status));
+    const again = writerLoop(via.proxyPort ?? 0, pgAccess(status));
     const result = await waitUntil(
       'writes through the proxy again',
       async () => {

@@ -4,21 +4,25 @@
  * process whose command line carries a unique marker directory stands in for the postmaster:
  * heartbeats keep it alive past the first deadline, it is SIGKILLed once they stop, and a disarm
  * spares it. Stand-in agents show the two fences that release the lease (recorded by a fake etcd
- * gateway): a frozen agent (at the deadline) and an agent killed with -9 (at once; the watchdog then
- * exits). `after` kills every process we started by PID and removes the temp dir, even when a step
+ * gateway that, like pgpilot's etcd, speaks HTTPS only and requires a client certificate of its CA,
+ * from test/helpers/test-pki.ts): a frozen agent (at the deadline) and an agent killed with -9 (at
+ * once; the watchdog then exits); a watchdog with a certificate of another CA cannot release. `after` kills every process we started by PID and removes the temp dir, even when a step
  * fails.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import http from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WatchdogClient } from '../../src/agent/watchdog.js';
 import { SystemClock } from '../../src/shared/clock.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
+import type { TlsFiles } from '../../src/config/schema.js';
+import { makeTestPki, type TestPki } from '../helpers/test-pki.js';
 
 const WATCHDOG_ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'helpers', 'watchdog-main.js');
 const HEARTBEAT_MS = 300;
@@ -33,6 +37,8 @@ const standIns: ChildProcess[] = [];
 const standInWatchdogs: number[] = [];
 let root = '';
 let logFile = '';
+let pki: TestPki | null = null;
+let otherPki: TestPki | null = null;
 let client: WatchdogClient | null = null;
 const clientErrors: string[] = [];
 const victims: Victim[] = [];
@@ -71,6 +77,8 @@ function hasExited(victim: Victim): boolean {
 before(async () => {
   root = await mkdtemp(path.join(tmpdir(), 'pgpilot-watchdog-'));
   logFile = path.join(root, 'watchdog.log');
+  pki = await makeTestPki('watchdog');
+  otherPki = await makeTestPki('watchdog-other');
   client = await WatchdogClient.start({ cliEntry: WATCHDOG_ENTRY, logFile, onError: (message) => clientErrors.push(message) });
 });
 
@@ -93,6 +101,8 @@ after(async () => {
   if (client !== null) await client.stop(5_000);
   if (watchdogPid > 0) assert.equal(isPidAlive(watchdogPid), false, 'watchdog still running after stop');
   await rm(root, { recursive: true, force: true });
+  await pki?.cleanup();
+  await otherPki?.cleanup();
 });
 
 void test('the watchdog runs as a separate child process', async () => {
@@ -170,10 +180,18 @@ void test('a PID whose command line lacks the marker is never killed', async () 
   await victim.exit;
 });
 
-/** Stands in for etcd's JSON gateway: records every lease revoke it is sent. */
-async function startFakeEtcd(): Promise<{ endpoint: string; revoked: string[]; close: () => Promise<void> }> {
+/**
+ * Stands in for etcd's JSON gateway: HTTPS with a certificate of the test CA, and only clients with
+ * a certificate of that CA get through the handshake (`--client-cert-auth`); records every lease
+ * revoke it is sent.
+ */
+async function startFakeEtcd(): Promise<{ endpoint: string; revoked: string[]; refusedHandshakes: () => number; close: () => Promise<void> }> {
+  assert.ok(pki !== null);
   const revoked: string[] = [];
-  const server = http.createServer((req, res) => {
+  let refused = 0;
+  const sockets = new Set<Socket>();
+  const tlsOptions = { cert: pki.server.material.cert, key: pki.server.material.key, ca: pki.ca, requestCert: true, rejectUnauthorized: true };
+  const server = https.createServer(tlsOptions, (req, res) => {
     let body = '';
     req.setEncoding('utf8');
     req.on('data', (chunk: string) => (body += chunk));
@@ -182,10 +200,23 @@ async function startFakeEtcd(): Promise<{ endpoint: string; revoked: string[]; c
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     });
   });
+  server.on('tlsClientError', () => (refused += 1));
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   assert.ok(address !== null && typeof address === 'object');
-  return { endpoint: `http://127.0.0.1:${address.port}`, revoked, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  return {
+    endpoint: `https://127.0.0.1:${address.port}`,
+    revoked,
+    refusedHandshakes: () => refused,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 interface StandIn {
@@ -195,19 +226,21 @@ interface StandIn {
   log: string;
 }
 
-/** A stand-in agent: starts its own watchdog (with `endpoint` as etcd) and heartbeats it from a timer, like the HA loop. */
-async function startStandInAgent(name: string, victim: Victim, deadlineAheadMs: number, endpoint: string): Promise<StandIn> {
+/** A stand-in agent: starts its own watchdog (with `endpoint` as etcd and `tls` as its client identity) and heartbeats it from a timer, like the HA loop. */
+async function startStandInAgent(name: string, victim: Victim, deadlineAheadMs: number, endpoint: string, tls?: TlsFiles): Promise<StandIn> {
+  assert.ok(pki !== null);
+  const etcdTls = tls ?? pki.client.files;
   const agentModule = new URL('../../src/agent/watchdog.js', import.meta.url).href;
   const script = [
     `import { WatchdogClient } from ${JSON.stringify(agentModule)};`,
-    'const [entry, log, victimPid, marker, etcd] = process.argv.slice(1);',
-    'const client = await WatchdogClient.start({ cliEntry: entry, logFile: log, etcdEndpoints: [etcd] });',
+    'const [entry, log, victimPid, marker, etcd, tls] = process.argv.slice(1);',
+    'const client = await WatchdogClient.start({ cliEntry: entry, logFile: log, etcdEndpoints: [etcd], etcdTls: JSON.parse(tls) });',
     'process.stdout.write(`${client.pid}\\n`);',
     `const beat = () => client.arm(Number(victimPid), Date.now() + ${deadlineAheadMs}, marker, '${LEASE_ID}');`,
     `beat(); setInterval(beat, ${STAND_IN_HEARTBEAT_MS});`,
   ].join('\n');
   const log = path.join(root, `${name}-watchdog.log`);
-  const agent = spawn(process.execPath, ['--input-type=module', '-e', script, WATCHDOG_ENTRY, log, String(victim.pid), victim.marker, endpoint], {
+  const agent = spawn(process.execPath, ['--input-type=module', '-e', script, WATCHDOG_ENTRY, log, String(victim.pid), victim.marker, endpoint, JSON.stringify(etcdTls)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   standIns.push(agent);
@@ -264,6 +297,26 @@ void test('an agent killed with -9: its watchdog fences at once, releases the le
     const log = await readFile(standIn.log, 'utf8');
     assert.match(log, /the agent is gone: SIGKILLed postmaster/);
     assert.match(log, new RegExp(`released lease ${LEASE_ID}`));
+  } finally {
+    await etcd.close();
+  }
+});
+
+void test('a watchdog with a client certificate of another CA fences but cannot release the lease', async () => {
+  assert.ok(otherPki !== null && pki !== null);
+  const etcd = await startFakeEtcd();
+  try {
+    const victim = await startVictim('foreign-cert');
+    // Another CA's client certificate, while trusting the right CA for the server.
+    const foreign: TlsFiles = { ...otherPki.client.files, caFile: pki.caFile };
+    const standIn = await startStandInAgent('foreign', victim, 20_000, etcd.endpoint, foreign);
+    assert.ok(standIn.agent.kill('SIGKILL'));
+    await standIn.exit;
+    await waitUntil('the postmaster stand-in to be killed', () => Promise.resolve(hasExited(victim)), 5_000, 10);
+    await waitUntil('the watchdog to give up on the release', async () => /could not release lease/.test(await readFile(standIn.log, 'utf8')), 10_000, 20);
+    assert.deepEqual(etcd.revoked, [], 'etcd never accepted the revoke');
+    assert.ok(etcd.refusedHandshakes() > 0, 'the handshake was refused');
+    await waitUntil('the watchdog to exit', () => Promise.resolve(!isPidAlive(standIn.watchdogPid)), 5_000, 10);
   } finally {
     await etcd.close();
   }

@@ -146,12 +146,13 @@ void describe('DATABASE_URL and env files', () => {
       { host: '127.0.0.1', proxyPort: 41001 },
       { host: '127.0.0.1', proxyPort: 41002 },
     ],
+    clusterDir: '/var/lib/pgpilot/clusters/shop',
   } as unknown as Parameters<typeof appDatabaseUrl>[0];
 
-  void it('lists every node leader proxy port, encodes the password and asks for a writable session', () => {
+  void it('lists every node leader proxy port, encodes the password, asks for a writable session and verify-full TLS', () => {
     assert.equal(
       appDatabaseUrl(manifest, 'shop', 'p@ss/w:rd', 'shop'),
-      'postgresql://shop:p%40ss%2Fw%3Ard@127.0.0.1:41001,127.0.0.1:41002/shop?target_session_attrs=read-write',
+      'postgresql://shop:p%40ss%2Fw%3Ard@127.0.0.1:41001,127.0.0.1:41002/shop?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=/var/lib/pgpilot/clusters/shop/tls/ca.crt',
     );
   });
 

@@ -37,7 +37,14 @@ function hasCode(code: string, pattern?: RegExp): (error: unknown) => boolean {
 
 // ------------------------------------------------------------------ postgresql.conf
 
-const BASE_CONF: PostgresqlConfInput = { port: 5432, listenAddresses: '127.0.0.1', socketDir: '/run/pg', clusterName: 'shop', nodeName: 'node1' };
+const BASE_CONF: PostgresqlConfInput = {
+  port: 5432,
+  listenAddresses: '127.0.0.1',
+  socketDir: '/run/pg',
+  clusterName: 'shop',
+  nodeName: 'node1',
+  tls: { certFile: '/tls/node.crt', keyFile: '/tls/node.key', caFile: '/tls/ca.crt' },
+};
 
 /** Every `name = value` line of a rendered file, in order. */
 function settingLines(conf: string): string[] {

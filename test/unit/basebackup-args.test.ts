@@ -25,15 +25,17 @@ void test('basebackupArgs never carries a password and rejects bad ports', () =>
   assert.throws(() => basebackupArgs({ dataDir: '/d', host: 'h', port: 70000, user: 'u' }), PgpilotError);
 });
 
-void test('basebackupEnv passes the password file and application name, nothing inherited from PG*', () => {
+void test('basebackupEnv passes the password file, application name and verify-full TLS, nothing inherited from PG*', () => {
   const saved = process.env['PGPASSWORD'];
   process.env['PGPASSWORD'] = 'leak';
   try {
-    const env = basebackupEnv({ passfile: '/x/pgpass', applicationName: 'node-2' });
+    const env = basebackupEnv({ passfile: '/x/pgpass', applicationName: 'node-2', caFile: '/x/tls/ca.crt' });
     assert.equal(env['PGPASSFILE'], '/x/pgpass');
     assert.equal(env['PGAPPNAME'], 'node-2');
     assert.equal(env['PGPASSWORD'], undefined);
-    assert.equal(basebackupEnv({ passfile: '/p' })['PGAPPNAME'], undefined);
+    assert.equal(env['PGSSLMODE'], 'verify-full');
+    assert.equal(env['PGSSLROOTCERT'], '/x/tls/ca.crt');
+    assert.equal(basebackupEnv({ passfile: '/p', caFile: '/ca' })['PGAPPNAME'], undefined);
   } finally {
     if (saved === undefined) delete process.env['PGPASSWORD'];
     else process.env['PGPASSWORD'] = saved;

@@ -25,6 +25,7 @@ import {
 } from '../builders/observation-builder.js';
 
 const TOKEN = 't'.repeat(40);
+const AUTH = { authorization: `Bearer ${TOKEN}` };
 const MIB = 1024 * 1024;
 
 interface Harness {
@@ -151,13 +152,13 @@ void describe('buildApi /status', () => {
       lastError: 'boom',
       ticks: 42,
     });
-    const response = await harness(snapshot, { holdsLeader: false }).app.inject({ method: 'GET', url: '/status' });
+    const response = await harness(snapshot, { holdsLeader: false }).app.inject({ method: 'GET', url: '/status', headers: AUTH });
     assert.equal(response.statusCode, 200);
     assert.deepEqual(response.json(), { member, holdsLeader: false, decision: 'following node2', lastError: 'boom', ticks: 42 });
   });
 
   void it('reports nulls before the first tick', async () => {
-    const response = await harness(snapshotOf(null), { holdsLeader: true }).app.inject({ method: 'GET', url: '/status' });
+    const response = await harness(snapshotOf(null), { holdsLeader: true }).app.inject({ method: 'GET', url: '/status', headers: AUTH });
     assert.equal(response.statusCode, 200);
     assert.deepEqual(response.json(), { member: null, holdsLeader: true, decision: null, lastError: null, ticks: 0 });
   });
@@ -172,9 +173,37 @@ void describe('buildApi /status', () => {
       requestRestart: () => undefined,
     });
     apps.push(app);
-    assert.equal((await app.inject({ method: 'GET', url: '/status' })).json<{ ticks: number }>().ticks, 1);
+    assert.equal((await app.inject({ method: 'GET', url: '/status', headers: AUTH })).json<{ ticks: number }>().ticks, 1);
     ticks = 7;
-    assert.equal((await app.inject({ method: 'GET', url: '/status' })).json<{ ticks: number }>().ticks, 7);
+    assert.equal((await app.inject({ method: 'GET', url: '/status', headers: AUTH })).json<{ ticks: number }>().ticks, 7);
+  });
+
+  void it('answers 401 without the token or with a wrong one, and shows nothing of the snapshot', async () => {
+    const member = memberRecord({ name: 'node1' });
+    const h = harness(snapshotOf(running(), reachable(), { member, lastError: 'secret-ish detail', ticks: 3 }));
+    for (const headers of [{}, { authorization: `Bearer ${'u'.repeat(40)}` }, { authorization: `Basic ${TOKEN}` }]) {
+      const response = await h.app.inject({ method: 'GET', url: '/status', headers });
+      assert.equal(response.statusCode, 401, JSON.stringify(headers));
+      assert.ok(!response.body.includes('secret-ish detail') && !response.body.includes('node1'), response.body);
+      assert.ok(!response.body.includes(TOKEN), 'the token is never echoed');
+    }
+  });
+});
+
+void describe('buildApi: open and token routes', () => {
+  void it('keeps /health, /primary and /replica open for load balancers (no token needed)', async () => {
+    const h = harness(snapshotOf(runningPrimary()), { holdsLeader: true });
+    for (const url of ['/health', '/primary', '/replica']) {
+      const response = await h.app.inject({ method: 'GET', url });
+      assert.notEqual(response.statusCode, 401, url);
+    }
+  });
+
+  void it('POST /reload-tls answers 401 without the token and 404 with it on an agent without TLS reload', async () => {
+    const h = harness(snapshotOf(running()));
+    assert.equal((await h.app.inject({ method: 'POST', url: '/reload-tls' })).statusCode, 401);
+    assert.equal((await h.app.inject({ method: 'POST', url: '/reload-tls', headers: { authorization: `Bearer ${'u'.repeat(40)}` } })).statusCode, 401);
+    assert.equal((await h.app.inject({ method: 'POST', url: '/reload-tls', headers: AUTH })).statusCode, 404);
   });
 });
 

@@ -97,7 +97,7 @@ void describe('the environments of postgres, its tools, HAProxy and PgBouncer', 
     const envs = withOperatorEnv(() => ({
       postgres: postgresEnv(),
       controldata: postgresEnv({ LC_ALL: 'C', LANG: 'C' }),
-      basebackup: basebackupEnv({ passfile: '/tmp/x/pgpass', applicationName: 'node2' }),
+      basebackup: basebackupEnv({ passfile: '/tmp/x/pgpass', applicationName: 'node2', caFile: '/tmp/x/ca.crt' }),
       haproxy: haproxyEnv(),
     }));
     for (const [name, env] of Object.entries(envs)) {
@@ -113,6 +113,8 @@ void describe('the environments of postgres, its tools, HAProxy and PgBouncer', 
     assert.equal(envs.controldata['LC_ALL'], 'C');
     // pgpilot's own libpq settings are there: the passfile it wrote, not the operator's PGPASSWORD.
     assert.equal(envs.basebackup['PGPASSFILE'], '/tmp/x/pgpass');
+    assert.equal(envs.basebackup['PGSSLMODE'], 'verify-full');
+    assert.equal(envs.basebackup['PGSSLROOTCERT'], '/tmp/x/ca.crt');
     assert.equal(envs.basebackup['PGPASSWORD'], undefined);
     assert.equal(envs.basebackup['PGHOST'], undefined);
   });

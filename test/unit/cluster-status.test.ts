@@ -80,7 +80,7 @@ void describe('buildClusterStatus', () => {
     assert.equal(leader.postgresPid, 2001);
     assert.equal(leader.proxyPort, 16432);
     assert.deepEqual(leader.tags, { priority: 2 });
-    assert.equal(leader.apiUrl, 'http://127.0.0.1:18008');
+    assert.equal(leader.apiUrl, 'https://127.0.0.1:18008');
     assert.equal(leader.port, 15432);
     assert.equal(member(status, 'node2').lagBytes, 256, 'from pg_stat_replication on the leader');
   });
@@ -164,10 +164,11 @@ void describe('connectionStrings and maskPassword', () => {
   void it('lists every node host:port and asks for the right session type', () => {
     const multi = clusterManifest({ nodes: 3, host: (i) => `10.0.0.${i + 1}` });
     const { connectionString, replicaConnectionString } = connectionStrings(multi, secrets);
-    assert.equal(connectionString, 'postgresql://postgres:superuser-password-0123456789@10.0.0.1:16432,10.0.0.2:16433,10.0.0.3:16434/postgres?target_session_attrs=read-write');
+    const tls = `sslmode=verify-full&sslrootcert=${multi.clusterDir}/tls/ca.crt`;
+    assert.equal(connectionString, `postgresql://postgres:superuser-password-0123456789@10.0.0.1:16432,10.0.0.2:16433,10.0.0.3:16434/postgres?target_session_attrs=read-write&${tls}`);
     assert.equal(
       replicaConnectionString,
-      'postgresql://postgres:superuser-password-0123456789@10.0.0.1:17432,10.0.0.2:17433,10.0.0.3:17434/postgres?target_session_attrs=prefer-standby',
+      `postgresql://postgres:superuser-password-0123456789@10.0.0.1:17432,10.0.0.2:17433,10.0.0.3:17434/postgres?target_session_attrs=prefer-standby&${tls}`,
     );
     const status = buildClusterStatus(inputs());
     for (const node of manifest.nodes) assert.ok(status.connectionString.includes(`${node.host}:${node.proxyPort}`));
@@ -188,7 +189,10 @@ void describe('connectionStrings and maskPassword', () => {
     const tricky = clusterSecrets({ password: 'p@ss:w/rd#%?&=0123456789' });
     const { connectionString, replicaConnectionString } = connectionStrings(manifest, tricky);
     const masked = maskPassword(connectionString);
-    assert.equal(masked, 'postgresql://postgres:****@127.0.0.1:16432,127.0.0.1:16433,127.0.0.1:16434/postgres?target_session_attrs=read-write');
+    assert.equal(
+      masked,
+      `postgresql://postgres:****@127.0.0.1:16432,127.0.0.1:16433,127.0.0.1:16434/postgres?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=${manifest.clusterDir}/tls/ca.crt`,
+    );
     assert.ok(!maskPassword(replicaConnectionString).includes(encodeURIComponent('p@ss')));
     assert.equal(maskPassword('postgresql://host:5432/db'), 'postgresql://host:5432/db', 'nothing to mask');
   });

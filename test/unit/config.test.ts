@@ -29,7 +29,8 @@ function validAgentConfig(): Record<string, unknown> {
     postgresLogFile: '/tmp/x/nodes/node1/postgres.log',
     binDir: '/usr/lib/postgresql/15/bin',
     secretsFile: '/tmp/x/secrets.json',
-    etcdEndpoints: ['http://127.0.0.1:2379'],
+    etcdEndpoints: ['https://127.0.0.1:2379'],
+    tls: { caFile: '/tmp/x/tls/ca.crt', certFile: '/tmp/x/nodes/node1/tls/node.crt', keyFile: '/tmp/x/nodes/node1/tls/node.key' },
   };
 }
 
@@ -112,6 +113,15 @@ void describe('agentConfigSchema and tagsSchema', () => {
     const parsed = agentConfigSchema.parse(validAgentConfig());
     assert.deepEqual(parsed.tags, {});
     assert.deepEqual(parsed.allowedCidrs, ['127.0.0.1/32', '::1/128']);
+  });
+
+  void it('requires the node TLS files (there is no plain-text mode)', () => {
+    const { tls, ...withoutTls } = validAgentConfig();
+    assert.ok(tls !== undefined);
+    assert.equal(agentConfigSchema.safeParse(withoutTls).success, false);
+    assert.equal(agentConfigSchema.safeParse({ ...validAgentConfig(), tls: { caFile: '/ca', certFile: '/c' } }).success, false);
+    assert.equal(agentConfigSchema.safeParse({ ...validAgentConfig(), tls: { caFile: '', certFile: '/c', keyFile: '/k' } }).success, false);
+    assert.equal(agentConfigSchema.safeParse({ ...validAgentConfig(), tls: { caFile: '/ca', certFile: '/c', keyFile: '/k', verify: false } }).success, false);
   });
 
   void it('rejects unknown keys, at the top level and in tags', () => {

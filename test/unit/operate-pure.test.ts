@@ -142,9 +142,10 @@ void describe('pooler settings and status', () => {
       { name: 'node1', host: '127.0.0.1', port: 19000, pid: 4242 },
       { name: 'node2', host: '127.0.0.1', port: 19001, pid: null },
     ]);
-    assert.equal(enabled.connectionString, `postgresql://postgres:${encodeURIComponent('p@ss/word-0123456789')}@127.0.0.1:19000,127.0.0.1:19001/postgres`);
+    const tls = `sslmode=verify-full&sslrootcert=${manifest.clusterDir}/tls/ca.crt`;
+    assert.equal(enabled.connectionString, `postgresql://postgres:${encodeURIComponent('p@ss/word-0123456789')}@127.0.0.1:19000,127.0.0.1:19001/postgres?${tls}`);
     const lines = poolerStatusLines(enabled, (url) => url.replace(/:[^:@/]+@/, ':****@'));
-    assert.match(lines[0] ?? '', /^pooler connection string: +postgresql:\/\/postgres:\*\*\*\*@127\.0\.0\.1:19000,127\.0\.0\.1:19001\/postgres$/);
+    assert.equal(lines[0]?.replace(/string: +/, 'string: '), `pooler connection string: postgresql://postgres:****@127.0.0.1:19000,127.0.0.1:19001/postgres?${tls}`);
     assert.match(lines[1] ?? '', /running on 1\/2 nodes \(node1\)/);
 
     const disabled = buildPoolerStatus(manifest, secrets, { settings: defaultPoolerSettings(), alive: new Map() });

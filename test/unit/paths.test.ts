@@ -54,6 +54,13 @@ void describe('cluster and node layout', () => {
       backupsDir: '/h/clusters/demo/backups',
       backupStoreFile: '/h/clusters/demo/backup-store.json',
       tmpDir: '/h/clusters/demo/tmp',
+      tlsDir: '/h/clusters/demo/tls',
+      caFile: '/h/clusters/demo/tls/ca.crt',
+      caKeyFile: '/h/clusters/demo/tls/ca.key',
+      adminCertFile: '/h/clusters/demo/tls/admin.crt',
+      adminKeyFile: '/h/clusters/demo/tls/admin.key',
+      etcdCertFile: '/h/clusters/demo/tls/etcd.crt',
+      etcdKeyFile: '/h/clusters/demo/tls/etcd.key',
     });
     assert.deepEqual(clusterPathsIn('/h/clusters/demo'), clusterPaths('/h', 'demo'));
   });
@@ -67,6 +74,8 @@ void describe('cluster and node layout', () => {
       postgresLogFile: '/h/clusters/demo/nodes/node2/postgres.log',
       pidFile: '/h/clusters/demo/nodes/node2/agent.pid',
       stdoutFile: '/h/clusters/demo/nodes/node2/agent.out',
+      tlsCertFile: '/h/clusters/demo/nodes/node2/tls/node.crt',
+      tlsKeyFile: '/h/clusters/demo/nodes/node2/tls/node.key',
     });
   });
 

@@ -23,6 +23,11 @@ const base: PgbouncerConfigInput = {
   authQuery: AUTH_QUERY,
   poolMode: 'transaction',
   defaultPoolSize: 20,
+  tls: {
+    certFile: '/var/lib/pgpilot/clusters/demo/nodes/node1/tls/node.crt',
+    keyFile: '/var/lib/pgpilot/clusters/demo/nodes/node1/tls/node.key',
+    caFile: '/var/lib/pgpilot/clusters/demo/tls/ca.crt',
+  },
 };
 
 /** `key = value` settings of one ini section. */
@@ -58,6 +63,17 @@ void describe('renderPgbouncerIni', () => {
     assert.doesNotMatch(ini, /\btrust\b/);
   });
 
+  void it('requires TLS from clients (node certificate) and verifies postgres against the cluster CA', () => {
+    const settings = section(renderPgbouncerIni(base), 'pgbouncer');
+    assert.equal(settings.get('client_tls_sslmode'), 'require');
+    assert.equal(settings.get('client_tls_cert_file'), base.tls.certFile);
+    assert.equal(settings.get('client_tls_key_file'), base.tls.keyFile);
+    assert.equal(settings.get('client_tls_ca_file'), base.tls.caFile);
+    assert.equal(settings.get('server_tls_sslmode'), 'verify-full');
+    assert.equal(settings.get('server_tls_ca_file'), base.tls.caFile);
+    assert.doesNotMatch(renderPgbouncerIni(base), /tls_sslmode\s*=\s*(disable|allow|prefer)\b/);
+  });
+
   void it('renders session mode and the pool size as given', () => {
     const settings = section(renderPgbouncerIni({ ...base, poolMode: 'session', defaultPoolSize: 7, maxClientConn: 50 }), 'pgbouncer');
     assert.equal(settings.get('pool_mode'), 'session');
@@ -76,6 +92,8 @@ void describe('renderPgbouncerIni', () => {
       { serverPort: 70000 },
       { defaultPoolSize: 0 },
       { poolMode: 'statement' as PgbouncerConfigInput['poolMode'] },
+      { tls: { ...base.tls, certFile: '/tmp/c\nclient_tls_sslmode = disable' } },
+      { tls: { ...base.tls, caFile: '/tmp/ca\nserver_tls_sslmode = disable' } },
     ];
     for (const override of bad) {
       assert.throws(() => renderPgbouncerIni({ ...base, ...override }), (error: unknown) => error instanceof PgpilotError && error.code === 'CONFIG_INVALID', JSON.stringify(override));

@@ -15,6 +15,7 @@ const base = {
   socketDir: '/tmp/pgpilot sock',
   clusterName: 'demo',
   nodeName: 'node-1',
+  tls: { certFile: '/c/nodes/node-1/tls/node.crt', keyFile: '/c/nodes/node-1/tls/node.key', caFile: '/c/tls/ca.crt' },
 };
 
 function settingLines(conf: string): Map<string, string> {
@@ -67,6 +68,11 @@ void test('renderPostgresqlConf renders identity, replication defaults and overr
   assert.equal(s.get('shared_buffers'), "'256MB'");
   assert.equal(s.get('max_connections'), '50');
   assert.equal(s.get('work_mem'), "'8MB'");
+  assert.equal(s.get('ssl'), 'on');
+  assert.equal(s.get('ssl_cert_file'), "'/c/nodes/node-1/tls/node.crt'");
+  assert.equal(s.get('ssl_key_file'), "'/c/nodes/node-1/tls/node.key'");
+  assert.equal(s.get('ssl_ca_file'), "'/c/tls/ca.crt'");
+  assert.equal(s.get('ssl_min_protocol_version'), "'TLSv1.2'");
   assert.ok(!s.has('hba_file') && !s.has('ident_file'));
   assert.ok(!s.has('primary_conninfo') && !s.has('primary_slot_name') && !s.has('recovery_target_timeline'));
   assert.ok(conf.endsWith('\n'));
@@ -101,6 +107,10 @@ void test('renderPostgresqlConf drops managed, forbidden or malformed parameter 
   assert.equal(lines.get('work_mem'), "'8MB'", 'the rest applies');
   assert.equal(settingLines(renderPostgresqlConf({ ...base, parameters: { shared_preload_libraries: 'pg_stat_statements,$libdir/pg_cron' } })).get('shared_preload_libraries'), "'pg_stat_statements,$libdir/pg_cron'");
   assert.throws(() => renderPostgresqlConf({ ...base, port: 0 }), PgpilotError);
+  // TLS cannot be switched off or pointed elsewhere through parameters.
+  for (const name of ['ssl', 'ssl_cert_file', 'ssl_key_file', 'ssl_ca_file', 'SSL_Min_Protocol_Version']) {
+    assert.throws(() => renderPostgresqlConf({ ...base, parameters: { [name]: 'off' } }), /managed by pgpilot/, name);
+  }
   // Custom (extension) parameters are fine.
   assert.equal(settingLines(renderPostgresqlConf({ ...base, parameters: { 'pg_stat_statements.max': 1000 } })).get('pg_stat_statements.max'), '1000');
 });
@@ -110,21 +120,35 @@ void test('renderPostgresqlConf keeps names in the header on one comment line', 
   assert.equal(settingLines(conf).get('port'), '54321');
 });
 
-void test('renderPgHba uses scram-sha-256 only, never trust/peer/md5', () => {
+void test('renderPgHba uses scram-sha-256 over TLS only, never trust/peer/md5, and rejects plain-text TCP', () => {
   const hba = renderPgHba({ superuser: 'postgres', replicationUser: 'replicator', cidrs: ['127.0.0.1/32', '::1/128'] });
-  assert.doesNotMatch(hba, /\b(trust|peer|ident|md5|password|reject)\b/);
+  assert.doesNotMatch(hba, /\b(trust|peer|ident|md5|password)\b/);
   const rules = hba.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
-  assert.ok(rules.length >= 6);
-  for (const rule of rules) assert.match(rule, /scram-sha-256$/);
   const fields = rules.map((l) => l.split(/\s+/));
+  // No `host` line (TLS or not) and no line of another type can appear: only local, hostssl, hostnossl.
+  for (const f of fields) assert.ok(['local', 'hostssl', 'hostnossl'].includes(f[0] ?? ''), `unexpected rule type: ${f.join(' ')}`);
+  assert.ok(!rules.some((l) => /^host\s/.test(l)), 'a plain `host` line would accept connections without TLS');
+  // Every accepting line uses scram-sha-256; every hostnossl line rejects.
+  const accepting = fields.filter((f) => f[0] !== 'hostnossl');
+  assert.ok(accepting.length >= 6);
+  for (const f of accepting) assert.equal(f.at(-1), 'scram-sha-256', f.join(' '));
+  const rejecting = fields.filter((f) => f[0] === 'hostnossl');
+  for (const f of rejecting) assert.equal(f.at(-1), 'reject', f.join(' '));
   assert.deepEqual(fields.find((f) => f[0] === 'local' && f[1] === 'all'), ['local', 'all', 'all', 'scram-sha-256']);
   for (const cidr of ['127.0.0.1/32', '::1/128']) {
-    assert.deepEqual(fields.find((f) => f[0] === 'host' && f[1] === 'all' && f[3] === cidr), ['host', 'all', 'all', cidr, 'scram-sha-256']);
-    const repl = fields.find((f) => f[0] === 'host' && f[1] === 'replication' && f[3] === cidr);
+    assert.deepEqual(fields.find((f) => f[0] === 'hostssl' && f[1] === 'all' && f[3] === cidr), ['hostssl', 'all', 'all', cidr, 'scram-sha-256']);
+    const repl = fields.find((f) => f[0] === 'hostssl' && f[1] === 'replication' && f[3] === cidr);
     assert.ok(repl);
     assert.ok((repl[2] ?? '').split(',').includes('replicator'));
     assert.ok(!(repl[2] ?? '').split(',').includes('all'));
   }
+  // The reject lines close the file and cover every address, for normal and replication connections.
+  assert.deepEqual(fields.slice(-rejecting.length), rejecting);
+  assert.deepEqual(
+    rejecting.map((f) => `${f[1]} ${f[2]} ${f[3]}`).sort(),
+    ['all all 0.0.0.0/0', 'all all ::/0', 'replication all 0.0.0.0/0', 'replication all ::/0'],
+  );
+  assert.ok(rejecting.length === 4 && fields.at(-1)?.[0] === 'hostnossl');
 });
 
 void test('renderPgHba quotes unusual role names and rejects bad input', () => {

@@ -12,6 +12,7 @@ const OPTIONS = {
   dataDir: '/var/lib/pgpilot/node2/pgdata',
   source: { host: '10.0.0.7', port: 5433, user: 'postgres' },
   passfile: '/var/lib/pgpilot/node2/pgpass',
+  caFile: '/var/lib/pgpilot/clusters/demo/tls/ca.crt',
 };
 
 function sourceConninfo(args: string[]): string {
@@ -49,6 +50,12 @@ void describe('rewindArgs', () => {
     assert.equal(fields.get('passfile'), OPTIONS.passfile);
   });
 
+  void it('the source conninfo asks for TLS verified against the cluster CA and the host name', () => {
+    const fields = parseConninfo(sourceConninfo(rewindArgs(OPTIONS)));
+    assert.equal(fields.get('sslmode'), 'verify-full');
+    assert.equal(fields.get('sslrootcert'), OPTIONS.caFile);
+  });
+
   void it('never carries a password, on the conninfo or anywhere in argv', () => {
     const args = rewindArgs(OPTIONS);
     assert.ok(!parseConninfo(sourceConninfo(args)).has('password'));
@@ -61,6 +68,13 @@ void describe('rewindArgs', () => {
     const fields = parseConninfo(conninfo);
     assert.equal(fields.get('passfile'), passfile);
     assert.equal(fields.get('host'), '10.0.0.7');
+  });
+
+  void it('quotes a CA path with spaces so it stays one conninfo value', () => {
+    const caFile = "/tmp/it's a dir/ca.crt";
+    const fields = parseConninfo(sourceConninfo(rewindArgs({ ...OPTIONS, caFile })));
+    assert.equal(fields.get('sslrootcert'), caFile);
+    assert.equal(fields.get('sslmode'), 'verify-full');
   });
 });
 
