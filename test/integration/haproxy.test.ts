@@ -23,6 +23,7 @@ import { startHaproxy, stopHaproxy } from '../../src/proxy/haproxy-process.js';
 import { PgpilotError } from '../../src/shared/errors.js';
 import { findFreePorts } from '../../src/shared/ports.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
+import { makeTestPki, type TestPki } from '../helpers/test-pki.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
 import { clusterCaFile, leaderOf, parseStatusJson, pgAccess, pgClientOptions, waitConverged, type PgAccess } from '../helpers/cluster.js';
 
@@ -67,7 +68,13 @@ void describe('haproxy process (start, listen, stop by PID)', () => {
   // As root HAProxy runs as the haproxy OS user, which must reach the config file.
   chmodSync(dir, 0o755);
   const started: number[] = [];
+  // Its health checks verify the agents' certificates: it loads a (real) CA file at start.
+  let pki: TestPki | null = null;
+  before(async () => {
+    pki = await makeTestPki('haproxy-proc');
+  });
   after(async () => {
+    await pki?.cleanup();
     for (const pid of started) await stopHaproxy(pid);
     await rm(dir, { recursive: true, force: true });
   });
@@ -80,7 +87,7 @@ void describe('haproxy process (start, listen, stop by PID)', () => {
     // The node behind it does not exist: HAProxy must still start and report it down.
     await writeFile(
       configFile,
-      renderHaproxyConfig({ cluster: 'lonely', bindHost: '127.0.0.1', primaryPort: writePort, replicaPort: readPort, statsPort, nodes: [{ name: 'node1', host: '127.0.0.1', pgPort, apiPort }] }),
+      renderHaproxyConfig({ cluster: 'lonely', bindHost: '127.0.0.1', primaryPort: writePort, replicaPort: readPort, statsPort, nodes: [{ name: 'node1', host: '127.0.0.1', pgPort, apiPort }], caFile: pki?.caFile ?? '/missing-ca.crt' }),
     );
     const { pid } = await startHaproxy({ configFile, pidFile, logFile });
     started.push(pid);

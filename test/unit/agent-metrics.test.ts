@@ -198,6 +198,32 @@ void describe('AgentMetrics scrape', () => {
     assert.equal(valueOf(s, 'pgpilot_scrape_error'), 0, 'a stopped postgres is not a scrape error');
   });
 
+  void it('exports certificate expiry per certificate, and reports an unreadable one instead of failing the scrape', async () => {
+    const errors: string[] = [];
+    let readable = true;
+    const metrics = metricsWith({
+      snapshot: () => snapshotWith(runningPrimary()),
+      certificates: () => {
+        if (!readable) throw new Error('cannot read node.crt');
+        return [
+          { name: 'node', notAfterEpochMs: 1_800_000_000_000 },
+          { name: 'ca', notAfterEpochMs: 2_100_000_000_500 },
+        ];
+      },
+      onCollectError: (what, message) => errors.push(`${what}: ${message}`),
+    });
+    const s = parseExposition(await metrics.render());
+    assert.equal(valueOf(s, 'pgpilot_tls_certificate_expiry_timestamp_seconds', { certificate: 'node' }), 1_800_000_000);
+    assert.equal(valueOf(s, 'pgpilot_tls_certificate_expiry_timestamp_seconds', { certificate: 'ca' }), 2_100_000_000.5);
+    readable = false;
+    const after = parseExposition(await metrics.render());
+    assert.equal(valueOf(after, 'pgpilot_tls_certificate_expiry_timestamp_seconds', { certificate: 'node' }), undefined, 'absent, not stale');
+    assert.equal(valueOf(after, 'pgpilot_up'), 1, 'the rest of the scrape is there');
+    assert.deepEqual(errors, ['certificates: cannot read node.crt']);
+    const without = parseExposition(await metricsWith({ snapshot: () => snapshotWith(runningPrimary()) }).render());
+    assert.ok(!without.some((sample) => sample.name === 'pgpilot_tls_certificate_expiry_timestamp_seconds'), 'not registered without a source');
+  });
+
   void it('is bounded in time: a postgres that never answers cannot hold the scrape', async () => {
     const errors: string[] = [];
     const metrics = metricsWith({

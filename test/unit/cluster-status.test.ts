@@ -211,9 +211,10 @@ void describe('withoutSecrets (status --json without --show-secrets)', () => {
 
   void it('drops the password from every connection string, keeping user, hosts, database and parameters', () => {
     const plain = withoutSecrets(full);
-    assert.equal(plain.connectionString, 'postgresql://postgres@127.0.0.1:16432,127.0.0.1:16433,127.0.0.1:16434/postgres?target_session_attrs=read-write');
-    assert.equal(plain.replicaConnectionString, 'postgresql://postgres@127.0.0.1:17432,127.0.0.1:17433,127.0.0.1:17434/postgres?target_session_attrs=prefer-standby');
-    assert.equal(plain.pooler?.connectionString, 'postgresql://postgres@127.0.0.1:19000,127.0.0.1:19001,127.0.0.1:19002/postgres');
+    const tls = `sslmode=verify-full&sslrootcert=${manifest.clusterDir}/tls/ca.crt`;
+    assert.equal(plain.connectionString, `postgresql://postgres@127.0.0.1:16432,127.0.0.1:16433,127.0.0.1:16434/postgres?target_session_attrs=read-write&${tls}`);
+    assert.equal(plain.replicaConnectionString, `postgresql://postgres@127.0.0.1:17432,127.0.0.1:17433,127.0.0.1:17434/postgres?target_session_attrs=prefer-standby&${tls}`);
+    assert.equal(plain.pooler?.connectionString, `postgresql://postgres@127.0.0.1:19000,127.0.0.1:19001,127.0.0.1:19002/postgres?${tls}`);
     // libpq still parses it: no password, the same user.
     const url = new URL(plain.connectionString.replace(/@[^/]+\//, '@h/'));
     assert.equal(url.username, 'postgres');

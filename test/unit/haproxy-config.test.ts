@@ -6,8 +6,8 @@
  * src/proxy/haproxy-process.ts and the `haproxy-config` command on a manifest in a temp home.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmodSync, mkdtempSync } from 'node:fs';
+import { chmod, copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -18,13 +18,31 @@ import type { Output } from '../../src/cli/output.js';
 import { PgpilotError } from '../../src/shared/errors.js';
 import { clusterManifest } from '../builders/manifest-builder.js';
 import { section, servers } from '../helpers/haproxy-sections.js';
+import { makeTestPki, type TestPki } from '../helpers/test-pki.js';
 
 function nodes(count: number): HaproxyNode[] {
   return Array.from({ length: count }, (_, i) => ({ name: `node${i + 1}`, host: '127.0.0.1', pgPort: 25432 + i, apiPort: 28008 + i }));
 }
 
+const scratch = mkdtempSync(path.join(tmpdir(), 'pgpilot-haproxy-unit-'));
+// haproxy -c runs as the haproxy OS user when we are root and loads the CA file named in the config.
+chmodSync(scratch, 0o755);
+/** A real CA certificate (the checks verify the agents against it; haproxy -c loads it). */
+const CA_FILE = path.join(scratch, 'ca.crt');
+const CHECK_TLS = `check-ssl verify required ca-file ${CA_FILE}`;
+let pki: TestPki | null = null;
+before(async () => {
+  pki = await makeTestPki('haproxy-unit');
+  await copyFile(pki.caFile, CA_FILE);
+  await chmod(CA_FILE, 0o644);
+});
+after(async () => {
+  await pki?.cleanup();
+  await rm(scratch, { recursive: true, force: true });
+});
+
 function input(overrides: Partial<HaproxyConfigInput> = {}): HaproxyConfigInput {
-  return { cluster: 'demo', bindHost: '127.0.0.1', primaryPort: 25000, replicaPort: 25001, nodes: nodes(3), ...overrides };
+  return { cluster: 'demo', bindHost: '127.0.0.1', primaryPort: 25000, replicaPort: 25001, nodes: nodes(3), caFile: CA_FILE, ...overrides };
 }
 
 function assertInputInvalid(fn: () => unknown, message: RegExp): void {
@@ -44,11 +62,6 @@ function captureOutput(): Output & { stdout: string[]; stderr: string[] } {
   return { stdout, stderr, out: (t) => stdout.push(t), err: (t) => stderr.push(t) };
 }
 
-const scratch = mkdtempSync(path.join(tmpdir(), 'pgpilot-haproxy-unit-'));
-after(async () => {
-  await rm(scratch, { recursive: true, force: true });
-});
-
 void describe('renderHaproxyConfig', () => {
   void it('routes writes to every node behind GET /primary, with sessions cut when a node is marked down', () => {
     const config = renderHaproxyConfig(input());
@@ -58,9 +71,9 @@ void describe('renderHaproxyConfig', () => {
     assert.ok(primary.includes('http-check send meth GET uri /primary'));
     assert.ok(primary.includes('http-check expect status 200'));
     assert.deepEqual(servers(primary), [
-      'server node1 127.0.0.1:25432 check port 28008 on-marked-down shutdown-sessions',
-      'server node2 127.0.0.1:25433 check port 28009 on-marked-down shutdown-sessions',
-      'server node3 127.0.0.1:25434 check port 28010 on-marked-down shutdown-sessions',
+      `server node1 127.0.0.1:25432 check port 28008 ${CHECK_TLS} on-marked-down shutdown-sessions`,
+      `server node2 127.0.0.1:25433 check port 28009 ${CHECK_TLS} on-marked-down shutdown-sessions`,
+      `server node3 127.0.0.1:25434 check port 28010 ${CHECK_TLS} on-marked-down shutdown-sessions`,
     ]);
     assert.ok(!primary.some((l) => l.includes('/replica')));
   });
@@ -73,7 +86,7 @@ void describe('renderHaproxyConfig', () => {
     assert.ok(replicas.includes('http-check expect status 200'));
     const list = servers(replicas);
     for (const [i, node] of nodes(3).entries()) {
-      assert.ok(list.includes(`server ${node.name} 127.0.0.1:${25432 + i} check port ${28008 + i} on-marked-down shutdown-sessions on-marked-up shutdown-backup-sessions`), list.join('\n'));
+      assert.ok(list.includes(`server ${node.name} 127.0.0.1:${25432 + i} check port ${28008 + i} ${CHECK_TLS} on-marked-down shutdown-sessions on-marked-up shutdown-backup-sessions`), list.join('\n'));
       assert.ok(list.includes(`server ${node.name}-as-primary 127.0.0.1:${25432 + i} backup track demo-primary/${node.name} on-marked-down shutdown-sessions`), list.join('\n'));
     }
     assert.equal(list.length, 6, 'no node missing, none extra');
@@ -142,6 +155,9 @@ void describe('renderHaproxyConfig', () => {
       [{ checkIntervalMs: 0 }, /invalid check interval/],
       [{ maxConnections: 0 }, /invalid connection limit/],
       [{ regenerateCommand: 'pgpilot\nglobal' }, /one line/],
+      [{ caFile: '/tmp/a b/ca.crt' }, /CA file/],
+      [{ caFile: 'relative/ca.crt' }, /CA file/],
+      [{ caFile: '/tmp/ca.crt\nglobal' }, /CA file/],
     ];
     for (const [overrides, message] of cases) assertInputInvalid(() => renderHaproxyConfig(input(overrides)), message);
   });
@@ -196,8 +212,9 @@ void describe('pgpilot haproxy-config (run)', () => {
   const clusterDir = path.join(home, 'clusters', 'demo');
   const manifest = clusterManifest({ name: 'demo', nodes: 3, clusterDir });
   before(async () => {
-    await mkdir(clusterDir, { recursive: true });
+    await mkdir(path.join(clusterDir, 'tls'), { recursive: true });
     await writeFile(path.join(clusterDir, 'cluster.json'), JSON.stringify(manifest));
+    await copyFile(CA_FILE, path.join(clusterDir, 'tls', 'ca.crt'));
   });
 
   void it('prints the config on stdout and the chosen free ports on stderr', async () => {
@@ -205,7 +222,7 @@ void describe('pgpilot haproxy-config (run)', () => {
     assert.equal(await run({ home, name: 'demo' }, output), 0);
     const config = output.stdout.join('\n');
     for (const node of manifest.nodes) {
-      assert.ok(config.includes(`server ${node.name} 127.0.0.1:${node.pgPort} check port ${node.apiPort}`));
+      assert.ok(config.includes(`server ${node.name} 127.0.0.1:${node.pgPort} check port ${node.apiPort} check-ssl verify required ca-file ${clusterDir}/tls/ca.crt`));
     }
     const picked = output.stderr.join('\n');
     const writePort = Number(/picked free port (\d+) for writes/.exec(picked)?.[1]);

@@ -14,12 +14,13 @@
  * promtool comes with Debian's prometheus package (scripts/setup.sh installs it).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Histogram } from 'prom-client';
+import { makeTestPki } from '../helpers/test-pki.js';
 import { AgentMetrics } from '../../src/metrics/agent-metrics.js';
 import { ALL_METRIC_SPECS } from '../../src/metrics/metric-catalog.js';
 import { alertRulesFile, dashboardFile } from '../../src/metrics/monitoring-files.js';
@@ -38,7 +39,7 @@ async function promtool(...args: string[]): Promise<string> {
   return output;
 }
 
-/** Metric families the agent registers with every optional source present (backups, process metrics). */
+/** Metric families the agent registers with every optional source present (backups, certificates, process metrics). */
 function registeredNames(): { families: Set<string>; histograms: Set<string> } {
   const metrics = new AgentMetrics({
     cluster: 'demo',
@@ -49,6 +50,7 @@ function registeredNames(): { families: Set<string>; histograms: Set<string> } {
     postgresStats: () => Promise.reject(new Error('not used')),
     dataDirectory: scratch,
     backupStatus: () => Promise.resolve(null),
+    certificates: () => [],
     processMetrics: true,
   });
   const all = metrics.registry.getMetricsAsArray();
@@ -197,6 +199,11 @@ void describe('monitoring/grafana-dashboard.json', () => {
 void describe('generated Prometheus config', () => {
   void it('passes promtool check config (with the shipped rules)', async () => {
     const file = path.join(scratch, 'prometheus.yml');
+    // promtool checks that the scrape job's CA file exists.
+    const caFile = path.join(scratch, 'ca.crt');
+    const pki = await makeTestPki('promtool');
+    copyFileSync(pki.caFile, caFile);
+    await pki.cleanup();
     writeFileSync(
       file,
       renderPrometheusConfig({
@@ -207,6 +214,7 @@ void describe('generated Prometheus config', () => {
         ],
         ruleFiles: [alertRulesFile()],
         regenerateCommand: 'pgpilot monitoring demo',
+        caFile,
       }),
     );
     await promtool('check', 'config', file);

@@ -103,13 +103,19 @@ void test('renderPostgresqlConf drops managed, forbidden or malformed parameter 
     }),
   );
   assert.equal(lines.get('port'), String(base.port), 'the typed port stays');
-  for (const name of ['primary_conninfo', 'shared_preload_libraries', 'ssl_cert_file', 'dynamic_library_path']) assert.equal(lines.get(name), undefined, name);
+  for (const name of ['primary_conninfo', 'shared_preload_libraries', 'dynamic_library_path']) assert.equal(lines.get(name), undefined, name);
+  assert.equal(lines.get('ssl_cert_file'), `'${base.tls.certFile}'`, 'the TLS files come from the typed input only');
   assert.equal(lines.get('work_mem'), "'8MB'", 'the rest applies');
   assert.equal(settingLines(renderPostgresqlConf({ ...base, parameters: { shared_preload_libraries: 'pg_stat_statements,$libdir/pg_cron' } })).get('shared_preload_libraries'), "'pg_stat_statements,$libdir/pg_cron'");
   assert.throws(() => renderPostgresqlConf({ ...base, port: 0 }), PgpilotError);
-  // TLS cannot be switched off or pointed elsewhere through parameters.
+  // TLS cannot be switched off or pointed elsewhere through parameters: the entry is dropped.
   for (const name of ['ssl', 'ssl_cert_file', 'ssl_key_file', 'ssl_ca_file', 'SSL_Min_Protocol_Version']) {
-    assert.throws(() => renderPostgresqlConf({ ...base, parameters: { [name]: 'off' } }), /managed by pgpilot/, name);
+    const rendered = settingLines(renderPostgresqlConf({ ...base, parameters: { [name]: 'off' } }));
+    assert.equal(rendered.get('ssl'), 'on', name);
+    assert.equal(rendered.get('ssl_cert_file'), `'${base.tls.certFile}'`, name);
+    assert.equal(rendered.get('ssl_key_file'), `'${base.tls.keyFile}'`, name);
+    assert.equal(rendered.get('ssl_ca_file'), `'${base.tls.caFile}'`, name);
+    assert.equal(rendered.get('ssl_min_protocol_version'), "'TLSv1.2'", name);
   }
   // Custom (extension) parameters are fine.
   assert.equal(settingLines(renderPostgresqlConf({ ...base, parameters: { 'pg_stat_statements.max': 1000 } })).get('pg_stat_statements.max'), '1000');
