@@ -789,6 +789,11 @@ async function growCluster(manifest: ClusterManifest, status: ClusterStatus, cou
     await makeDirectories(node.nodeDir);
     await writeAgentConfig(node.configFile, agentConfigFor(next, node.name));
   }
+  // The new nodes need certificates before their agents start (an agent without its node
+  // certificate exits at once), and every node certificate must name every node's address
+  // (local-tls.ts): re-issue the leaves for the new node list, same CA. Running members keep
+  // serving their old (still valid) certificates until they next load TLS.
+  await provisionClusterTls(next);
   // Recorded before anything starts: stop and destroy find every agent through cluster.json.
   await writeManifest(next);
   deps.progress(`scaling ${manifest.name} from ${manifest.nodes.length} to ${count} nodes: adding ${names.join(', ')} (cloned from the leader ${status.leader ?? '?'})`);
