@@ -26,7 +26,7 @@ import type { ImageReport } from '../../src/cli/commands/image.js';
 import type { PoolerStatus } from '../../src/pooler/pooler-status.js';
 import { findPgBinDir } from '../../src/postgres/bin-dir.js';
 import { removeTempHome, runCli, type CliResult } from '../helpers/cli.js';
-import { clusterCaFile, clusterStatusOf, leaderOf, passwordOf, pgClientOptions, withNode } from '../helpers/cluster.js';
+import { clusterCaFile, clusterStatusOf, leaderOf, passwordOf, pgClientOptions, trackStatus, withNode } from '../helpers/cluster.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 
 const NAME = 'ops';
@@ -90,7 +90,7 @@ void describe('operate: scale count, pooler, image update', () => {
     assert.equal(grown.status.members.length, 4);
     assert.equal(grown.status.leader, leader);
     assert.equal(grown.status.members.filter((m) => m.role === 'replica' && m.streaming).length, 3, JSON.stringify(grown.status.members));
-    await waitUntil('node4 to have the marker rows', async () => (await countOn(grown.status, 'node4')) === MARKER_ROWS, 30_000);
+    await waitUntil('node4 to have the marker rows', async () => (await countOn(trackStatus(home, grown.status), 'node4')) === MARKER_ROWS, 30_000);
 
     // Shrinking needs confirmation (no TTY here), and never takes the leader.
     const unconfirmed = await runCli(['scale', 'count', NAME, '2'], { home });
