@@ -33,7 +33,11 @@ export async function clusterStatusOf(home: string, name: string): Promise<Clust
 
 /** A status JSON the CLI printed (`status --json`, `create --json`, `start --json`), remembering where it came from. */
 export function parseStatusJson(home: string, json: string): ClusterStatus {
-  const status = JSON.parse(json) as ClusterStatus;
+  return trackStatus(home, JSON.parse(json) as ClusterStatus);
+}
+
+/** A status the CLI printed inside another JSON answer (e.g. `scale count --json`), remembering where it came from. */
+export function trackStatus(home: string, status: ClusterStatus): ClusterStatus {
   assert.ok(typeof status.cluster === 'string', 'not a cluster status');
   origins.set(status, { home, name: status.cluster });
   return status;

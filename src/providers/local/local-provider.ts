@@ -797,8 +797,10 @@ async function growCluster(manifest: ClusterManifest, status: ClusterStatus, cou
   }
   // Recorded before anything starts: stop and destroy find every agent through cluster.json.
   await writeManifest(next);
-  // Every node certificate names every node's address (src/providers/local/local-tls.ts): new
-  // ones for all, served by the running nodes before the new ones start.
+  // The new nodes need certificates before their agents start (an agent without its node
+  // certificate exits at once), and every node certificate names every node's address
+  // (src/providers/local/local-tls.ts): new ones for all, served by the running nodes before the
+  // new ones start.
   await rotateClusterCertificates(next, status, (line) => deps.progress(`certificates: ${line}`));
   deps.progress(`scaling ${manifest.name} from ${manifest.nodes.length} to ${count} nodes: adding ${names.join(', ')} (cloned from the leader ${status.leader ?? '?'})`);
   await startAgents(next, names, deps);
