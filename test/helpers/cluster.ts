@@ -145,8 +145,13 @@ export function pgClientOptions(
 }
 
 /** Runs `fn` with a superuser connection straight to `member`'s postgres, closed afterwards. */
-export async function withNode<T>(status: ClusterStatus, member: MemberStatus, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client(pgClientOptions(status, member));
+export function withNode<T>(status: ClusterStatus, member: MemberStatus, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  return withClient(pgClientOptions(status, member), fn);
+}
+
+/** Runs `fn` with a new connection made from `options` (pgClientOptions: verify-full TLS), closed afterwards. */
+export async function withClient<T>(options: pg.ClientConfig, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client(options);
   client.on('error', () => undefined);
   await client.connect();
   try {

@@ -14,7 +14,7 @@ import pg from 'pg';
 import type { ClusterEvent } from '../../src/ha/events.js';
 import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
-import { clusterStatusOf, leaderOf, passwordOf, withNode } from '../helpers/cluster.js';
+import { clusterStatusOf, leaderOf, pgClientOptions, withClient, withNode } from '../helpers/cluster.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const NAME = 'poolauth';
@@ -26,16 +26,8 @@ CREATE FUNCTION pgpilot.pooler_lookup(i_username text, OUT usename text, OUT pas
 LANGUAGE sql SECURITY DEFINER AS $$ SELECT i_username, (SELECT rolpassword FROM pg_authid WHERE rolname = 'mallory') $$;
 GRANT USAGE ON SCHEMA pgpilot TO PUBLIC;`;
 
-async function asMallory<T>(status: ClusterStatus, database: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const leader = leaderOf(status);
-  const client = new pg.Client({ host: leader.host, port: leader.port, user: 'mallory', password: MALLORY_PASSWORD, database, connectionTimeoutMillis: 5_000 });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+function asMallory<T>(status: ClusterStatus, database: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  return withClient(pgClientOptions(status, leaderOf(status), { user: 'mallory', password: MALLORY_PASSWORD, database, connectionTimeoutMillis: 5_000 }), fn);
 }
 
 /** mallory's own database, with her schema `pgpilot` in it (from template0, so nothing of pgpilot's is there). */
@@ -79,13 +71,7 @@ void describe('pooler auth: an auth function pgpilot did not create is refused',
   void it('once the impostor is gone, enables the pooler with a pinned search_path and no PUBLIC execute', async () => {
     const status = await clusterStatusOf(home, NAME);
     const leader = leaderOf(status);
-    const inEvil = new pg.Client({ host: leader.host, port: leader.port, user: 'postgres', password: passwordOf(status), database: 'evil1' });
-    await inEvil.connect();
-    try {
-      await inEvil.query('DROP SCHEMA pgpilot CASCADE');
-    } finally {
-      await inEvil.end();
-    }
+    await withClient(pgClientOptions(status, leader, { database: 'evil1' }), (inEvil) => inEvil.query('DROP SCHEMA pgpilot CASCADE'));
     const enabled = await runCli(['pooler', 'enable', NAME, '--timeout', '60'], { home });
     assert.equal(enabled.code, 0, enabled.stderr);
     const function_ = await withNode(status, leader, async (c) =>
