@@ -18,6 +18,7 @@
  * the exit code is 1 when a pgpilot measurement failed. Every cluster is destroyed at the end,
  * also on SIGINT/SIGTERM. Progress goes to stderr; the table to stdout; the JSON to --out.
  */
+import { quietIpServernameWarning } from '../src/shared/warnings.js';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -551,6 +552,7 @@ async function main(): Promise<number> {
 }
 
 try {
+  quietIpServernameWarning();
   const code = await main();
   process.exit(code);
 } catch (error) {

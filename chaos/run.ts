@@ -9,6 +9,7 @@
  * faults, and writes the report. Whatever happens (error, SIGINT, SIGTERM, a crashed inner
  * process), the outer one then stops every recorded process and removes mounts and namespaces.
  */
+import { quietIpServernameWarning } from '../src/shared/warnings.js';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -474,6 +475,7 @@ async function main(): Promise<number> {
   return options.inner ? inner(options) : outer(options, argv);
 }
 
+quietIpServernameWarning();
 main().then(
   (code) => {
     process.exitCode = code;

@@ -118,7 +118,8 @@ export const agentConfigSchema = z
     postgresLogFile: z.string().min(1),
     binDir: z.string().min(1),
     secretsFile: z.string().min(1),
-    etcdEndpoints: z.array(z.string().url()).min(1),
+    /** etcd client URLs; https only (pgpilot's etcd requires TLS and a client certificate). */
+    etcdEndpoints: z.array(z.string().url().startsWith('https://', 'must be an https:// URL (etcd speaks TLS only)')).min(1),
     tags: tagsSchema.default({}),
     /** CIDRs allowed in pg_hba.conf (scram-sha-256 only). */
     allowedCidrs: z.array(z.string().min(1)).min(1).default(['127.0.0.1/32', '::1/128']),

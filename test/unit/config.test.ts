@@ -122,6 +122,10 @@ void describe('agentConfigSchema and tagsSchema', () => {
     assert.equal(agentConfigSchema.safeParse({ ...validAgentConfig(), tls: { caFile: '/ca', certFile: '/c' } }).success, false);
     assert.equal(agentConfigSchema.safeParse({ ...validAgentConfig(), tls: { caFile: '', certFile: '/c', keyFile: '/k' } }).success, false);
     assert.equal(agentConfigSchema.safeParse({ ...validAgentConfig(), tls: { caFile: '/ca', certFile: '/c', keyFile: '/k', verify: false } }).success, false);
+    // etcd speaks TLS only: a plain-text endpoint is refused with the field named.
+    const plain = agentConfigSchema.safeParse({ ...validAgentConfig(), etcdEndpoints: ['http://127.0.0.1:2379'] });
+    assert.equal(plain.success, false);
+    assert.match(JSON.stringify(plain.error?.issues), /https:\/\//);
   });
 
   void it('rejects unknown keys, at the top level and in tags', () => {
