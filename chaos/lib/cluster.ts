@@ -110,6 +110,8 @@ export function agentConfigFor(layout: RunLayout, name: NodeName, binDir: string
     tags: {},
     allowedCidrs: [SUBNET, '127.0.0.1/32'],
     tls: { caFile: layout.caFile, certFile: node.tlsCertFile, keyFile: node.tlsKeyFile },
+    // Every node's address: agents ignore member records (and never stream from or call) anything else.
+    knownHosts: NODE_NAMES.map(nodeAddress),
   });
 }
 

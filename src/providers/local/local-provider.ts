@@ -41,6 +41,7 @@ import {
   readManifest,
   readPidFile,
   readSecrets,
+  readAgentConfig,
   writeAgentConfig,
   writeManifest,
   writePidFile,
@@ -293,8 +294,24 @@ function agentConfigFor(manifest: ClusterManifest, name: string): AgentConfig {
     allowedCidrs: ['127.0.0.1/32', '::1/128'],
     backupStoreFile: clusterPathsIn(manifest.clusterDir).backupStoreFile,
     tls: nodeTlsFiles(manifest, node.name),
-    knownHosts: [...new Set(manifest.nodes.map((n) => n.host))],
+    knownHosts: knownHostsOf(manifest),
   };
+}
+
+/** The cluster's node addresses: the only hosts an agent streams from or calls (src/ha/member-trust.ts). */
+function knownHostsOf(manifest: ClusterManifest): string[] {
+  return [...new Set(manifest.nodes.map((n) => n.host))];
+}
+
+/**
+ * After the node list changed: every remaining agent config gets the new `knownHosts` (read at the
+ * agent's next start); nothing else in it changes (a node's own bin dir, say, during an image update).
+ */
+async function updateKnownHosts(manifest: ClusterManifest): Promise<void> {
+  for (const node of manifest.nodes) {
+    const config = readAgentConfig(node.configFile);
+    await writeAgentConfig(node.configFile, { ...config, knownHosts: knownHostsOf(manifest) });
+  }
 }
 
 /** The backup store config, readable by the postgres OS user only (it may hold S3 credentials). */
@@ -797,6 +814,7 @@ async function growCluster(manifest: ClusterManifest, status: ClusterStatus, cou
   }
   // Recorded before anything starts: stop and destroy find every agent through cluster.json.
   await writeManifest(next);
+  await updateKnownHosts(next);
   // The new nodes need certificates before their agents start (an agent without its node
   // certificate exits at once), and every node certificate names every node's address
   // (src/providers/local/local-tls.ts): new ones for all, served by the running nodes before the
@@ -858,6 +876,7 @@ async function shrinkCluster(manifest: ClusterManifest, status: ClusterStatus, c
     await dropSlotsOnLeader(manifest, status, victims, deps);
     const next = parseConfig(clusterManifestSchema, { ...manifest, nodes: manifest.nodes.filter((n) => !victims.includes(n.name)) }, 'cluster manifest');
     await writeManifest(next);
+    await updateKnownHosts(next);
     const removed: ScaleResult['removed'] = [];
     const stamp = new Date(deps.clock.nowMs()).toISOString().replace(/[:.]/g, '-');
     for (const victim of victims) {
