@@ -63,7 +63,8 @@ void describe('TLS everywhere on a fresh cluster', () => {
 
   before(async () => {
     home = makeTempHome('tls');
-    const result = await runCli(['create', NAME, '--json'], { home });
+    // What a user copies: the JSON with the password in the strings (--show-secrets).
+    const result = await runCli(['create', NAME, '--json', '--show-secrets'], { home });
     assert.equal(result.code, 0, result.stderr);
     created = parseStatusJson(home, result.stdout);
   });
@@ -166,10 +167,12 @@ void describe('TLS everywhere on a fresh cluster', () => {
   void it('after pooler enable, sslmode=disable is refused on every pooler port and TLS works', async () => {
     const enabled = await runCli(['pooler', 'enable', NAME, '--json'], { home, timeoutMs: 120_000 });
     assert.equal(enabled.code, 0, enabled.stderr);
-    const pooler = (JSON.parse(enabled.stdout) as { pooler: PoolerStatus }).pooler;
+    assert.doesNotMatch((JSON.parse(enabled.stdout) as { pooler: PoolerStatus }).pooler.connectionString ?? '', /postgres:[^@]+@/, 'pooler enable --json prints no password');
+    // The pooler string as `status --json --show-secrets` prints it (password in the URL).
     const status = await clusterStatusOf(home, NAME);
     const password = passwordOf(status);
-    assert.ok(pooler.connectionString !== null);
+    const pooler = status.pooler;
+    assert.ok(pooler !== undefined && pooler !== null && pooler.connectionString !== null);
     assert.match(pooler.connectionString, /[?&]sslmode=verify-full&sslrootcert=/);
     for (const node of pooler.nodes) {
       assert.ok(node.port !== null);
