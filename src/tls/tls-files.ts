@@ -13,22 +13,24 @@ export interface TlsMaterial {
   key: string;
 }
 
+/** One PEM file; TLS_MISSING (with the file) when it cannot be read. */
+function readPem(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new PgpilotError('TLS_MISSING', `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, {
+      hint: 'the cluster certificates are missing or unreadable; `pgpilot certs rotate NAME` writes new node and client certificates',
+      cause: error,
+    });
+  }
+}
+
 /** The PEM contents of `files`; TLS_MISSING (with the file) when one cannot be read. */
 export function readTlsMaterial(files: TlsFiles): TlsMaterial {
-  const read = (file: string): string => {
-    try {
-      return readFileSync(file, 'utf8');
-    } catch (error) {
-      throw new PgpilotError('TLS_MISSING', `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, {
-        hint: 'the cluster certificates are missing or unreadable; `pgpilot certs rotate NAME` writes new node and client certificates',
-        cause: error,
-      });
-    }
-  };
-  return { ca: read(files.caFile), cert: read(files.certFile), key: read(files.keyFile) };
+  return { ca: readPem(files.caFile), cert: readPem(files.certFile), key: readPem(files.keyFile) };
 }
 
 /** Just the CA (a client that authenticates with a password, not a certificate). */
 export function readCaFile(caFile: string): string {
-  return readTlsMaterial({ caFile, certFile: caFile, keyFile: caFile }).ca;
+  return readPem(caFile);
 }

@@ -29,7 +29,7 @@ import {
   type PrometheusState,
 } from '../../providers/local/prometheus-server.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
-import { LOOPBACK_HOST, findFreePort, isPortFree } from '../../shared/ports.js';
+import { LOOPBACK_HOST, findFreePort, isPortFree, urlHost } from '../../shared/ports.js';
 import { printJson, type Output } from '../output.js';
 
 export interface MonitoringOptions {
@@ -50,7 +50,7 @@ export interface MonitoringOptions {
 const shellWord = (word: string): string => (/^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);
 
 function targetsOf(manifest: ClusterManifest): ScrapeTarget[] {
-  return manifest.nodes.map((n) => ({ node: n.name, address: `${n.host.includes(':') ? `[${n.host}]` : n.host}:${n.apiPort}` }));
+  return manifest.nodes.map((n) => ({ node: n.name, address: `${urlHost(n.host)}:${n.apiPort}` }));
 }
 
 function validate(options: MonitoringOptions): void {

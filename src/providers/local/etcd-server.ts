@@ -14,7 +14,7 @@ import { access } from 'node:fs/promises';
 import path from 'node:path';
 import type { Clock } from '../../shared/clock.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
-import { LOOPBACK_HOST, isPortFree } from '../../shared/ports.js';
+import { LOOPBACK_HOST, isPortFree, urlHost } from '../../shared/ports.js';
 import { atControlPlanePriority, boostSessionOf } from '../../shared/priority.js';
 import { httpsRequest, jsonBody, type HttpsTls } from '../../shared/https-client.js';
 import type { TlsFiles } from '../../config/schema.js';
@@ -59,8 +59,7 @@ const ETCD_INSTALL_HINT = 'run scripts/setup.sh to install etcd-server';
 
 /** `https://host:port`, with brackets around an IPv6 address (every etcd URL of pgpilot is TLS). */
 export function clientUrl(host: string, port: number): string {
-  const shownHost = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-  return `https://${shownHost}:${port}`;
+  return `https://${urlHost(host)}:${port}`;
 }
 
 /** The argv (without the binary) of a one-member etcd listening only on the given ports of `host`. */
