@@ -36,6 +36,9 @@ export type ErrorCode =
   | 'LEADER_REMOVAL_REFUSED'
   | 'SETTING_NOT_APPLIED'
   | 'EXTENSION_UNAVAILABLE'
+  | 'BUNDLE_INVALID'
+  | 'CONTEXT_INVALID'
+  | 'LOCAL_ONLY'
   | 'INTERNAL';
 
 export interface PgpilotErrorOptions {
