@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findPgBinDir } from '../src/postgres/bin-dir.js';
-import { findEtcdBinary } from '../src/providers/local/etcd-server.js';
+import { findEtcdBinary } from '../src/etcd/etcd-server.js';
 import { runCommand, isRoot } from '../src/shared/process-runner.js';
 import { PGPILOT_VERSION } from '../src/shared/version.js';
 import { ACKED_TABLE_SQL, Workload } from './lib/workload.js';

@@ -34,7 +34,7 @@ import { SystemClock } from '../../src/shared/clock.js';
 import { findFreePorts, LOOPBACK_HOST } from '../../src/shared/ports.js';
 import { isOwnedProcessAlive, isPidRunning, readCmdline, stopOwnedProcess } from '../../src/shared/pid.js';
 import { asPostgresUser, POSTGRES_OS_USER, runCommand } from '../../src/shared/process-runner.js';
-import { clientUrl, startEtcd, waitForEtcd } from '../../src/providers/local/etcd-server.js';
+import { clientUrl, startEtcd, waitForEtcd } from '../../src/etcd/etcd-server.js';
 import { givePostgres } from '../../src/postgres/initdb.js';
 import { ensureCa, issueLeaf, LEAF_VALID_DAYS } from '../../src/tls/cluster-pki.js';
 import { readTlsMaterial, type TlsMaterial } from '../../src/tls/tls-files.js';

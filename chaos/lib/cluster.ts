@@ -14,7 +14,7 @@ import { clusterKeys } from '../../src/dcs/keys.js';
 import { memberRecordsIn, type MemberRecord } from '../../src/ha/member-record.js';
 import { findPgBinDir } from '../../src/postgres/bin-dir.js';
 import { generateSecrets, writeAgentConfig, writeSecrets } from '../../src/providers/local/cluster-store.js';
-import { clientUrl, etcdArgs, findEtcdBinary, waitForEtcd } from '../../src/providers/local/etcd-server.js';
+import { clientUrl, etcdArgs, findEtcdBinary, waitForEtcd } from '../../src/etcd/etcd-server.js';
 import { SystemClock } from '../../src/shared/clock.js';
 import { isOwnedProcessAlive, readCmdline, stopOwnedProcess } from '../../src/shared/pid.js';
 import { runCommand } from '../../src/shared/process-runner.js';

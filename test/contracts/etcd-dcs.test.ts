@@ -16,7 +16,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { EtcdDcs } from '../../src/dcs/etcd-dcs.js';
 import { revokeLeaseOverHttp } from '../../src/dcs/etcd-http-lease.js';
-import { clientUrl, startEtcd, waitForEtcd } from '../../src/providers/local/etcd-server.js';
+import { clientUrl, startEtcd, waitForEtcd } from '../../src/etcd/etcd-server.js';
 import { SystemClock } from '../../src/shared/clock.js';
 import { PgpilotError } from '../../src/shared/errors.js';
 import { httpsRequest } from '../../src/shared/https-client.js';

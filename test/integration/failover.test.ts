@@ -14,7 +14,7 @@ import { clusterKeys } from '../../src/dcs/keys.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
 import { adminTls, callApi, clusterStatusOf, leaderOf, parseStatusJson, waitConverged, withNode } from '../helpers/cluster.js';
-import { clientUrl } from '../../src/providers/local/etcd-server.js';
+import { clientUrl } from '../../src/etcd/etcd-server.js';
 
 const NAME = 'ha';
 const statusOf = (home: string): Promise<ClusterStatus> => clusterStatusOf(home, NAME);

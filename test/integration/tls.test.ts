@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
 import type { PoolerStatus } from '../../src/pooler/pooler-status.js';
-import { clientUrl } from '../../src/providers/local/etcd-server.js';
+import { clientUrl } from '../../src/etcd/etcd-server.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
 import { adminTlsFiles, callApi, clusterCaFile, clusterStatusOf, parseStatusJson, passwordOf, waitConverged } from '../helpers/cluster.js';
 import { waitUntil } from '../helpers/wait.js';

@@ -1,7 +1,7 @@
 /** `etcdArgs` and `clientUrl`: a one-member etcd that listens only where it is told. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { clientUrl, etcdArgs } from '../../src/providers/local/etcd-server.js';
+import { clientUrl, etcdArgs } from '../../src/etcd/etcd-server.js';
 import { PgpilotError } from '../../src/shared/errors.js';
 
 /** The value following `flag` in argv. */
@@ -81,5 +81,40 @@ void describe('clientUrl', () => {
     assert.equal(clientUrl('localhost', 1), 'https://localhost:1');
     assert.equal(clientUrl('::1', 5), 'https://[::1]:5');
     assert.equal(clientUrl('[::1]', 5), 'https://[::1]:5');
+  });
+});
+
+void describe('etcdArgs for a member of a multi-host cluster', () => {
+  const initialCluster = 'node1=https://10.0.0.1:2380,node2=https://10.0.0.2:2380,node3=https://10.0.0.3:2380';
+  const argv = etcdArgs({
+    name: 'node2',
+    dataDir: '/var/lib/pgpilot/etcd',
+    clientPort: 2379,
+    peerPort: 2380,
+    host: '10.0.0.2',
+    tls,
+    initialCluster,
+    initialClusterState: 'existing',
+    initialClusterToken: 'pgpilot-prod',
+    listenOnLoopback: true,
+  });
+
+  void it('joins the named members with the given state and token', () => {
+    assert.equal(flagValue(argv, '--initial-cluster'), initialCluster);
+    assert.equal(flagValue(argv, '--initial-cluster-state'), 'existing');
+    assert.equal(flagValue(argv, '--initial-cluster-token'), 'pgpilot-prod');
+  });
+
+  void it('advertises its host address and serves clients on loopback as well', () => {
+    assert.equal(flagValue(argv, '--listen-client-urls'), 'https://10.0.0.2:2379,https://127.0.0.1:2379');
+    assert.equal(flagValue(argv, '--advertise-client-urls'), 'https://10.0.0.2:2379');
+    assert.equal(flagValue(argv, '--listen-peer-urls'), 'https://10.0.0.2:2380');
+  });
+
+  void it('refuses an initial cluster that does not name this member at its peer URL', () => {
+    assert.throws(
+      () => etcdArgs({ name: 'node4', dataDir: '/d', clientPort: 2379, peerPort: 2380, host: '10.0.0.4', tls, initialCluster }),
+      isInputInvalid,
+    );
   });
 });

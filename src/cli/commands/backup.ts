@@ -26,7 +26,7 @@ import { EtcdDcs } from '../../dcs/etcd-dcs.js';
 import { clusterKeys, INITIALIZE_PENDING_PREFIX } from '../../dcs/keys.js';
 import { recordEvent } from '../../ha/events.js';
 import { memberRecordsIn } from '../../ha/member-record.js';
-import { clientUrl } from '../../providers/local/etcd-server.js';
+import { clientUrl } from '../../etcd/etcd-server.js';
 import { readManifest, readSecrets } from '../../providers/local/cluster-store.js';
 import { openClusterDcs, validateClusterName, writeStoreConfig } from '../../providers/local/local-provider.js';
 import { clusterPathsIn } from '../../providers/local/paths.js';

@@ -6,7 +6,7 @@
  */
 import { clusterStatus, validateClusterName, type ProviderDeps } from '../../providers/local/local-provider.js';
 import { readManifest } from '../../providers/local/cluster-store.js';
-import { clientUrl } from '../../providers/local/etcd-server.js';
+import { clientUrl } from '../../etcd/etcd-server.js';
 import { adminTlsFiles, describeClusterCertificates } from '../../providers/local/local-tls.js';
 import { rotateClusterCertificates } from '../../providers/local/cert-rotation.js';
 import { PgpilotError } from '../../shared/errors.js';

@@ -47,7 +47,7 @@ import {
   writePidFile,
   writeSecrets,
 } from './cluster-store.js';
-import { clientUrl, findEtcdBinary, startEtcd, waitForEtcd } from './etcd-server.js';
+import { clientUrl, findEtcdBinary, startEtcd, waitForEtcd } from '../../etcd/etcd-server.js';
 import { rotateClusterCertificates } from './cert-rotation.js';
 import { adminEtcdTls, certificatesExpireAtMs, clusterCaPem, etcdTlsFiles, nodeTlsFiles, provisionClusterTls } from './local-tls.js';
 import { clusterPaths, clusterPathsIn, monitoringPaths, nodeName, nodePaths } from './paths.js';

@@ -1,8 +1,9 @@
 /**
- * The one module that knows the `etcd` binary (etcd-server 3.4): the argv of a single-member
- * cluster, starting it with its output appended to a log file, and waiting until it answers
- * `/health`. Invariants: etcd only ever listens on the loopback ports it is given (client and peer;
- * no metrics or pprof listener of its own), never on a default port such as 2379; both ports speak
+ * The one module that knows the `etcd` binary (etcd-server 3.4): the argv of a member (alone, as
+ * the local provider runs it, or one of a multi-host cluster's 3 or 5 members), starting it with its
+ * output appended to a log file, and waiting until it answers `/health`. Invariants: etcd only ever
+ * listens on the address and ports it is given (client and peer; no metrics or pprof listener of its
+ * own; a member of a multi-host cluster also serves clients on loopback); both ports speak
  * TLS only and require a client certificate signed by the cluster CA (`--client-cert-auth`,
  * `--peer-client-cert-auth`), so nobody without one can read or write cluster state; a detached etcd
  * is unref'd so it outlives the CLI, and an attached one (tests) gets a parent-death signal so it
@@ -12,12 +13,12 @@ import { spawn } from 'node:child_process';
 import { constants as fsConstants, openSync, closeSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import type { Clock } from '../../shared/clock.js';
-import { PgpilotError, errorMessage } from '../../shared/errors.js';
-import { LOOPBACK_HOST, isPortFree, urlHost } from '../../shared/ports.js';
-import { atControlPlanePriority, boostSessionOf } from '../../shared/priority.js';
-import { httpsRequest, jsonBody, type HttpsTls } from '../../shared/https-client.js';
-import type { TlsFiles } from '../../config/schema.js';
+import type { Clock } from '../shared/clock.js';
+import { PgpilotError, errorMessage } from '../shared/errors.js';
+import { LOOPBACK_HOST, isPortFree, urlHost } from '../shared/ports.js';
+import { atControlPlanePriority, boostSessionOf } from '../shared/priority.js';
+import { httpsRequest, jsonBody, type HttpsTls } from '../shared/https-client.js';
+import type { TlsFiles } from '../config/schema.js';
 
 export interface EtcdArgsOptions {
   name: string;
@@ -27,6 +28,16 @@ export interface EtcdArgsOptions {
   host?: string;
   /** The member's server (and peer) certificate, and the CA every client certificate must chain to. */
   tls: TlsFiles;
+  /**
+   * A member of a multi-member cluster: `name=https://addr:peer,...` of every initial member
+   * (default: this member alone), whether the cluster is new or this member joins an existing one,
+   * and the cluster's token (default `pgpilot-<name>`).
+   */
+  initialCluster?: string;
+  initialClusterState?: 'new' | 'existing';
+  initialClusterToken?: string;
+  /** Also serve clients on 127.0.0.1 (the agent on the same host may use it); default false. */
+  listenOnLoopback?: boolean;
 }
 
 export interface StartEtcdOptions {
@@ -40,6 +51,10 @@ export interface StartEtcdOptions {
   detached: boolean;
   host?: string;
   tls: TlsFiles;
+  initialCluster?: string;
+  initialClusterState?: 'new' | 'existing';
+  initialClusterToken?: string;
+  listenOnLoopback?: boolean;
 }
 
 export interface WaitForEtcdOptions {
@@ -81,13 +96,19 @@ export function etcdArgs(options: EtcdArgsOptions): string[] {
   }
   const client = clientUrl(host, options.clientPort);
   const peer = clientUrl(host, options.peerPort);
+  const loopback = clientUrl(LOOPBACK_HOST, options.clientPort);
+  const listenClient = options.listenOnLoopback === true && host !== LOOPBACK_HOST ? `${client},${loopback}` : client;
+  const initialCluster = options.initialCluster ?? `${options.name}=${peer}`;
+  if (!initialCluster.split(',').some((entry) => entry === `${options.name}=${peer}`)) {
+    throw new PgpilotError('INPUT_INVALID', `the initial etcd cluster ${initialCluster} does not name this member (${options.name}=${peer})`);
+  }
   return [
     '--name',
     options.name,
     '--data-dir',
     options.dataDir,
     '--listen-client-urls',
-    client,
+    listenClient,
     '--advertise-client-urls',
     client,
     '--listen-peer-urls',
@@ -95,11 +116,11 @@ export function etcdArgs(options: EtcdArgsOptions): string[] {
     '--initial-advertise-peer-urls',
     peer,
     '--initial-cluster',
-    `${options.name}=${peer}`,
+    initialCluster,
     '--initial-cluster-state',
-    'new',
+    options.initialClusterState ?? 'new',
     '--initial-cluster-token',
-    `pgpilot-${options.name}`,
+    options.initialClusterToken ?? `pgpilot-${options.name}`,
     // Keep the history bounded; watches only need recent revisions.
     '--auto-compaction-mode',
     'periodic',
