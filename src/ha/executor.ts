@@ -16,13 +16,14 @@ import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import { PgpilotError, errorMessage } from '../shared/errors.js';
 import { compareLsn } from '../shared/lsn.js';
-import { appendHistory } from './history.js';
-import { recordEvent, type EventKind } from './events.js';
-import { CATCH_UP_TIMEOUT_MS, type FailoverIntent } from './intent.js';
-import { parseMemberRecord, type MemberRecord } from './member-record.js';
+import { appendHistory } from '../state/history.js';
+import { recordEvent, type EventKind } from '../state/events.js';
+import { CATCH_UP_TIMEOUT_MS, type FailoverIntent } from '../state/intent.js';
+import { parseMemberRecord, type MemberRecord } from '../state/member-record.js';
 import { rankCandidates } from './election.js';
-import type { HaMetrics } from './ha-metrics.js';
-import { formatStandbyNames, formatSyncSet } from './sync-set.js';
+import type { HaMetrics } from '../state/ha-metrics.js';
+import { formatStandbyNames } from './sync-set.js';
+import { formatSyncSet } from '../state/sync-record.js';
 
 export interface ExecutorDeps {
   node: string;
@@ -34,7 +35,7 @@ export interface ExecutorDeps {
   memory: AgentMemory;
   /** Runs `task` in the long-task slot (the loop keeps ticking meanwhile). */
   startLongTask(kind: LongTaskState['kind'], task: () => Promise<void>): void;
-  /** Counters of HA events (src/ha/ha-metrics.ts); absent: not counted. */
+  /** Counters of HA events (src/state/ha-metrics.ts); absent: not counted. */
   metrics?: HaMetrics;
 }
 

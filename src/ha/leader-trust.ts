@@ -14,7 +14,8 @@
  * a key without a lease, it is *ignored*: a candidate may replace exactly that value by
  * compare-and-set (`acquire-leader` with `replacing`), so two candidates can never both win.
  */
-import type { MemberRecord } from './member-record.js';
+import type { MemberRecord } from '../state/member-record.js';
+import type { UntrustedLeader } from '../state/dcs-view.js';
 
 export interface LeaderKeyInput {
   self: string;
@@ -28,13 +29,6 @@ export interface LeaderKeyInput {
   untrustedSinceMs: number | null;
   nowMs: number;
   ttlSeconds: number;
-}
-
-export interface UntrustedLeader {
-  value: string;
-  reason: string;
-  /** True: may be replaced (compare-and-set on `value`); false: unconfirmed, wait. */
-  ignored: boolean;
 }
 
 export interface LeaderAssessment {

@@ -5,6 +5,7 @@
  * sent: the leader's fencing deadline is measured from that moment on this node's own clock.
  * Logs one summary line per tick when the summary changes (and every minute otherwise).
  */
+import type { AgentSnapshot } from '../state/agent-snapshot.js';
 import { LeaseNotFoundError } from '../dcs/dcs.js';
 import { defaultDynamicConfig, type DynamicConfig, type Tags } from '../config/schema.js';
 import { errorMessage } from '../shared/errors.js';
@@ -12,23 +13,27 @@ import { isLsn, maxLsn } from '../shared/lsn.js';
 import { parseStoredConfig } from '../config/stored-config.js';
 import { screenParameters } from '../postgres/parameter-policy.js';
 import { AlertBoard } from './alerts.js';
-import { recordEvent } from './events.js';
+import { recordEvent } from '../state/events.js';
 import { assessLeaderKey, type LeaderAssessment } from './leader-trust.js';
 import { knownHostsFor, trustedMemberRecords } from './member-trust.js';
 import { decide, leaseDeadlineMs } from './decide.js';
 import type { Action, Decision } from './actions.js';
 import { Executor, type ExecutorDeps } from './executor.js';
-import { noopHaMetrics, type HaMetrics } from './ha-metrics.js';
-import type { DcsView, LocalPostgres, LongTaskState, Observation } from './observation.js';
-import { parseIntent } from './intent.js';
-import type { MemberRecord, ReplicationEntry } from './member-record.js';
-import { parseHistory } from './history.js';
+import { noopHaMetrics, type HaMetrics } from '../state/ha-metrics.js';
+import type { DcsView } from '../state/dcs-view.js';
+import type { LocalPostgres } from '../state/agent-snapshot.js';
+import type { LongTaskState, Observation } from './observation.js';
+import { parseIntent } from '../state/intent.js';
+import type { MemberRecord, ReplicationEntry } from '../state/member-record.js';
+import { parseHistory } from '../state/history.js';
 import { notStreamingMsOf } from './election.js';
 import { failsafeDeadlineMs, fenceMarginMs } from './decide.js';
 import { answerFailsafe, failsafeProbeTimeoutMs, type FailsafeAnswer, type FailsafeRequest, type PeerProbe } from './failsafe.js';
-import type { LeaderSyncState, PublishedSync } from './observation.js';
+import type { LeaderSyncState } from './observation.js';
+import type { PublishedSync } from '../state/dcs-view.js';
 import type { SynchronousState } from './postgres-node.js';
-import { parseStandbyNames, parseSyncSet, standbysInForce, type PeerPosition, type PeerPositionSource } from './sync-set.js';
+import { parseStandbyNames, standbysInForce, type PeerPosition, type PeerPositionSource } from './sync-set.js';
+import { parseSyncSet } from '../state/sync-record.js';
 
 /** The out-of-process fence (src/agent/watchdog.ts): kills the postmaster if we stop re-arming it. */
 export interface FenceGuard {
@@ -69,7 +74,8 @@ export interface HaLoopDeps extends Omit<ExecutorDeps, 'startLongTask'> {
   agentPid: number;
 }
 
-export interface LoopSnapshot {
+/** The loop's latest state; readers outside src/ha/ see it as an `AgentSnapshot` (src/state/agent-snapshot.ts). */
+export interface LoopSnapshot extends AgentSnapshot {
   observation: Observation | null;
   decision: Decision | null;
   member: MemberRecord | null;

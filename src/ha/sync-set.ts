@@ -35,41 +35,14 @@
  * nobody else may be promoted. Members tagged `nofailover` are never made synchronous: a commit
  * held only by a member that may not lead would block every failover.
  */
-import { z } from 'zod';
 import type { Tags } from '../config/schema.js';
 import { compareLsn, isLsn } from '../shared/lsn.js';
-import { parseJsonOrNull } from '../shared/json.js';
-
-/** The published set under /sync. */
-export interface SyncSet {
-  leader: string;
-  members: string[];
-  quorum: number;
-}
+import type { SyncSet } from '../state/sync-record.js';
 
 /** `synchronous_standby_names` as pgpilot writes it: `ANY quorum ("a", "b")`, or '' (names empty, quorum 0). */
 export interface StandbyNames {
   names: string[];
   quorum: number;
-}
-
-const syncSetSchema = z
-  .object({
-    leader: z.string().min(1),
-    members: z.array(z.string().min(1)),
-    quorum: z.number().int().min(0),
-  })
-  .strict();
-
-export function parseSyncSet(text: string | null): SyncSet | null {
-  if (text === null) return null;
-  const parsed = parseJsonOrNull(syncSetSchema, text);
-  if (parsed === null) return null;
-  return { leader: parsed.leader, members: sortedUnique(parsed.members), quorum: parsed.quorum };
-}
-
-export function formatSyncSet(set: SyncSet): string {
-  return JSON.stringify({ leader: set.leader, members: sortedUnique(set.members), quorum: set.quorum });
 }
 
 export function formatStandbyNames(s: StandbyNames): string {

@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseEvents } from '../../src/ha/events.js';
+import { parseEvents } from '../../src/state/events.js';
 import { isLsn, parseLsn } from '../../src/shared/lsn.js';
 import { memberRecord } from '../builders/observation-builder.js';
 import { divergedAfterMs } from '../../src/ha/decide.js';

@@ -10,8 +10,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Action } from '../../src/ha/actions.js';
 import { dataTaskBackoffMs, decide, divergedAfterMs, fenceMarginMs, leaseDeadlineMs } from '../../src/ha/decide.js';
-import { parseMemberRecord, type MemberRecord } from '../../src/ha/member-record.js';
-import type { DcsView, LocalPostgres, Observation } from '../../src/ha/observation.js';
+import { parseMemberRecord, type MemberRecord } from '../../src/state/member-record.js';
+import type { DcsView } from '../../src/state/dcs-view.js';
+import type { LocalPostgres } from '../../src/state/agent-snapshot.js';
+import type { Observation } from '../../src/ha/observation.js';
 import {
   DEFAULT_NOW_MS,
   memberRecord,
@@ -28,7 +30,7 @@ import {
   intent,
   unreachable,
 } from '../builders/observation-builder.js';
-import { INTENT_TIMEOUT_MS } from '../../src/ha/intent.js';
+import { INTENT_TIMEOUT_MS } from '../../src/state/intent.js';
 
 interface Row {
   name: string;
@@ -832,7 +834,7 @@ void describe('decide, rule E: election (running, no leader)', () => {
 
   void it('a member record with a malformed LSN never reaches decide: it is dropped when read, and the election goes on', () => {
     // decide() is pure and expects validated input (the election parses LSNs exactly); the
-    // protection is where etcd is read: parseMemberRecord (src/ha/member-record.ts) returns null
+    // protection is where etcd is read: parseMemberRecord (src/state/member-record.ts) returns null
     // for a malformed record and the loop skips it; /status/lastLsn is used only when it is an LSN
     // (src/ha/loop.ts). test/scenarios/failover.test.ts covers the loop end to end.
     const published = [peer('node0', { receiveLsn: '0/zz' }), peer('node2', { lsn: '0/2000000' }), peer('node3', { lsn: 'garbage' })].map((m) => JSON.stringify(m));
