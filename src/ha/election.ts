@@ -1,5 +1,5 @@
 /**
- * Candidate ranking for leader elections (pure). Rule (architecture.md §4.2): only healthy,
+ * Candidate ranking for leader elections (pure). Rule (docs/architecture.md, HA rule 2): only healthy,
  * eligible members compete: not tagged `nofailover`, with a known WAL position, not further
  * behind the last known leader position than `maximumLagOnFailoverBytes`. Among those the
  * highest timeline wins, then the highest WAL position, then the higher `priority` tag, then the

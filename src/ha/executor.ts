@@ -256,7 +256,7 @@ export class Executor {
   }
 
   /**
-   * Planned hand-over (architecture.md §4.4): checkpoint, stop taking writes (fast shutdown, whose
+   * Planned hand-over (docs/architecture.md, HA rule 4): checkpoint, stop taking writes (fast shutdown, whose
    * final checkpoint is streamed to the standbys), wait until the target has replayed past it, then
    * release the key; the intent tells every other node to let the target take it. If the target
    * does not catch up in time, postgres restarts as primary here and nothing changes.
@@ -313,7 +313,7 @@ export class Executor {
   }
 
   /**
-   * Bootstrap race (architecture.md §3): the initialize key is created-if-absent as
+   * Bootstrap race (docs/architecture.md, etcd key layout): the initialize key is created-if-absent as
    * `pending:<node>` on our lease, so if we die mid-initdb it disappears and another node can try;
    * on success it becomes the permanent system identifier. The loser never runs initdb.
    */

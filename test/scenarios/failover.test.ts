@@ -1,6 +1,6 @@
 /**
  * More three-node simulations over the same harness (sim-cluster.ts): a leader whose postgres
- * crashes is restarted in place while it holds the lease (architecture.md §4.6), and releases the
+ * crashes is restarted in place while it holds the lease (docs/architecture.md, HA rule 6), and releases the
  * lead when postgres cannot come back within the TTL so a replica takes over; a planned
  * switchover (§4.4) hands the lead to the named replica with nothing lost, and the old leader
  * follows it without a rewind; malformed values in etcd (a member record with a garbage LSN, a
