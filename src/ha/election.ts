@@ -44,10 +44,6 @@ export interface ClusterFacts {
   notStreamingLimitMs?: number | null;
 }
 
-/** 2 TTLs: covers a dead leader's lease running out (1 TTL) plus a loop or a crash-restart attempt. */
-export function notStreamingLimitMs(ttlSeconds: number): number {
-  return 2 * ttlSeconds * 1000;
-}
 
 /**
  * The measure `not-streaming` judges, computed by a standby about itself (published in its member

@@ -16,6 +16,7 @@
  */
 import type { MemberRecord } from '../state/member-record.js';
 import type { UntrustedLeader } from '../state/dcs-view.js';
+import { unconfirmedLeaderMs } from './timing.js';
 
 export interface LeaderKeyInput {
   self: string;
@@ -50,7 +51,7 @@ export function assessLeaderKey(input: LeaderKeyInput): LeaderAssessment {
       : {
           value: key.value,
           reason: `the leader key names ${key.value}, which has no member record`,
-          ignored: input.untrustedSinceMs !== null && input.nowMs - input.untrustedSinceMs >= input.ttlSeconds * 1000,
+          ignored: input.untrustedSinceMs !== null && input.nowMs - input.untrustedSinceMs >= unconfirmedLeaderMs(input.ttlSeconds),
         };
   const last = input.lastTrustedLeader;
   const lastRecord = last === null || last === key.value ? undefined : input.members.find((m) => m.name === last);

@@ -16,7 +16,7 @@ import { AlertBoard } from './alerts.js';
 import { recordEvent } from '../state/events.js';
 import { assessLeaderKey, type LeaderAssessment } from './leader-trust.js';
 import { knownHostsFor, trustedMemberRecords } from './member-trust.js';
-import { decide, leaseDeadlineMs } from './decide.js';
+import { decide } from './decide.js';
 import type { Action, Decision } from './actions.js';
 import { Executor, type ExecutorDeps } from './executor.js';
 import { noopHaMetrics, type HaMetrics } from '../state/ha-metrics.js';
@@ -27,8 +27,9 @@ import { parseIntent } from '../state/intent.js';
 import type { MemberRecord, ReplicationEntry } from '../state/member-record.js';
 import { parseHistory } from '../state/history.js';
 import { notStreamingMsOf } from './election.js';
-import { failsafeDeadlineMs, fenceMarginMs } from './decide.js';
-import { answerFailsafe, failsafeProbeTimeoutMs, type FailsafeAnswer, type FailsafeRequest, type PeerProbe } from './failsafe.js';
+import { failsafeDeadlineMs } from './decide.js';
+import { failsafeHoldMs, failsafeProbeTimeoutMs, fenceMarginMs, leaseDeadlineMs, maxTickForRenewalMs, renewEveryMs, slowTickMs } from './timing.js';
+import { answerFailsafe, type FailsafeAnswer, type FailsafeRequest, type PeerProbe } from './failsafe.js';
 import type { LeaderSyncState } from './observation.js';
 import type { PublishedSync } from '../state/dcs-view.js';
 import type { SynchronousState } from './postgres-node.js';
@@ -90,23 +91,6 @@ const SUMMARY_REPEAT_MS = 60_000;
 /** Sync mode: time after synchronous_standby_names changed before the leader trusts it is in force everywhere. */
 const SYNC_SETTLE_MS = 100;
 
-/** The lease renewer's interval: a loop wait, at most a third of the TTL. */
-export function renewEveryMs(config: DynamicConfig): number {
-  return Math.min(config.loopWaitMs, Math.floor((config.ttlSeconds * 1000) / 3));
-}
-
-/**
- * A tick running longer than this is taken for stuck, not slow: the renewer stops and the leader
- * loses the lead through the usual deadline (at most this + TTL - fence margin after the tick began).
- */
-export function maxTickForRenewalMs(config: DynamicConfig): number {
-  return Math.floor((config.ttlSeconds * 1000) / 2);
-}
-
-/** A tick this long is logged with where its time went. */
-export function slowTickMs(config: DynamicConfig): number {
-  return Math.floor((config.ttlSeconds * 1000) / 4);
-}
 /** Sync mode: how long a candidate waits for a peer's position (the election waits at most this per tick). */
 const PEER_POSITION_TIMEOUT_MS = 500;
 
@@ -495,7 +479,7 @@ export class HaLoop {
     const leaseValid = memory.holdsLeader && memory.lastRenewedMs !== null && startedMs < leaseDeadlineMs(memory.lastRenewedMs, ttlSeconds);
     const previous = memory.failsafe === null ? null : failsafeDeadlineMs(memory.failsafe);
     if (!leaseValid && (previous === null || startedMs >= previous)) return;
-    const request: FailsafeRequest = { leader: node, holdMs: ttlSeconds * 1000 };
+    const request: FailsafeRequest = { leader: node, holdMs: failsafeHoldMs(ttlSeconds) };
     const timeoutMs = failsafeProbeTimeoutMs(ttlSeconds);
     const peers = this.lastReachable.members.filter((m) => m.name !== node).map((m) => ({ name: m.name, apiUrl: m.apiUrl }));
     const answers = await Promise.all(

@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { leaseDeadlineMs } from '../../src/ha/decide.js';
+import { leaseDeadlineMs } from '../../src/ha/timing.js';
 import { parseEvents } from '../../src/state/events.js';
 import type { FailoverIntent } from '../../src/state/intent.js';
 import { parseLsn } from '../../src/shared/lsn.js';

@@ -14,7 +14,7 @@ import { describe, it } from 'node:test';
 import { parseEvents } from '../../src/state/events.js';
 import { isLsn, parseLsn } from '../../src/shared/lsn.js';
 import { memberRecord } from '../builders/observation-builder.js';
-import { divergedAfterMs } from '../../src/ha/decide.js';
+import { divergedAfterMs } from '../../src/ha/timing.js';
 import { SimCluster, WORLD, bootstrappedSim as bootstrapped } from './sim-cluster.js';
 
 
@@ -163,7 +163,7 @@ void describe('scenario: failover to a replica that was behind (diverged standby
     // The not-streaming clock starts anew once node3 is pointed at node2 (not when node1 died).
     await sim.until('the loop tracks since when node3 has not streamed from node2', () => sim.agent('node3').memory.notStreamingSinceMs !== null);
     const notStreamingSinceMs = sim.agent('node3').memory.notStreamingSinceMs ?? assert.fail('not tracked');
-    const threshold = divergedAfterMs(sim.agent('node3').loop.snapshot().observation ?? assert.fail('no observation'));
+    const threshold = divergedAfterMs((sim.agent('node3').loop.snapshot().observation ?? assert.fail('no observation')).config);
     await sim.until('node3 is rewound', () => sim.world.eventsOf('node3', 'rewind').length > 0);
     const rewindAtMs = sim.world.eventsOf('node3', 'stop').at(-1)?.atMs ?? assert.fail('node3 was not stopped before pg_rewind');
     assert.ok(rewindAtMs - notStreamingSinceMs >= threshold, `stopped for the rewind ${rewindAtMs - notStreamingSinceMs} ms after it stopped streaming (threshold ${threshold} ms)`);
@@ -203,7 +203,7 @@ void describe('scenario: failover with a standby that reconnects slowly (not div
       sim.world.crash('node1');
       await sim.until('node2 leads and node3 is pointed at it', () => sim.leader() === 'node2' && sim.member('node3')?.following === 'node2');
       const followedAtMs = sim.world.eventsOf('node3', 'follow').at(-1)?.atMs ?? assert.fail('node3 never followed node2');
-      const threshold = divergedAfterMs(sim.agent('node3').loop.snapshot().observation ?? assert.fail('no observation'));
+      const threshold = divergedAfterMs((sim.agent('node3').loop.snapshot().observation ?? assert.fail('no observation')).config);
       assert.ok(5_000 < threshold, 'the reconnect delay is shorter than the rewind threshold');
       await sim.until('node3 streams from node2', () => sim.isStreamingFrom('node3', 'node2'));
       assert.deepEqual(

@@ -9,8 +9,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Dcs, DcsEntry, DcsWatch, DcsWatchEvent, LeaseId, PutOptions } from '../../src/dcs/dcs.js';
-import { leaseDeadlineMs } from '../../src/ha/decide.js';
-import { maxTickForRenewalMs, renewEveryMs } from '../../src/ha/loop.js';
+import { leaseDeadlineMs, maxTickForRenewalMs, renewEveryMs } from '../../src/ha/timing.js';
 import type { Clock } from '../../src/shared/clock.js';
 import { SimCluster, flush, type SimAgent } from './sim-cluster.js';
 

@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { defaultDynamicConfig } from '../../src/config/schema.js';
-import { leaseDeadlineMs } from '../../src/ha/decide.js';
+import { leaseDeadlineMs } from '../../src/ha/timing.js';
 import { BlackholeDcs } from '../fakes/blackhole-dcs.js';
 import { SimCluster, flush, type SimAgent } from './sim-cluster.js';
 

@@ -9,7 +9,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Action } from '../../src/ha/actions.js';
-import { dataTaskBackoffMs, decide, divergedAfterMs, fenceMarginMs, leaseDeadlineMs } from '../../src/ha/decide.js';
+import { dataTaskBackoffMs, decide } from '../../src/ha/decide.js';
+import { divergedAfterMs, fenceMarginMs, leaseDeadlineMs } from '../../src/ha/timing.js';
 import { parseMemberRecord, type MemberRecord } from '../../src/state/member-record.js';
 import type { DcsView } from '../../src/state/dcs-view.js';
 import type { LocalPostgres } from '../../src/state/agent-snapshot.js';
@@ -507,8 +508,8 @@ void describe('decide, rule D: postgres running', () => {
 });
 
 void describe('decide, rule D7: a standby that cannot follow a leader on a newer timeline', () => {
-  // The rows are relative to divergedAfterMs (exported by decide.ts) so they pin the rule, not the constant.
-  const at = (loopWaitMs?: number): number => divergedAfterMs(observation(loopWaitMs === undefined ? {} : { config: { loopWaitMs } }));
+  // The rows are relative to divergedAfterMs (src/ha/timing.ts) so they pin the rule, not the constant.
+  const at = (loopWaitMs?: number): number => divergedAfterMs(observation(loopWaitMs === undefined ? {} : { config: { loopWaitMs } }).config);
   const DIVERGED_MS = at();
   const leaderOn = (timeline: number | null, overrides: Partial<MemberRecord> = {}): DcsView =>
     reachable({ leader: 'node2', members: [primaryRecord({ name: 'node2', timeline, ...overrides })] });
@@ -1236,7 +1237,7 @@ void describe('decide safety properties (seeded random observations)', () => {
       const leader = dcs.members.find((m) => m.name === dcs.leader);
       assert.ok(leader !== undefined && leader.role === 'primary' && leader.state === 'running', `the leader is a running primary: ${JSON.stringify({ obs, actions })}`);
       assert.ok(leader.timeline !== null && leader.timeline > obs.pg.timeline, JSON.stringify({ obs, actions }));
-      assert.ok(obs.notStreamingSinceMs !== null && obs.nowMs - obs.notStreamingSinceMs >= divergedAfterMs(obs), JSON.stringify({ obs, actions }));
+      assert.ok(obs.notStreamingSinceMs !== null && obs.nowMs - obs.notStreamingSinceMs >= divergedAfterMs(obs.config), JSON.stringify({ obs, actions }));
       assert.equal(obs.configuredUpstream, dcs.leader);
     }
     assert.ok(fromStopped > 0 && fromRunning > 0, `both kinds of rejoin are sampled (stopped ${fromStopped}, running ${fromRunning})`);

@@ -14,7 +14,8 @@ import type { ClusterManifest, ClusterSecrets, Tags } from '../../config/schema.
 import { isArchiveFailing, type MemberRecord } from '../../state/member-record.js';
 import type { MemberAlert } from '../../state/member-alert.js';
 import { isLsn, lsnDiffBytes } from '../../shared/lsn.js';
-import { highestKnownTimeline, memberIneligibility, notStreamingLimitMs } from '../../ha/election.js';
+import { highestKnownTimeline, memberIneligibility } from '../../ha/election.js';
+import { notStreamingLimitMs } from '../../ha/timing.js';
 import { buildPoolerStatus, type PoolerSnapshot, type PoolerStatus } from '../../pooler/pooler-status.js';
 
 export interface MemberStatus {
