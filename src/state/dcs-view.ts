@@ -1,5 +1,5 @@
 /**
- * What etcd said in one tick, as the HA loop gathered it (src/ha/loop.ts) and as the built-in
+ * What etcd said in one tick, as the HA loop gathered it (src/ha/observer.ts) and as the built-in
  * proxy routes on it (src/proxy/routes.ts): the leader, the member records, the operator's
  * intent, the history timeline and the published sync set, or that etcd could not be reached.
  * Pure data: every field is a parsed etcd record (src/state/), never a live handle.

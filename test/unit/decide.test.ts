@@ -837,7 +837,7 @@ void describe('decide, rule E: election (running, no leader)', () => {
     // decide() is pure and expects validated input (the election parses LSNs exactly); the
     // protection is where etcd is read: parseMemberRecord (src/state/member-record.ts) returns null
     // for a malformed record and the loop skips it; /status/lastLsn is used only when it is an LSN
-    // (src/ha/loop.ts). test/scenarios/failover.test.ts covers the loop end to end.
+    // (src/ha/observer.ts). test/scenarios/failover.test.ts covers the loop end to end.
     const published = [peer('node0', { receiveLsn: '0/zz' }), peer('node2', { lsn: '0/2000000' }), peer('node3', { lsn: 'garbage' })].map((m) => JSON.stringify(m));
     const members = published.map(parseMemberRecord).filter((m): m is MemberRecord => m !== null);
     assert.deepEqual(members.map((m) => m.name), ['node2']);
