@@ -4,7 +4,8 @@
  *   S, kS  the leader's `synchronous_standby_names = ANY kS (S)`: postgres acknowledges a commit
  *          once kS members of S have flushed it (S empty: at once, asynchronous).
  *   P, q   the published set under /pgpilot/<cluster>/sync, `{ leader, members: P, quorum: q }`,
- *          written only by the leader. Only members of P may take a free leader key.
+ *          written only by the leader (record and parser: src/state/sync-record.ts). Only members
+ *          of P may take a free leader key.
  *
  * INVARIANT (what failover relies on): every acknowledged commit is on at least q members of P.
  * A candidate that knows fresh positions of |P| - q + 1 members of P (itself included, read after
