@@ -1,5 +1,8 @@
 // Flat ESLint config: typescript-eslint's recommended type-aware rules plus the project's habits
-// (no TS enums/namespaces, no floating promises, no stray console in library code).
+// (no TS enums/namespaces, no floating promises, no stray console in library code), and the module
+// boundaries of docs/architecture.md: the CLI, the providers, the proxy, the metrics and the etcd
+// records (src/state/) never import the HA loop (src/ha/); test/unit/module-boundaries.test.ts
+// proves the rule still fires.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -19,6 +22,24 @@ export default tseslint.config(
         'error',
         { selector: 'TSEnumDeclaration', message: 'Use a union of string literals instead of an enum.' },
         { selector: 'TSModuleDeclaration[kind="namespace"]', message: 'Use ES modules instead of namespaces.' },
+      ],
+    },
+  },
+  {
+    files: ['src/cli/**/*.ts', 'src/proxy/**/*.ts', 'src/metrics/**/*.ts', 'src/providers/**/*.ts', 'src/state/**/*.ts'],
+    // moves to src/operations/ (issue 18, feat/handle)
+    ignores: ['src/providers/local/cluster-status.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/ha/*', '**/ha'],
+              message: 'src/ha/ is the HA loop: read etcd records from src/state/, cluster operations from src/operations/ (docs/architecture.md, module boundaries).',
+            },
+          ],
+        },
       ],
     },
   },

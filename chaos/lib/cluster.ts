@@ -11,7 +11,7 @@ import path from 'node:path';
 import { agentConfigSchema, dynamicConfigSchema, type AgentConfig, type ClusterSecrets } from '../../src/config/schema.js';
 import { EtcdDcs } from '../../src/dcs/etcd-dcs.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
-import { memberRecordsIn, type MemberRecord } from '../../src/ha/member-record.js';
+import { memberRecordsIn, type MemberRecord } from '../../src/state/member-record.js';
 import { findPgBinDir } from '../../src/postgres/bin-dir.js';
 import { generateSecrets, writeAgentConfig, writeSecrets } from '../../src/providers/local/cluster-store.js';
 import { clientUrl, etcdArgs, findEtcdBinary, waitForEtcd } from '../../src/etcd/etcd-server.js';

@@ -5,7 +5,7 @@
  *
  * Invariants:
  * - The watchdog fires at the deadline the agent computed from its own last successful lease
- *   renewal minus the fence margin (`leaseDeadlineMs` in src/ha/decide.ts), i.e. strictly before
+ *   renewal minus the fence margin (`leaseDeadlineMs` in src/ha/timing.ts), i.e. strictly before
  *   the etcd lease can expire, so a frozen leader's postgres is dead before another node can take
  *   the leader key. Every heartbeat is an `arm` carrying a fresh deadline; the latest one wins.
  * - It never kills a PID whose command line does not contain the data directory it was armed with

@@ -18,7 +18,7 @@ import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path';
 import type { ClusterSecrets } from '../config/schema.js';
 import type { Dcs } from '../dcs/dcs.js';
-import type { MemberRecord } from '../ha/member-record.js';
+import type { MemberRecord } from '../state/member-record.js';
 import { renderPgpass } from '../postgres/conf.js';
 import { runTarBackup } from '../postgres/basebackup.js';
 import { pgBinary } from '../postgres/bin-dir.js';

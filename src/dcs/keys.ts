@@ -1,5 +1,5 @@
 /**
- * The one place that knows the etcd key layout (architecture.md §3). Everything a cluster keeps
+ * The one place that knows the etcd key layout (docs/architecture.md, etcd key layout). Everything a cluster keeps
  * lives under `/pgpilot/<cluster>/`; nothing else writes there.
  *
  *   leader            node name, on the leader's lease
@@ -8,10 +8,11 @@
  *   initialize        system identifier of the bootstrapped cluster (create-if-absent); while a
  *                     node runs initdb it holds `pending:<node>` on that node's lease
  *   sync              JSON { leader, members, quorum }: the published synchronous set (sync mode),
- *                     written only by the leader, compare-and-set (src/ha/sync-set.ts); no lease
- *   failover, history, status/lastLsn: see architecture.md
+ *                     written only by the leader, compare-and-set (src/state/sync-record.ts); no lease
+ *   failover          JSON switchover/failover intent (src/state/intent.ts)
+ *   history           JSON list of promotions (src/state/history.ts)
+ *   status/lastLsn    the leader's last published WAL position
  *   events            JSON list of cluster events (role changes, switchovers, fencing, rejoins)
- *   backup-lock       id of the running base backup, on that run's lease (one backup at a time)
  *   backup-lock       id of the running base backup, on that run's lease (one backup at a time)
  *   apps/<app>        JSON { app, database, user, createdAt }: an attached app (pgpilot attach);
  *                     created if absent, so an app is attached at most once; never a password

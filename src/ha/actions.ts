@@ -3,7 +3,7 @@
  * fails (or a guard such as `acquire-leader` loses its race) the rest of that decision is
  * skipped and the loop ticks again at once with a fresh observation.
  */
-import type { FailoverIntent } from './intent.js';
+import type { FailoverIntent } from '../state/intent.js';
 
 export type Action =
   /** Claim the initialize key, initdb, start as primary, create roles, take the leader key. */

@@ -6,23 +6,7 @@
  * on every tick that still sees the same problem, so a value left in etcd cannot flood the log or
  * the event list; it stays in the member record until the problem is gone.
  */
-import { z } from 'zod';
-import type { EventKind } from './events.js';
-
-/** Kinds an agent raises; each is also the event kind written when it is raised. */
-export type AlertKind = Extract<EventKind, 'config-rejected' | 'config-unreadable' | 'leader-key-ignored' | 'member-ignored'>;
-
-/** As stored in a member record: any kind (a newer agent's) is read, never a reason to drop the record. */
-export const memberAlertSchema = z.object({
-  kind: z.string().min(1),
-  severity: z.enum(['warning', 'critical']),
-  message: z.string(),
-});
-export type MemberAlert = z.infer<typeof memberAlertSchema>;
-
-export interface RaisedAlert extends MemberAlert {
-  kind: AlertKind;
-}
+import type { AlertKind, MemberAlert, RaisedAlert } from '../state/member-alert.js';
 
 /** The alerts of one agent, by kind (one standing alert per kind; the latest message wins). */
 export class AlertBoard {

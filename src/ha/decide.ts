@@ -19,24 +19,15 @@
  */
 import type { Action, Decision } from './actions.js';
 import type { Candidate } from './election.js';
-import { candidateOfRecord, highestKnownTimeline, ineligibility, notStreamingLimitMs, notStreamingMsOf, rankCandidates, type ClusterFacts } from './election.js';
+import { candidateOfRecord, highestKnownTimeline, ineligibility, notStreamingMsOf, rankCandidates, type ClusterFacts } from './election.js';
 import { failsafeAckActive, type FailsafeCheck } from './failsafe.js';
 import type { Observation } from './observation.js';
-import type { MemberRecord } from './member-record.js';
-import { isIntentLive, liveIntent, type FailoverIntent } from './intent.js';
+import type { MemberRecord } from '../state/member-record.js';
+import { isIntentLive, liveIntent, type FailoverIntent } from '../state/intent.js';
 import { INITIALIZE_PENDING_PREFIX } from '../dcs/keys.js';
 import { nextSyncStep, parseStandbyNames, syncPromotionCheck } from './sync-set.js';
 import { compareLsn, maxLsn } from '../shared/lsn.js';
-
-/** A leader fences this long before its lease would expire, to absorb clock-rate and I/O delays. */
-export function fenceMarginMs(ttlSeconds: number): number {
-  return Math.min(2000, Math.floor((ttlSeconds * 1000) / 4));
-}
-
-/** The local time at which a leader that has not renewed must already have fenced itself. */
-export function leaseDeadlineMs(lastRenewedMs: number, ttlSeconds: number): number {
-  return lastRenewedMs + ttlSeconds * 1000 - fenceMarginMs(ttlSeconds);
-}
+import { divergedAfterMs, failsafePermissionEndsMs, leaderPostgresDownLimitMs, leaseDeadlineMs, notStreamingLimitMs, settledAfterMs, startupGraceMs } from './timing.js';
 
 /** Failed starts of a standby in a row before it is rewound (or re-cloned) instead of restarted. */
 export const CRASHES_BEFORE_REJOIN = 3;
@@ -84,8 +75,7 @@ function decideOnce(obs: Observation): Decision {
     case 'stopped':
       return decideStopped(obs, dcs, obs.pg);
     case 'starting': {
-      const ttlMs = obs.config.ttlSeconds * 1000;
-      if (dcs.leader === obs.node && obs.lease.holdsLeader && obs.nowMs - obs.pg.sinceMs > ttlMs) {
+      if (dcs.leader === obs.node && obs.lease.holdsLeader && obs.nowMs - obs.pg.sinceMs > leaderPostgresDownLimitMs(obs.config)) {
         return decision('leader postgres did not come up within the TTL: stopping it and releasing the lead', { kind: 'fence', reason: 'startup took longer than the TTL' }, {
           kind: 'release-leader',
           reason: 'postgres did not come up within the TTL',
@@ -129,7 +119,7 @@ function acquireLeader(dcs: Reachable): Action {
  */
 export function failsafeDeadlineMs(check: FailsafeCheck): number | null {
   if (check.unreachable.length > 0) return null;
-  return check.checkedAtMs + check.holdMs - fenceMarginMs(check.holdMs / 1000);
+  return failsafePermissionEndsMs(check.checkedAtMs, check.holdMs);
 }
 
 /** The failsafe permission in force now (failsafe on, a check where every member accepted, not past its deadline). */
@@ -201,8 +191,7 @@ function intentForOther(obs: Observation, dcs: Reachable): FailoverIntent | null
 function decideStopped(obs: Observation, dcs: Reachable, pg: Stopped): Decision {
   if (dcs.leader === obs.node) {
     if (obs.lease.holdsLeader) {
-      const ttlMs = obs.config.ttlSeconds * 1000;
-      if (pg.crashed && obs.lastHealthyMs !== null && obs.nowMs - obs.lastHealthyMs > ttlMs) {
+      if (pg.crashed && obs.lastHealthyMs !== null && obs.nowMs - obs.lastHealthyMs > leaderPostgresDownLimitMs(obs.config)) {
         return decision('leader postgres stayed down longer than the TTL: releasing the lead', {
           kind: 'release-leader',
           reason: 'postgres could not be restarted within the TTL',
@@ -299,7 +288,7 @@ function decideRunning(obs: Observation, dcs: Reachable, pg: Running): Decision 
     const leader = leaderMember(dcs);
     const stuckMs = obs.notStreamingSinceMs === null ? 0 : obs.nowMs - obs.notStreamingSinceMs;
     const leaderReady = leader !== null && leader.role === 'primary' && leader.state === 'running' && leader.timeline !== null;
-    if (leaderReady && (leader.timeline ?? 0) > pg.timeline && stuckMs >= divergedAfterMs(obs)) {
+    if (leaderReady && (leader.timeline ?? 0) > pg.timeline && stuckMs >= divergedAfterMs(obs.config)) {
       return decision(`cannot follow ${dcs.leader} on timeline ${leader.timeline} for ${stuckMs} ms: rewinding`, { kind: 'rejoin', leader: dcs.leader });
     }
     // D8: on the leader's timeline but behind the oldest WAL the leader still has (its slot was
@@ -308,7 +297,7 @@ function decideRunning(obs: Observation, dcs: Reachable, pg: Running): Decision 
     // data is moved aside anyway (never deleted) and it clones anew.
     const position = maxLsn(pg.lsn, pg.receiveLsn);
     const oldest = leader?.oldestWalLsn ?? null;
-    if (leaderReady && leader.timeline === pg.timeline && oldest !== null && position !== null && compareLsn(position, oldest) < 0 && stuckMs >= divergedAfterMs(obs)) {
+    if (leaderReady && leader.timeline === pg.timeline && oldest !== null && position !== null && compareLsn(position, oldest) < 0 && stuckMs >= divergedAfterMs(obs.config)) {
       return decision(`cannot stream from ${dcs.leader}: at ${position}, its oldest WAL starts at ${oldest}: re-cloning`, {
         kind: 'reclone',
         leader: dcs.leader,
@@ -435,8 +424,8 @@ function decideElection(obs: Observation, dcs: Reachable, pg: Running): Decision
   // live member has published its position (each does every loop) and nobody is reclaiming, so a
   // leader that died (or released its lease) is replaced at once.
   const graceStartMs = Math.max(obs.agentStartedMs, obs.lease.grantedMs ?? 0);
-  const graceEndsMs = graceStartMs + obs.config.ttlSeconds * 1000;
-  const settled = obs.lastLeaderSeenMs !== undefined && obs.lastLeaderSeenMs !== null && obs.lastLeaderSeenMs - graceStartMs >= 2 * obs.config.loopWaitMs;
+  const graceEndsMs = graceStartMs + startupGraceMs(obs.config);
+  const settled = obs.lastLeaderSeenMs !== undefined && obs.lastLeaderSeenMs !== null && obs.lastLeaderSeenMs - graceStartMs >= settledAfterMs(obs.config);
   if (intent === null && pg.inRecovery && !settled && obs.nowMs < graceEndsMs) return decision(`no leader; start-up grace for ${graceEndsMs - obs.nowMs} ms`);
   if (syncMode) {
     // Sync mode replaces the ranking: only members of the published set compete, and only one that
@@ -465,14 +454,6 @@ function decideElection(obs: Observation, dcs: Reachable, pg: Running): Decision
   return pg.inRecovery
     ? decision('no leader; best candidate: taking the lead and promoting', ...take)
     : decision('no leader; best candidate and already primary: taking the lead', ...take);
-}
-
-/**
- * How long a standby may fail to stream from a leader on a newer timeline before it is rewound:
- * several of its 1 s reconnect attempts, so a standby that merely waits for its slot is left alone.
- */
-export function divergedAfterMs(obs: Observation): number {
-  return Math.max(10_000, 5 * obs.config.loopWaitMs);
 }
 
 function candidateOf(member: MemberRecord): Candidate {

@@ -1,5 +1,5 @@
 /**
- * Candidate ranking for leader elections (pure). Rule (architecture.md §4.2): only healthy,
+ * Candidate ranking for leader elections (pure). Rule (docs/architecture.md, HA rule 2): only healthy,
  * eligible members compete: not tagged `nofailover`, with a known WAL position, not further
  * behind the last known leader position than `maximumLagOnFailoverBytes`. Among those the
  * highest timeline wins, then the highest WAL position, then the higher `priority` tag, then the
@@ -44,10 +44,6 @@ export interface ClusterFacts {
   notStreamingLimitMs?: number | null;
 }
 
-/** 2 TTLs: covers a dead leader's lease running out (1 TTL) plus a loop or a crash-restart attempt. */
-export function notStreamingLimitMs(ttlSeconds: number): number {
-  return 2 * ttlSeconds * 1000;
-}
 
 /**
  * The measure `not-streaming` judges, computed by a standby about itself (published in its member

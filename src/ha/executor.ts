@@ -16,13 +16,14 @@ import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import { PgpilotError, errorMessage } from '../shared/errors.js';
 import { compareLsn } from '../shared/lsn.js';
-import { appendHistory } from './history.js';
-import { recordEvent, type EventKind } from './events.js';
-import { CATCH_UP_TIMEOUT_MS, type FailoverIntent } from './intent.js';
-import { parseMemberRecord, type MemberRecord } from './member-record.js';
+import { appendHistory } from '../state/history.js';
+import { recordEvent, type EventKind } from '../state/events.js';
+import { CATCH_UP_TIMEOUT_MS, type FailoverIntent } from '../state/intent.js';
+import { parseMemberRecord, type MemberRecord } from '../state/member-record.js';
 import { rankCandidates } from './election.js';
-import type { HaMetrics } from './ha-metrics.js';
-import { formatStandbyNames, formatSyncSet } from './sync-set.js';
+import type { HaMetrics } from '../state/ha-metrics.js';
+import { formatStandbyNames } from './sync-set.js';
+import { formatSyncSet } from '../state/sync-record.js';
 
 export interface ExecutorDeps {
   node: string;
@@ -34,7 +35,7 @@ export interface ExecutorDeps {
   memory: AgentMemory;
   /** Runs `task` in the long-task slot (the loop keeps ticking meanwhile). */
   startLongTask(kind: LongTaskState['kind'], task: () => Promise<void>): void;
-  /** Counters of HA events (src/ha/ha-metrics.ts); absent: not counted. */
+  /** Counters of HA events (src/state/ha-metrics.ts); absent: not counted. */
   metrics?: HaMetrics;
 }
 
@@ -255,7 +256,7 @@ export class Executor {
   }
 
   /**
-   * Planned hand-over (architecture.md §4.4): checkpoint, stop taking writes (fast shutdown, whose
+   * Planned hand-over (docs/architecture.md, HA rule 4): checkpoint, stop taking writes (fast shutdown, whose
    * final checkpoint is streamed to the standbys), wait until the target has replayed past it, then
    * release the key; the intent tells every other node to let the target take it. If the target
    * does not catch up in time, postgres restarts as primary here and nothing changes.
@@ -312,7 +313,7 @@ export class Executor {
   }
 
   /**
-   * Bootstrap race (architecture.md §3): the initialize key is created-if-absent as
+   * Bootstrap race (docs/architecture.md, etcd key layout): the initialize key is created-if-absent as
    * `pending:<node>` on our lease, so if we die mid-initdb it disappears and another node can try;
    * on success it becomes the permanent system identifier. The loser never runs initdb.
    */

@@ -73,14 +73,6 @@ export interface PeerProbe {
   check(peer: FailsafePeer, request: FailsafeRequest, timeoutMs: number): Promise<FailsafeAnswer>;
 }
 
-/**
- * Probe timeout: half the fence margin (fenceMarginMs: min(2 s, ttl/4)), so that a member's new
- * promise always starts before its previous one ends (invariant 3 above).
- */
-export function failsafeProbeTimeoutMs(ttlSeconds: number): number {
-  return Math.max(50, Math.floor(Math.min(2000, Math.floor((ttlSeconds * 1000) / 4)) / 2));
-}
-
 export interface FailsafeMemberState {
   node: string;
   nowMs: number;

@@ -14,7 +14,9 @@
  * a key without a lease, it is *ignored*: a candidate may replace exactly that value by
  * compare-and-set (`acquire-leader` with `replacing`), so two candidates can never both win.
  */
-import type { MemberRecord } from './member-record.js';
+import type { MemberRecord } from '../state/member-record.js';
+import type { UntrustedLeader } from '../state/dcs-view.js';
+import { unconfirmedLeaderMs } from './timing.js';
 
 export interface LeaderKeyInput {
   self: string;
@@ -28,13 +30,6 @@ export interface LeaderKeyInput {
   untrustedSinceMs: number | null;
   nowMs: number;
   ttlSeconds: number;
-}
-
-export interface UntrustedLeader {
-  value: string;
-  reason: string;
-  /** True: may be replaced (compare-and-set on `value`); false: unconfirmed, wait. */
-  ignored: boolean;
 }
 
 export interface LeaderAssessment {
@@ -56,7 +51,7 @@ export function assessLeaderKey(input: LeaderKeyInput): LeaderAssessment {
       : {
           value: key.value,
           reason: `the leader key names ${key.value}, which has no member record`,
-          ignored: input.untrustedSinceMs !== null && input.nowMs - input.untrustedSinceMs >= input.ttlSeconds * 1000,
+          ignored: input.untrustedSinceMs !== null && input.nowMs - input.untrustedSinceMs >= unconfirmedLeaderMs(input.ttlSeconds),
         };
   const last = input.lastTrustedLeader;
   const lastRecord = last === null || last === key.value ? undefined : input.members.find((m) => m.name === last);

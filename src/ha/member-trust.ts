@@ -8,7 +8,7 @@
  * loopback); `isKnownUrl` is the same check that the REST peer clients apply before every call.
  */
 import { memberNameFromKey, type ClusterKeys } from '../dcs/keys.js';
-import { parseMemberRecord, type MemberRecord } from './member-record.js';
+import { parseMemberRecord, type MemberRecord } from '../state/member-record.js';
 
 export const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', '::1', 'localhost'];
 

@@ -5,42 +5,10 @@
  * slot). `decide` reads nothing else, so every decision is reproducible from an observation.
  */
 import type { DynamicConfig, Tags } from '../config/schema.js';
-import type { ArchiveState, MemberRecord } from './member-record.js';
-import type { FailoverIntent } from './intent.js';
+import type { DcsView } from '../state/dcs-view.js';
+import type { LocalPostgres } from '../state/agent-snapshot.js';
 import type { FailsafeAck, FailsafeCheck } from './failsafe.js';
-import type { PeerPosition, SyncReplica, SyncSet } from './sync-set.js';
-import type { UntrustedLeader } from './leader-trust.js';
-
-export type DcsView =
-  | {
-      kind: 'reachable';
-      /** The leader the rules act on: the leader key's value, unless that key is untrusted (then see `untrustedLeader`). */
-      leader: string | null;
-      /**
-       * A leader key the loop does not believe (no lease, or naming a node without a member
-       * record; src/ha/leader-trust.ts). `leader` is then the last trusted leader still running as
-       * primary, or null. Absent/null: the key (if any) is trusted.
-       */
-      untrustedLeader?: UntrustedLeader | null;
-      /** null: nobody initialized yet; `pending:<node>` while <node> runs initdb; else the system identifier. */
-      initialize: string | null;
-      members: readonly MemberRecord[];
-      /** The leader's last published WAL position (survives the leader), for the failover lag limit. */
-      lastLeaderLsn: string | null;
-      /** The operator's switchover/failover intent, live or stale (decide checks its age). */
-      intent: FailoverIntent | null;
-      /** The timeline of the last promotion in the history key (eligibility: `timeline-behind`); absent/null: unknown. */
-      historyTimeline?: number | null;
-      /** The published synchronous set under /sync (sync mode, src/ha/sync-set.ts); absent/null: none. */
-      sync?: PublishedSync | null;
-    }
-  | { kind: 'unreachable'; error: string };
-
-/** /sync as read: the raw value (the leader replaces it by compare-and-set) and its parse (null: malformed). */
-export interface PublishedSync {
-  raw: string;
-  set: SyncSet | null;
-}
+import type { PeerPosition, SyncReplica } from './sync-set.js';
 
 /** Sync mode, leader side: what the local primary's replication looks like this tick (src/ha/sync-set.ts). */
 export interface LeaderSyncState {
@@ -50,36 +18,6 @@ export interface LeaderSyncState {
   /** Leader WAL position observed once the current synchronous_standby_names was in force; null: not yet. */
   appliedLsn: string | null;
 }
-
-export type LocalPostgres =
-  | { kind: 'no-data' }
-  | {
-      kind: 'stopped';
-      /** From pg_controldata: how the data directory was last shut down. */
-      clusterState: string;
-      cleanShutdownPrimary: boolean;
-      /** The data directory was a primary when it stopped (cleanly or not), not a standby. */
-      wasPrimary: boolean;
-      timeline: number | null;
-      lsn: string | null;
-      systemIdentifier: string | null;
-      /** True when the postmaster exited without being asked to (crash, OOM kill). */
-      crashed: boolean;
-    }
-  | { kind: 'starting'; pid: number; sinceMs: number }
-  | {
-      kind: 'running';
-      pid: number;
-      inRecovery: boolean;
-      timeline: number;
-      /** Primary: current write LSN; replica: last replayed LSN. */
-      lsn: string | null;
-      receiveLsn: string | null;
-      walReceiverStatus: string | null;
-      systemIdentifier: string;
-      /** pg_stat_archiver, when known (published in the member record). */
-      archiver?: ArchiveState;
-    };
 
 export interface LeaseState {
   /** This agent holds the leader key on its current, live lease. */

@@ -4,8 +4,8 @@
  * the same observable behaviour. Every method is bounded in time and throws a PgpilotError on
  * failure; none of them touches etcd (roles are decided by the loop, never here).
  */
-import type { LocalPostgres } from './observation.js';
-import type { ReplicationEntry } from './member-record.js';
+import type { LocalPostgres } from '../state/agent-snapshot.js';
+import type { ReplicationEntry } from '../state/member-record.js';
 
 export interface SynchronousState {
   standbyNames: string;

@@ -4,7 +4,8 @@
  *   S, kS  the leader's `synchronous_standby_names = ANY kS (S)`: postgres acknowledges a commit
  *          once kS members of S have flushed it (S empty: at once, asynchronous).
  *   P, q   the published set under /pgpilot/<cluster>/sync, `{ leader, members: P, quorum: q }`,
- *          written only by the leader. Only members of P may take a free leader key.
+ *          written only by the leader (record and parser: src/state/sync-record.ts). Only members
+ *          of P may take a free leader key.
  *
  * INVARIANT (what failover relies on): every acknowledged commit is on at least q members of P.
  * A candidate that knows fresh positions of |P| - q + 1 members of P (itself included, read after
@@ -35,41 +36,14 @@
  * nobody else may be promoted. Members tagged `nofailover` are never made synchronous: a commit
  * held only by a member that may not lead would block every failover.
  */
-import { z } from 'zod';
 import type { Tags } from '../config/schema.js';
 import { compareLsn, isLsn } from '../shared/lsn.js';
-import { parseJsonOrNull } from '../shared/json.js';
-
-/** The published set under /sync. */
-export interface SyncSet {
-  leader: string;
-  members: string[];
-  quorum: number;
-}
+import type { SyncSet } from '../state/sync-record.js';
 
 /** `synchronous_standby_names` as pgpilot writes it: `ANY quorum ("a", "b")`, or '' (names empty, quorum 0). */
 export interface StandbyNames {
   names: string[];
   quorum: number;
-}
-
-const syncSetSchema = z
-  .object({
-    leader: z.string().min(1),
-    members: z.array(z.string().min(1)),
-    quorum: z.number().int().min(0),
-  })
-  .strict();
-
-export function parseSyncSet(text: string | null): SyncSet | null {
-  if (text === null) return null;
-  const parsed = parseJsonOrNull(syncSetSchema, text);
-  if (parsed === null) return null;
-  return { leader: parsed.leader, members: sortedUnique(parsed.members), quorum: parsed.quorum };
-}
-
-export function formatSyncSet(set: SyncSet): string {
-  return JSON.stringify({ leader: set.leader, members: sortedUnique(set.members), quorum: set.quorum });
 }
 
 export function formatStandbyNames(s: StandbyNames): string {

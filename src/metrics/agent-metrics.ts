@@ -13,13 +13,13 @@
  * - Concurrent scrapes share one refresh.
  * - Nothing secret is exported: labels are node, database, slot, role and state names only.
  *
- * It also implements the HA loop's metrics hook (src/ha/ha-metrics.ts): those counters and the
+ * It also implements the HA loop's metrics hook (src/state/ha-metrics.ts): those counters and the
  * loop duration histogram are updated live by the loop, not at scrape time.
  */
 import { statfs } from 'node:fs/promises';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { HaMetrics } from '../ha/ha-metrics.js';
-import type { LoopSnapshot } from '../ha/loop.js';
+import type { HaMetrics } from '../state/ha-metrics.js';
+import type { AgentSnapshot } from '../state/agent-snapshot.js';
 import type { PostgresStats } from '../postgres/stats-queries.js';
 import { errorMessage } from '../shared/errors.js';
 import { withDeadline } from './deadline.js';
@@ -51,7 +51,7 @@ export interface AgentMetricsOptions {
   node: string;
   version: string;
   /** The HA loop's latest snapshot (null before the loop exists). */
-  snapshot(): LoopSnapshot | null;
+  snapshot(): AgentSnapshot | null;
   holdsLeader(): boolean;
   /** Reads postgres statistics (bounded by the caller's timeout); absent: no postgres metrics. */
   postgresStats?: (timeoutMs: number) => Promise<PostgresStats>;
@@ -203,7 +203,7 @@ export class AgentMetrics implements HaMetrics {
     }
   }
 
-  private putAgentState(snapshot: LoopSnapshot | null): void {
+  private putAgentState(snapshot: AgentSnapshot | null): void {
     const obs = snapshot?.observation ?? null;
     const pg = obs?.pg;
     const member = snapshot?.member ?? null;

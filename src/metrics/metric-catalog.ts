@@ -57,7 +57,7 @@ export const METRIC_CATALOG = {
   walReceiverStreaming: spec('pgpilot_wal_receiver_streaming', 'gauge', 'agent', 'Replicas only: 1 while the WAL receiver streams from the leader, else 0.'),
   scrapeDuration: spec('pgpilot_scrape_duration_seconds', 'gauge', 'agent', 'Time this scrape spent reading postgres statistics, the disk and the backup status.'),
   scrapeError: spec('pgpilot_scrape_error', 'gauge', 'agent', '1 when this scrape could not read postgres statistics in time (those series are then absent), else 0.'),
-  // HA loop events (counted by the loop through src/ha/ha-metrics.ts)
+  // HA loop events (counted by the loop through src/state/ha-metrics.ts)
   leaseRenewals: spec('pgpilot_lease_renewals_total', 'counter', 'ha', "Successful keep-alives of this agent's etcd lease."),
   leaseRenewalFailures: spec('pgpilot_lease_renewal_failures_total', 'counter', 'ha', "Failed keep-alives of this agent's etcd lease (lease gone or etcd not answering)."),
   leaderChanges: spec('pgpilot_leader_changes_total', 'counter', 'ha', 'Times this agent saw the leader key name a different node than the leader it saw before.'),

@@ -7,9 +7,9 @@
  * - replica port: a streaming replica of the current leader within the failover lag limit and not
  *   tagged `noloadbalance`, round-robin; the leader when there is none.
  */
-import type { DcsView } from '../ha/observation.js';
-import type { MemberRecord } from '../ha/member-record.js';
-import { liveIntent } from '../ha/intent.js';
+import type { DcsView } from '../state/dcs-view.js';
+import type { MemberRecord } from '../state/member-record.js';
+import { liveIntent } from '../state/intent.js';
 import { lsnDiffBytes } from '../shared/lsn.js';
 import type { RouteDecision } from './tcp-router.js';
 

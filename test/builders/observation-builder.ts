@@ -1,5 +1,5 @@
 /**
- * Builders for `Observation` (src/ha/observation.ts) and `MemberRecord` (src/ha/member-record.ts):
+ * Builders for `Observation` (src/ha/observation.ts) and `MemberRecord` (src/state/member-record.ts):
  * complete, valid defaults that each test overrides only where it matters, so a table row states
  * the one fact it is about. Defaults describe a calm world: etcd reachable, cluster initialized,
  * no leader, no operator intent, this node ('node1') a running streaming replica long past its
@@ -8,10 +8,12 @@
  * mutable state between calls.
  */
 import { defaultDynamicConfig, type DynamicConfig, type Tags } from '../../src/config/schema.js';
-import type { MemberRecord } from '../../src/ha/member-record.js';
-import type { FailoverIntent } from '../../src/ha/intent.js';
+import type { MemberRecord } from '../../src/state/member-record.js';
+import type { FailoverIntent } from '../../src/state/intent.js';
 import type { FailsafeAck, FailsafeCheck } from '../../src/ha/failsafe.js';
-import type { DcsView, LeaseState, LocalPostgres, LongTaskState, Observation } from '../../src/ha/observation.js';
+import type { DcsView } from '../../src/state/dcs-view.js';
+import type { LeaseState, LongTaskState, Observation } from '../../src/ha/observation.js';
+import type { LocalPostgres } from '../../src/state/agent-snapshot.js';
 
 export const DEFAULT_NOW_MS = 1_700_000_100_000;
 export const DEFAULT_NODE = 'node1';

@@ -1,11 +1,11 @@
 /**
  * An in-memory stand-in for the fencing watchdog (src/agent/watchdog.ts, the `FenceGuard` port of
- * src/ha/loop.ts) on the fake clock: `arm(pid, deadline)` replaces any earlier arming, `disarm`
+ * src/ha/fencing.ts) on the fake clock: `arm(pid, deadline)` replaces any earlier arming, `disarm`
  * cancels it, and when the clock reaches an armed deadline the postmaster with that pid is killed
  * (SIGKILL: an unexpected exit of the fake postgres). As the real watchdog, it never kills a
  * postmaster other than the one it was armed with, and it keeps no memory beyond the last command.
  */
-import type { FenceGuard } from '../../src/ha/loop.js';
+import type { FenceGuard } from '../../src/ha/fencing.js';
 import type { Clock } from '../../src/shared/clock.js';
 import type { FakePostgresWorld } from './fake-postgres-node.js';
 

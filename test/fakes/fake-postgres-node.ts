@@ -37,8 +37,8 @@
  *   and starts as its standby. Both may take `initializeMs` / `cloneMs` of clock time.
  * Every call is recorded in `world.events` with the clock time, for assertions.
  */
-import type { ReplicationEntry } from '../../src/ha/member-record.js';
-import type { LocalPostgres } from '../../src/ha/observation.js';
+import type { ReplicationEntry } from '../../src/state/member-record.js';
+import type { LocalPostgres } from '../../src/state/agent-snapshot.js';
 import type { PostgresNode, SynchronousState, UpstreamAddress } from '../../src/ha/postgres-node.js';
 import type { Clock } from '../../src/shared/clock.js';
 import { PgpilotError } from '../../src/shared/errors.js';

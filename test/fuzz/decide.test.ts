@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { decide } from '../../src/ha/decide.js';
-import { liveIntent } from '../../src/ha/intent.js';
+import { liveIntent } from '../../src/state/intent.js';
 import type { Observation } from '../../src/ha/observation.js';
 import { DEFAULT_NOW_MS, intent, memberRecord, noData, observation, reachable, running, starting, stopped, unreachable } from '../builders/observation-builder.js';
 import { fuzzParams } from './fuzz-settings.js';

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
-import type { ClusterEvent } from '../../src/ha/events.js';
+import type { ClusterEvent } from '../../src/state/events.js';
 import { verifyFullSsl } from '../../src/postgres/queries.js';
 import { callAgent } from '../../src/api/agent-client.js';
 import { SystemClock } from '../../src/shared/clock.js';

@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import type { ClusterEvent } from '../../src/ha/events.js';
+import type { ClusterEvent } from '../../src/state/events.js';
 import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
 import { clusterStatusOf, leaderOf, pgClientOptions, withClient, withNode } from '../helpers/cluster.js';

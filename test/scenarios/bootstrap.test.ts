@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { leaseDeadlineMs } from '../../src/ha/decide.js';
+import { leaseDeadlineMs } from '../../src/ha/timing.js';
 import { SimCluster, WORLD, bootstrappedSim as bootstrapped } from './sim-cluster.js';
 
 

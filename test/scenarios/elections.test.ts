@@ -11,9 +11,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { leaseDeadlineMs } from '../../src/ha/decide.js';
-import { parseEvents } from '../../src/ha/events.js';
-import type { FailoverIntent } from '../../src/ha/intent.js';
+import { leaseDeadlineMs } from '../../src/ha/timing.js';
+import { parseEvents } from '../../src/state/events.js';
+import type { FailoverIntent } from '../../src/state/intent.js';
 import { parseLsn } from '../../src/shared/lsn.js';
 import { SimCluster } from './sim-cluster.js';
 import { Driver, bootstrapped, writeAndReplicate } from './driver.js';

@@ -1,6 +1,6 @@
 /**
  * More three-node simulations over the same harness (sim-cluster.ts): a leader whose postgres
- * crashes is restarted in place while it holds the lease (architecture.md §4.6), and releases the
+ * crashes is restarted in place while it holds the lease (docs/architecture.md, HA rule 6), and releases the
  * lead when postgres cannot come back within the TTL so a replica takes over; a planned
  * switchover (§4.4) hands the lead to the named replica with nothing lost, and the old leader
  * follows it without a rewind; malformed values in etcd (a member record with a garbage LSN, a
@@ -11,10 +11,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseEvents } from '../../src/ha/events.js';
+import { parseEvents } from '../../src/state/events.js';
 import { isLsn, parseLsn } from '../../src/shared/lsn.js';
 import { memberRecord } from '../builders/observation-builder.js';
-import { divergedAfterMs } from '../../src/ha/decide.js';
+import { divergedAfterMs } from '../../src/ha/timing.js';
 import { SimCluster, WORLD, bootstrappedSim as bootstrapped } from './sim-cluster.js';
 
 
@@ -163,7 +163,7 @@ void describe('scenario: failover to a replica that was behind (diverged standby
     // The not-streaming clock starts anew once node3 is pointed at node2 (not when node1 died).
     await sim.until('the loop tracks since when node3 has not streamed from node2', () => sim.agent('node3').memory.notStreamingSinceMs !== null);
     const notStreamingSinceMs = sim.agent('node3').memory.notStreamingSinceMs ?? assert.fail('not tracked');
-    const threshold = divergedAfterMs(sim.agent('node3').loop.snapshot().observation ?? assert.fail('no observation'));
+    const threshold = divergedAfterMs((sim.agent('node3').loop.snapshot().observation ?? assert.fail('no observation')).config);
     await sim.until('node3 is rewound', () => sim.world.eventsOf('node3', 'rewind').length > 0);
     const rewindAtMs = sim.world.eventsOf('node3', 'stop').at(-1)?.atMs ?? assert.fail('node3 was not stopped before pg_rewind');
     assert.ok(rewindAtMs - notStreamingSinceMs >= threshold, `stopped for the rewind ${rewindAtMs - notStreamingSinceMs} ms after it stopped streaming (threshold ${threshold} ms)`);
@@ -203,7 +203,7 @@ void describe('scenario: failover with a standby that reconnects slowly (not div
       sim.world.crash('node1');
       await sim.until('node2 leads and node3 is pointed at it', () => sim.leader() === 'node2' && sim.member('node3')?.following === 'node2');
       const followedAtMs = sim.world.eventsOf('node3', 'follow').at(-1)?.atMs ?? assert.fail('node3 never followed node2');
-      const threshold = divergedAfterMs(sim.agent('node3').loop.snapshot().observation ?? assert.fail('no observation'));
+      const threshold = divergedAfterMs((sim.agent('node3').loop.snapshot().observation ?? assert.fail('no observation')).config);
       assert.ok(5_000 < threshold, 'the reconnect delay is shorter than the rewind threshold');
       await sim.until('node3 streams from node2', () => sim.isStreamingFrom('node3', 'node2'));
       assert.deepEqual(

@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { defaultDynamicConfig } from '../../src/config/schema.js';
-import { leaseDeadlineMs } from '../../src/ha/decide.js';
+import { leaseDeadlineMs } from '../../src/ha/timing.js';
 import { Driver, writeAndReplicate } from './driver.js';
 import { SimCluster, WORLD } from './sim-cluster.js';
 

@@ -1,12 +1,12 @@
 /**
- * The HA loop's metrics hook (src/ha/ha-metrics.ts) over the scenario harness: every agent counts
+ * The HA loop's metrics hook (src/state/ha-metrics.ts) over the scenario harness: every agent counts
  * its lease renewals; a planned switchover counts one switchover on the new leader and one leader
  * change on every agent; an agent cut off from etcd counts failed renewals, and the replica that
  * takes over counts one failover. Nothing is counted twice, and a bootstrap counts no promotion.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { HaMetrics } from '../../src/ha/ha-metrics.js';
+import type { HaMetrics } from '../../src/state/ha-metrics.js';
 import { SimCluster, WORLD } from './sim-cluster.js';
 
 interface Counts {

@@ -1,5 +1,5 @@
 /**
- * The lease renewer of the HA loop (src/ha/loop.ts `renewIfTickIsSlow`): a leader whose tick is
+ * The lease renewer of the HA loop (src/ha/lease-keeper.ts `renewIfTickIsSlow`, driven through the loop): a leader whose tick is
  * slow (here: etcd reads take 4 s, as under heavy disk or CPU load) keeps its lease and its lead,
  * because renewals continue between the tick's own; without the renewer the same slowness fences
  * it (the control case, which shows the test can fail); and a tick that is stuck rather than slow
@@ -9,8 +9,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Dcs, DcsEntry, DcsWatch, DcsWatchEvent, LeaseId, PutOptions } from '../../src/dcs/dcs.js';
-import { leaseDeadlineMs } from '../../src/ha/decide.js';
-import { maxTickForRenewalMs, renewEveryMs } from '../../src/ha/loop.js';
+import { leaseDeadlineMs, maxTickForRenewalMs, renewEveryMs } from '../../src/ha/timing.js';
 import type { Clock } from '../../src/shared/clock.js';
 import { SimCluster, flush, type SimAgent } from './sim-cluster.js';
 

@@ -1,6 +1,6 @@
 /**
  * Timing of the HA loop against the lease (src/ha/loop.ts, src/ha/decide.ts): the invariant of
- * architecture.md §4.1 is that a leader that cannot renew stops being writable *before* its lease
+ * docs/architecture.md, HA rule 1, is that a leader that cannot renew stops being writable *before* its lease
  * can expire, so two writable primaries never coexist. Here etcd does not refuse requests, it
  * stops answering (as in a partition: each request hangs until the client's operation timeout,
  * 2000 ms as composed in src/agent/compose.ts), and every agent follows the loop's own schedule
@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { defaultDynamicConfig } from '../../src/config/schema.js';
-import { leaseDeadlineMs } from '../../src/ha/decide.js';
+import { leaseDeadlineMs } from '../../src/ha/timing.js';
 import { BlackholeDcs } from '../fakes/blackhole-dcs.js';
 import { SimCluster, flush, type SimAgent } from './sim-cluster.js';
 

@@ -14,8 +14,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { leaseDeadlineMs } from '../../src/ha/decide.js';
-import { parseEvents } from '../../src/ha/events.js';
+import { leaseDeadlineMs } from '../../src/ha/timing.js';
+import { parseEvents } from '../../src/state/events.js';
 import { SimCluster } from './sim-cluster.js';
 import { formatLsn, parseLsn } from '../../src/shared/lsn.js';
 import { bootstrapped, writeAndReplicate } from './driver.js';

@@ -11,7 +11,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { defaultDynamicConfig, type DynamicConfig } from '../../src/config/schema.js';
-import { coversNew, parseStandbyNames, parseSyncSet, type SyncSet } from '../../src/ha/sync-set.js';
+import { coversNew, parseStandbyNames } from '../../src/ha/sync-set.js';
+import { parseSyncSet, type SyncSet } from '../../src/state/sync-record.js';
 import { parseLsn } from '../../src/shared/lsn.js';
 import { SimCluster, bootstrappedSim } from './sim-cluster.js';
 

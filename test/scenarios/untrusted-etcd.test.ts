@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseEvents } from '../../src/ha/events.js';
+import { parseEvents } from '../../src/state/events.js';
 import { defaultDynamicConfig } from '../../src/config/schema.js';
 import { bootstrappedSim } from './sim-cluster.js';
 

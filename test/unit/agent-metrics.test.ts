@@ -15,7 +15,7 @@ import { describe, it } from 'node:test';
 import { buildApi } from '../../src/api/build-api.js';
 import { defaultDynamicConfig } from '../../src/config/schema.js';
 import type { LoopSnapshot } from '../../src/ha/loop.js';
-import type { LocalPostgres } from '../../src/ha/observation.js';
+import type { LocalPostgres } from '../../src/state/agent-snapshot.js';
 import { AgentMetrics, type AgentMetricsOptions } from '../../src/metrics/agent-metrics.js';
 import { ALL_METRIC_SPECS, METRIC_CATALOG } from '../../src/metrics/metric-catalog.js';
 import { PostgresSampler } from '../../src/metrics/postgres-sampler.js';

@@ -21,7 +21,7 @@ import { extractArgs } from '../../src/backup/tar.js';
 import { applyBackupUpdates, renderBackups, withEnvCredentials } from '../../src/cli/commands/backup.js';
 import { describeArchive } from '../../src/cli/commands/status.js';
 import { clusterSecretsSchema, defaultBackupSettings, type ClusterSecrets } from '../../src/config/schema.js';
-import type { ArchiveState, MemberRecord } from '../../src/ha/member-record.js';
+import type { ArchiveState, MemberRecord } from '../../src/state/member-record.js';
 import { parseBasebackupProgress, tarBackupArgs } from '../../src/postgres/basebackup.js';
 import { renderPostgresqlConf, shellQuote, walCommand, type PostgresqlConfInput } from '../../src/postgres/conf.js';
 import { scramSha256Verifier } from '../../src/postgres/scram.js';

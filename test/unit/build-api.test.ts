@@ -11,7 +11,8 @@ import type { FastifyInstance } from 'fastify';
 import { buildApi, type ApiDeps } from '../../src/api/build-api.js';
 import { defaultDynamicConfig, type DynamicConfig } from '../../src/config/schema.js';
 import type { LoopSnapshot } from '../../src/ha/loop.js';
-import type { LocalPostgres, DcsView } from '../../src/ha/observation.js';
+import type { LocalPostgres } from '../../src/state/agent-snapshot.js';
+import type { DcsView } from '../../src/state/dcs-view.js';
 import {
   memberRecord,
   noData,

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { MemberRecord } from '../../src/ha/member-record.js';
+import type { MemberRecord } from '../../src/state/member-record.js';
 import { buildClusterStatus, connectionStrings, formatBytes, maskPassword, withoutPassword, withoutSecrets, type StatusInputs } from '../../src/providers/local/cluster-status.js';
 import { renderStatus } from '../../src/cli/commands/status.js';
 import { memberRecord, primaryRecord } from '../builders/observation-builder.js';

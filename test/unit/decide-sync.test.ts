@@ -9,7 +9,8 @@ import { describe, it } from 'node:test';
 import type { Action } from '../../src/ha/actions.js';
 import { decide } from '../../src/ha/decide.js';
 import type { LeaderSyncState, Observation } from '../../src/ha/observation.js';
-import { formatSyncSet, type PeerPosition, type SyncSet } from '../../src/ha/sync-set.js';
+import { formatSyncSet, type SyncSet } from '../../src/state/sync-record.js';
+import type { PeerPosition } from '../../src/ha/sync-set.js';
 import { DEFAULT_NOW_MS, intent, memberRecord, observation, primaryRecord, reachable, running, runningPrimary } from '../builders/observation-builder.js';
 
 const SYNC = { synchronous: 'quorum' as const };

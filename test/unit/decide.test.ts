@@ -9,9 +9,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Action } from '../../src/ha/actions.js';
-import { dataTaskBackoffMs, decide, divergedAfterMs, fenceMarginMs, leaseDeadlineMs } from '../../src/ha/decide.js';
-import { parseMemberRecord, type MemberRecord } from '../../src/ha/member-record.js';
-import type { DcsView, LocalPostgres, Observation } from '../../src/ha/observation.js';
+import { dataTaskBackoffMs, decide } from '../../src/ha/decide.js';
+import { divergedAfterMs, fenceMarginMs, leaseDeadlineMs } from '../../src/ha/timing.js';
+import { parseMemberRecord, type MemberRecord } from '../../src/state/member-record.js';
+import type { DcsView } from '../../src/state/dcs-view.js';
+import type { LocalPostgres } from '../../src/state/agent-snapshot.js';
+import type { Observation } from '../../src/ha/observation.js';
 import {
   DEFAULT_NOW_MS,
   memberRecord,
@@ -28,7 +31,7 @@ import {
   intent,
   unreachable,
 } from '../builders/observation-builder.js';
-import { INTENT_TIMEOUT_MS } from '../../src/ha/intent.js';
+import { INTENT_TIMEOUT_MS } from '../../src/state/intent.js';
 
 interface Row {
   name: string;
@@ -505,8 +508,8 @@ void describe('decide, rule D: postgres running', () => {
 });
 
 void describe('decide, rule D7: a standby that cannot follow a leader on a newer timeline', () => {
-  // The rows are relative to divergedAfterMs (exported by decide.ts) so they pin the rule, not the constant.
-  const at = (loopWaitMs?: number): number => divergedAfterMs(observation(loopWaitMs === undefined ? {} : { config: { loopWaitMs } }));
+  // The rows are relative to divergedAfterMs (src/ha/timing.ts) so they pin the rule, not the constant.
+  const at = (loopWaitMs?: number): number => divergedAfterMs(observation(loopWaitMs === undefined ? {} : { config: { loopWaitMs } }).config);
   const DIVERGED_MS = at();
   const leaderOn = (timeline: number | null, overrides: Partial<MemberRecord> = {}): DcsView =>
     reachable({ leader: 'node2', members: [primaryRecord({ name: 'node2', timeline, ...overrides })] });
@@ -832,9 +835,9 @@ void describe('decide, rule E: election (running, no leader)', () => {
 
   void it('a member record with a malformed LSN never reaches decide: it is dropped when read, and the election goes on', () => {
     // decide() is pure and expects validated input (the election parses LSNs exactly); the
-    // protection is where etcd is read: parseMemberRecord (src/ha/member-record.ts) returns null
+    // protection is where etcd is read: parseMemberRecord (src/state/member-record.ts) returns null
     // for a malformed record and the loop skips it; /status/lastLsn is used only when it is an LSN
-    // (src/ha/loop.ts). test/scenarios/failover.test.ts covers the loop end to end.
+    // (src/ha/observer.ts). test/scenarios/failover.test.ts covers the loop end to end.
     const published = [peer('node0', { receiveLsn: '0/zz' }), peer('node2', { lsn: '0/2000000' }), peer('node3', { lsn: 'garbage' })].map((m) => JSON.stringify(m));
     const members = published.map(parseMemberRecord).filter((m): m is MemberRecord => m !== null);
     assert.deepEqual(members.map((m) => m.name), ['node2']);
@@ -1234,7 +1237,7 @@ void describe('decide safety properties (seeded random observations)', () => {
       const leader = dcs.members.find((m) => m.name === dcs.leader);
       assert.ok(leader !== undefined && leader.role === 'primary' && leader.state === 'running', `the leader is a running primary: ${JSON.stringify({ obs, actions })}`);
       assert.ok(leader.timeline !== null && leader.timeline > obs.pg.timeline, JSON.stringify({ obs, actions }));
-      assert.ok(obs.notStreamingSinceMs !== null && obs.nowMs - obs.notStreamingSinceMs >= divergedAfterMs(obs), JSON.stringify({ obs, actions }));
+      assert.ok(obs.notStreamingSinceMs !== null && obs.nowMs - obs.notStreamingSinceMs >= divergedAfterMs(obs.config), JSON.stringify({ obs, actions }));
       assert.equal(obs.configuredUpstream, dcs.leader);
     }
     assert.ok(fromStopped > 0 && fromRunning > 0, `both kinds of rejoin are sampled (stopped ${fromStopped}, running ${fromRunning})`);

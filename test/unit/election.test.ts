@@ -12,11 +12,11 @@ import {
   highestKnownTimeline,
   ineligibility,
   memberIneligibility,
-  notStreamingLimitMs,
   notStreamingMsOf,
   rankCandidates,
   type Candidate,
 } from '../../src/ha/election.js';
+import { notStreamingLimitMs } from '../../src/ha/timing.js';
 
 function candidate(name: string, overrides: Partial<Candidate> = {}): Candidate {
   return { name, timeline: 1, lsn: '0/3000000', tags: {}, ...overrides };

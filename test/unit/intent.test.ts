@@ -1,12 +1,12 @@
 /**
- * Operator intents (src/ha/intent.ts): `parseIntent` returns the intent for a well-formed value
+ * Operator intents (src/state/intent.ts): `parseIntent` returns the intent for a well-formed value
  * and null for a missing key, invalid JSON or a wrong shape (a bad value must never crash an
  * agent); an intent is live strictly less than INTENT_TIMEOUT_MS after it was requested and
  * `liveIntent` drops it (and a null) from then on.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { INTENT_TIMEOUT_MS, isIntentLive, liveIntent, parseIntent, type FailoverIntent } from '../../src/ha/intent.js';
+import { INTENT_TIMEOUT_MS, isIntentLive, liveIntent, parseIntent, type FailoverIntent } from '../../src/state/intent.js';
 
 const REQUESTED_MS = 1_700_000_000_000;
 const SWITCHOVER: FailoverIntent = { kind: 'switchover', from: 'node1', to: 'node2', requestedAtMs: REQUESTED_MS };

@@ -1,6 +1,6 @@
 /**
- * The append-only JSON lists in etcd (src/ha/json-list.ts) and their two users, the event log
- * (src/ha/events.ts) and the timeline history (src/ha/history.ts), over a MemoryDcs driven by a
+ * The append-only JSON lists in etcd (src/state/json-list.ts) and their two users, the event log
+ * (src/state/events.ts) and the timeline history (src/state/history.ts), over a MemoryDcs driven by a
  * FakeClock: entries are appended in order, capped to the newest N, concurrent appends through
  * two clients lose nothing, a malformed stored value reads as [] and is replaced on the next
  * append, and `recordEvent` never throws (nor writes) when its client cannot reach the store.
@@ -11,9 +11,9 @@ import { z } from 'zod';
 import { MemoryDcs, MemoryDcsStore } from '../../src/dcs/memory-dcs.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
 import { FakeClock } from '../../src/shared/clock.js';
-import { appendJsonList, parseJsonList } from '../../src/ha/json-list.js';
-import { parseEvents, recordEvent, type NewClusterEvent } from '../../src/ha/events.js';
-import { appendHistory, parseHistory, type HistoryEntry } from '../../src/ha/history.js';
+import { appendJsonList, parseJsonList } from '../../src/state/json-list.js';
+import { parseEvents, recordEvent, type NewClusterEvent } from '../../src/state/events.js';
+import { appendHistory, parseHistory, type HistoryEntry } from '../../src/state/history.js';
 
 const KEY = '/pgpilot/test/list';
 const numberSchema = z.number().int();

@@ -1,12 +1,12 @@
 /**
- * `parseMemberRecord` (src/ha/member-record.ts): what another node published under
+ * `parseMemberRecord` (src/state/member-record.ts): what another node published under
  * /members/<node> is untrusted input. Every LSN field (lsn, receiveLsn, replication[].replayLsn)
  * must be an LSN as postgres prints it, or the whole record is ignored (null): decide() and the
  * election compare LSNs exactly and must never see a malformed one.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { memberRecordsIn, parseMemberRecord, type MemberRecord } from '../../src/ha/member-record.js';
+import { memberRecordsIn, parseMemberRecord, type MemberRecord } from '../../src/state/member-record.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
 import { memberRecord, primaryRecord } from '../builders/observation-builder.js';
 

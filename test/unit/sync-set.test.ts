@@ -6,21 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  coversNew,
-  formatStandbyNames,
-  formatSyncSet,
-  nextSyncStep,
-  parseStandbyNames,
-  parseSyncSet,
-  publishIsSafe,
-  standbysInForce,
-  syncPromotionCheck,
-  type StandbyNames,
-  type SyncPlanInput,
-  type SyncSet,
-  type SyncStep,
-} from '../../src/ha/sync-set.js';
+import { coversNew, formatStandbyNames, nextSyncStep, parseStandbyNames, publishIsSafe, standbysInForce, syncPromotionCheck, type StandbyNames, type SyncPlanInput, type SyncStep } from '../../src/ha/sync-set.js';
+import { formatSyncSet, parseSyncSet, type SyncSet } from '../../src/state/sync-record.js';
 
 const LEADER = 'node1';
 

@@ -24,8 +24,8 @@ import { agentConfigSchema, backupSettingsSchema, type ClusterManifest, defaultD
 import { loadJsonFile } from '../../config/load.js';
 import { EtcdDcs } from '../../dcs/etcd-dcs.js';
 import { clusterKeys, INITIALIZE_PENDING_PREFIX } from '../../dcs/keys.js';
-import { recordEvent } from '../../ha/events.js';
-import { memberRecordsIn } from '../../ha/member-record.js';
+import { recordEvent } from '../../state/events.js';
+import { memberRecordsIn } from '../../state/member-record.js';
 import { clientUrl } from '../../etcd/etcd-server.js';
 import { readManifest, readSecrets } from '../../providers/local/cluster-store.js';
 import { openClusterDcs, validateClusterName, writeStoreConfig } from '../../providers/local/local-provider.js';

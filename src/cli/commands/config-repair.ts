@@ -8,7 +8,7 @@
  */
 import { clusterKeys } from '../../dcs/keys.js';
 import { parseStoredConfig } from '../../config/stored-config.js';
-import { recordEvent } from '../../ha/events.js';
+import { recordEvent } from '../../state/events.js';
 import { openClusterDcs, validateClusterName } from '../../providers/local/local-provider.js';
 import { readManifest } from '../../providers/local/cluster-store.js';
 import { lastGoodConfigCopies } from '../../providers/local/config-copies.js';

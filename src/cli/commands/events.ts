@@ -1,6 +1,6 @@
 /** `pgpilot events NAME [--json] [--limit N]`: the cluster's event log, oldest first. */
 import { clusterKeys } from '../../dcs/keys.js';
-import { parseEvents } from '../../ha/events.js';
+import { parseEvents } from '../../state/events.js';
 import { openClusterDcs, validateClusterName } from '../../providers/local/local-provider.js';
 import { readManifest } from '../../providers/local/cluster-store.js';
 import { printJson, renderTable, type Output } from '../output.js';

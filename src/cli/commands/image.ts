@@ -18,7 +18,7 @@ import { confirmYes } from '../confirm.js';
 import { access, constants } from 'node:fs/promises';
 import path from 'node:path';
 import { clusterKeys } from '../../dcs/keys.js';
-import { recordEvent, type EventKind } from '../../ha/events.js';
+import { recordEvent, type EventKind } from '../../state/events.js';
 import { pgBinary } from '../../postgres/bin-dir.js';
 import { connectLocal } from '../../postgres/queries.js';
 import { clusterStatus, openClusterDcs, restartNodeAgent, validateClusterName, type ProviderDeps } from '../../providers/local/local-provider.js';

@@ -16,7 +16,7 @@ import { storedConfigOrThrow } from '../../config/stored-config.js';
 import { readFile } from 'node:fs/promises';
 import { clusterKeys } from '../../dcs/keys.js';
 import type { Dcs } from '../../dcs/dcs.js';
-import { recordEvent } from '../../ha/events.js';
+import { recordEvent } from '../../state/events.js';
 import { defaultDynamicConfig, dynamicConfigSchema, type ClusterManifest, type DynamicConfig, type PoolerSettings } from '../../config/schema.js';
 import { connectLocal } from '../../postgres/queries.js';
 import { clusterStatus, openClusterDcs, snapshotCluster, validateClusterName, type ProviderDeps } from '../../providers/local/local-provider.js';

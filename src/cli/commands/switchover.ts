@@ -5,8 +5,8 @@
  * only agents change roles. Bad targets change nothing.
  */
 import { clusterKeys } from '../../dcs/keys.js';
-import { recordEvent } from '../../ha/events.js';
-import { INTENT_TIMEOUT_MS, type FailoverIntent } from '../../ha/intent.js';
+import { recordEvent } from '../../state/events.js';
+import { INTENT_TIMEOUT_MS, type FailoverIntent } from '../../state/intent.js';
 import { clusterStatus, openClusterDcs, validateClusterName, type ProviderDeps } from '../../providers/local/local-provider.js';
 import { withoutSecrets, type ClusterStatus } from '../../providers/local/cluster-status.js';
 import { readManifest } from '../../providers/local/cluster-store.js';

@@ -9,12 +9,13 @@
 import { connectionUrl } from '../../postgres/connection-url.js';
 import { clusterPathsIn } from './paths.js';
 import { urlHost } from '../../shared/ports.js';
-import type { SyncSet } from '../../ha/sync-set.js';
+import type { SyncSet } from '../../state/sync-record.js';
 import type { ClusterManifest, ClusterSecrets, Tags } from '../../config/schema.js';
-import { isArchiveFailing, type MemberRecord } from '../../ha/member-record.js';
-import type { MemberAlert } from '../../ha/alerts.js';
+import { isArchiveFailing, type MemberRecord } from '../../state/member-record.js';
+import type { MemberAlert } from '../../state/member-alert.js';
 import { isLsn, lsnDiffBytes } from '../../shared/lsn.js';
-import { highestKnownTimeline, memberIneligibility, notStreamingLimitMs } from '../../ha/election.js';
+import { highestKnownTimeline, memberIneligibility } from '../../ha/election.js';
+import { notStreamingLimitMs } from '../../ha/timing.js';
 import { buildPoolerStatus, type PoolerSnapshot, type PoolerStatus } from '../../pooler/pooler-status.js';
 
 export interface MemberStatus {

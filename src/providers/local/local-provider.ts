@@ -12,7 +12,7 @@
  * - `stop` stops replicas before the leader, so the leader's clean shutdown checkpoint is the
  *   newest WAL anywhere and it takes the lead again on `start` (same roles, same timeline).
  */
-import { parseSyncSet, type SyncSet } from '../../ha/sync-set.js';
+import { parseSyncSet, type SyncSet } from '../../state/sync-record.js';
 import { atControlPlanePriority } from '../../shared/priority.js';
 import { spawn } from 'node:child_process';
 import { constants as fsConstants, existsSync, openSync, closeSync } from 'node:fs';
@@ -23,8 +23,8 @@ import { parseConfig } from '../../config/load.js';
 import { clusterKeys } from '../../dcs/keys.js';
 import { attachmentsIn, type AppAttachment } from './app-attachments.js';
 import { EtcdDcs } from '../../dcs/etcd-dcs.js';
-import { memberRecordsIn, type MemberRecord } from '../../ha/member-record.js';
-import { parseHistory } from '../../ha/history.js';
+import { memberRecordsIn, type MemberRecord } from '../../state/member-record.js';
+import { parseHistory } from '../../state/history.js';
 import { defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig } from '../../config/schema.js';
 import { findPgBinDir } from '../../postgres/bin-dir.js';
 import type { Clock } from '../../shared/clock.js';
@@ -59,7 +59,7 @@ import { storeLayout } from '../../backup/store-layout.js';
 import { archiveCommandFor, restoreCommandFor } from '../../backup/wal-entry.js';
 import { ensurePostgresOwnedDir, givePostgres } from '../../postgres/initdb.js';
 import { ARCHIVE_TIMEOUT_SECONDS } from '../../postgres/local-postgres-node.js';
-import { recordEvent } from '../../ha/events.js';
+import { recordEvent } from '../../state/events.js';
 import { livePoolerPids } from '../../pooler/pooler-files.js';
 import type { PoolerSnapshot } from '../../pooler/pooler-status.js';
 import { readdir, rename } from 'node:fs/promises';

@@ -9,7 +9,7 @@ import { tagsSchema } from '../config/schema.js';
 import { isLsn } from '../shared/lsn.js';
 import { parseJsonOrNull } from '../shared/json.js';
 import { memberNameFromKey, type ClusterKeys } from '../dcs/keys.js';
-import { memberAlertSchema } from './alerts.js';
+import { memberAlertSchema } from './member-alert.js';
 
 /** An LSN as postgres prints it; anything else makes the whole record unreadable (ignored). */
 const lsnSchema = z.string().refine(isLsn, 'not an LSN');

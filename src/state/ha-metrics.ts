@@ -2,8 +2,9 @@
  * The HA loop's metrics hook: counters of events only the loop sees (lease renewals and their
  * failures, leader changes, promotions by reason, tick duration). The loop and executor call it;
  * the agent injects an implementation backed by prom-client (src/metrics/agent-metrics.ts), so
- * src/ha/ stays free of any metrics library. Optional: absent, the no-op below is used (scenario
- * simulations). Implementations must be cheap and must never throw (they run inside a tick).
+ * src/ha/ stays free of any metrics library. It lives in src/state/ (not src/ha/) so that
+ * src/metrics/ implements it without importing src/ha/ (module boundaries, docs/architecture.md).
+ * Optional: absent, the no-op below is used (scenario simulations). Implementations must be cheap and must never throw (they run inside a tick).
  */
 
 export interface HaMetrics {
