@@ -52,7 +52,7 @@ export function nodeUnitName(cluster: string, node: string): string {
 /** One ExecStart word: quoted when needed; `%` and `$` escaped (systemd.service "Command lines"). */
 export function systemdWord(word: string): string {
   const escaped = word.replace(/%/g, '%%').replace(/\$/g, '$$$$');
-  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(escaped) && escaped.length > 0) return escaped;
+  if (/^[A-Za-z0-9_@%$+=:,./-]+$/.test(escaped) && escaped.length > 0) return escaped;
   return `"${escaped.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 }
 
