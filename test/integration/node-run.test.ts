@@ -89,14 +89,19 @@ void test('node run: leader, agent restarted after kill -9, clean stop on SIGTER
   const dataDir = path.join(root, 'nrun-node1');
   const layout = nodeLayout(dataDir);
   const logFile = path.join(root, 'node-run.log');
-  const log = openSync(logFile, 'a');
-  try {
-    // A parent-death signal: a crashed test run cannot leave the supervisor behind.
-    supervisor = spawn('setpriv', ['--pdeathsig', 'TERM', '--', process.execPath, CLI_ENTRY, 'node', 'run', '--bundle', bundleFile, '--data-dir', dataDir], { stdio: ['ignore', log, log] });
-  } finally {
-    closeSync(log);
-  }
-  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => supervisor?.once('exit', (code, signal) => resolve({ code, signal })));
+  const startSupervisor = (): { child: ChildProcess; exited: Promise<{ code: number | null; signal: string | null }> } => {
+    const log = openSync(logFile, 'a');
+    try {
+      // A parent-death signal: a crashed test run cannot leave the supervisor behind.
+      const child = spawn('setpriv', ['--pdeathsig', 'TERM', '--', process.execPath, CLI_ENTRY, 'node', 'run', '--bundle', bundleFile, '--data-dir', dataDir], { stdio: ['ignore', log, log] });
+      supervisor = child;
+      return { child, exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))) };
+    } finally {
+      closeSync(log);
+    }
+  };
+  const first = startSupervisor();
+  const exited = first.exited;
   const logTail = async (): Promise<string> => (await readFile(logFile, 'utf8').catch(() => '')).slice(-3_000);
   const isPrimary = async (): Promise<boolean> => {
     const response = await httpsRequest(`https://127.0.0.1:${apiPort}/primary`, { timeoutMs: 2_000, tls: { ca: bundle.tls.caPem } });
@@ -106,7 +111,7 @@ void test('node run: leader, agent restarted after kill -9, clean stop on SIGTER
   await waitUntil('the node to become primary', isPrimary, 180_000, 500).catch(async (error: unknown) => {
     throw new Error(`${(error as Error).message}\n${await logTail()}`);
   });
-  assert.equal(Number((await readFile(layout.supervisorPidFile, 'utf8')).trim()), supervisor.pid, 'node-run.pid names the supervisor');
+  assert.equal(Number((await readFile(layout.supervisorPidFile, 'utf8')).trim()), first.child.pid, 'node-run.pid names the supervisor');
   const before = await childrenOf(layout.childrenFile);
   const etcdPid = before['etcd']?.pid;
   const agentPid = before['agent']?.pid;
@@ -135,7 +140,7 @@ void test('node run: leader, agent restarted after kill -9, clean stop on SIGTER
   assert.ok(beforeStop.has(newAgent));
 
   // SIGTERM: agent (postgres cleanly), then etcd, then exit 0; nothing left.
-  supervisor.kill('SIGTERM');
+  first.child.kill('SIGTERM');
   let timer: NodeJS.Timeout | undefined;
   const result = await Promise.race([exited, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 120_000)))]);
   clearTimeout(timer);
@@ -153,4 +158,20 @@ void test('node run: leader, agent restarted after kill -9, clean stop on SIGTER
   assert.match(await readFile(logFile, 'utf8'), /stopping agent[\s\S]*stopping etcd[\s\S]*exiting with code 0/);
   await assert.rejects(readFile(layout.supervisorPidFile), { code: 'ENOENT' });
   assert.match(await readFile(layout.postgresLogFile, 'utf8'), /database system is shut down/, 'postgres was shut down cleanly');
+
+  // A second start on the same data directory (node.json matches; pgdata and etcd data kept):
+  // SIGKILL of the supervisor leaves nothing behind either (parent-death signals).
+  const second = startSupervisor();
+  await waitUntil('the node to become primary after a restart of node run', isPrimary, 120_000, 500);
+  assert.ok((await processesNaming(root)).size >= 4, 'etcd, agent, watchdog and postmaster run again');
+  second.child.kill('SIGKILL');
+  assert.deepEqual(await second.exited, { code: null, signal: 'SIGKILL' });
+  await waitUntil(
+    () => `every process to be gone after SIGKILL of the supervisor: ${[...left.values()].join(' | ')}`,
+    async () => {
+      left = await processesNaming(root);
+      return left.size === 0;
+    },
+    90_000,
+  );
 });
