@@ -25,6 +25,7 @@ export function registerNodeCommands(program: Command, ctx: ProgramContext): voi
     .option('--bundle <file>', 'the node bundle written by pgpilot cluster init (NAME-NODE.bundle)')
     .option('--data-dir <dir>', 'the node\'s data directory (with --bundle; e.g. /var/lib/pgpilot/NAME-NODE)')
     .option('--config <file>', 'instead of --bundle: supervise only the agent of an existing node (its agent.json)')
+    .option('--agent-pid-file <file>', 'with --config: also keep the current agent\'s PID in this file (the local provider\'s agent.pid)')
     .option('--bin-dir <dir>', 'with --bundle: PostgreSQL 15 binaries (default: /usr/lib/postgresql/15/bin)')
     .addHelpText(
       'after',
@@ -32,7 +33,7 @@ export function registerNodeCommands(program: Command, ctx: ProgramContext): voi
         '\nStop it with SIGTERM or Ctrl-C (a second one hurries). Under systemd: pgpilot node install.\n',
     )
     .action(
-      wrap(async (opts: { bundle?: string; dataDir?: string; config?: string; binDir?: string }) => {
+      wrap(async (opts: { bundle?: string; dataDir?: string; config?: string; agentPidFile?: string; binDir?: string }) => {
         const deps = {
           clock: new SystemClock(),
           cliEntry: cliEntry(),
@@ -42,7 +43,10 @@ export function registerNodeCommands(program: Command, ctx: ProgramContext): voi
           if (opts.bundle !== undefined || opts.dataDir !== undefined) {
             throw new PgpilotError('INPUT_INVALID', '--config cannot be combined with --bundle or --data-dir', { hint: 'use either --bundle FILE --data-dir DIR or --config AGENT_JSON', exitCode: 2 });
           }
-          return runNodeFromAgentConfig({ configFile: opts.config }, deps);
+          return runNodeFromAgentConfig({ configFile: opts.config, ...(opts.agentPidFile === undefined ? {} : { agentPidFile: opts.agentPidFile }) }, deps);
+        }
+        if (opts.agentPidFile !== undefined) {
+          throw new PgpilotError('INPUT_INVALID', '--agent-pid-file goes with --config', { hint: 'with --bundle, the PIDs are in DIR/node-run.children.json', exitCode: 2 });
         }
         if (opts.bundle === undefined || opts.dataDir === undefined) {
           throw new PgpilotError('INPUT_INVALID', 'node run needs --bundle FILE and --data-dir DIR (or --config AGENT_JSON)', {

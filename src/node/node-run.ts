@@ -50,6 +50,11 @@ export interface NodeRunDeps {
 export interface RunFiles {
   supervisorPidFile: string;
   childrenFile: string;
+  /**
+   * Optional plain PID files per child (e.g. `{ agent: nodes/node1/agent.pid }` for the local
+   * provider, whose status and stop read that file): written when the child starts, removed when it exits.
+   */
+  childPidFiles?: Record<string, string>;
 }
 
 export function runFilesIn(dir: string): RunFiles {
@@ -165,6 +170,12 @@ export async function superviseChildren(specs: readonly ChildSpec[], files: RunF
         const children: RecordedChildren['children'] = {};
         for (const [name, pid] of Object.entries(pids)) if (pid !== null) children[name] = { pid, marker: markers.get(name) ?? '' };
         await writeAtomic(files.childrenFile, `${JSON.stringify({ supervisorPid: process.pid, children } satisfies RecordedChildren)}\n`, 0o644);
+        for (const [name, file] of Object.entries(files.childPidFiles ?? {})) {
+          const pid = pids[name];
+          if (pid === undefined) continue;
+          if (pid === null) await rm(file, { force: true });
+          else await writeAtomic(file, `${pid}\n`, 0o644);
+        }
       },
     },
     deps.timing,
@@ -203,10 +214,14 @@ export async function runNodeFromBundle(options: BundleRunOptions, deps: NodeRun
   return superviseChildren(specs, { supervisorPidFile: node.layout.supervisorPidFile, childrenFile: node.layout.childrenFile }, deps);
 }
 
-/** `node run --config AGENT_JSON`: only the agent of an existing (local) node. */
-export async function runNodeFromAgentConfig(options: { configFile: string }, deps: NodeRunDeps): Promise<number> {
+/**
+ * `node run --config AGENT_JSON [--agent-pid-file FILE]`: only the agent of an existing (local)
+ * node; with `agentPidFile`, the current agent's PID is also kept in that file.
+ */
+export async function runNodeFromAgentConfig(options: { configFile: string; agentPidFile?: string }, deps: NodeRunDeps): Promise<number> {
   const configFile = path.resolve(options.configFile);
   const config: AgentConfig = loadJsonFile(agentConfigSchema, configFile);
   deps.log('info', `node ${config.node} of cluster ${config.cluster}: supervising its agent (${configFile})`);
-  return superviseChildren([agentChildSpec(deps.cliEntry, configFile, config.nodeDir)], runFilesIn(config.nodeDir), deps);
+  const files: RunFiles = { ...runFilesIn(config.nodeDir), ...(options.agentPidFile === undefined ? {} : { childPidFiles: { agent: path.resolve(options.agentPidFile) } }) };
+  return superviseChildren([agentChildSpec(deps.cliEntry, configFile, config.nodeDir)], files, deps);
 }

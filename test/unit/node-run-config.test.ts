@@ -54,10 +54,12 @@ void describe('node run --config', () => {
       };
       let stop: (signal: string) => void = () => {};
       const files = runFilesIn(nodeDir);
-      const done = runNodeFromAgentConfig({ configFile }, { clock: new SystemClock(), cliEntry: '/opt/pgpilot/cli.js', log: () => {}, processes, onStopSignal: (h) => ((stop = h), () => {}) });
+      const agentPidFile = path.join(nodeDir, 'agent.pid');
+      const done = runNodeFromAgentConfig({ configFile, agentPidFile }, { clock: new SystemClock(), cliEntry: '/opt/pgpilot/cli.js', log: () => {}, processes, onStopSignal: (h) => ((stop = h), () => {}) });
       const recorded = await waitUntil('the agent PID recorded', async () => (existsSync(files.childrenFile) ? (JSON.parse(await readFile(files.childrenFile, 'utf8')) as { children: Record<string, { pid: number; marker: string }> }) : null), 5_000, 20);
       assert.deepEqual(recorded.children, { agent: { pid: 4242, marker: configFile } });
       assert.equal(Number((await readFile(files.supervisorPidFile, 'utf8')).trim()), process.pid);
+      assert.equal((await readFile(agentPidFile, 'utf8')).trim(), '4242', '--agent-pid-file keeps the agent PID');
       assert.deepEqual(
         specs.map((s) => [s.name, s.args]),
         [['agent', ['/opt/pgpilot/cli.js', 'agent', '--config', configFile]]],
@@ -65,6 +67,7 @@ void describe('node run --config', () => {
       stop('SIGTERM');
       assert.equal(await done, 0);
       assert.ok(!existsSync(files.childrenFile) && !existsSync(files.supervisorPidFile), 'PID files removed');
+      assert.ok(!existsSync(agentPidFile), 'the agent PID file goes with the agent');
     } finally {
       await rm(nodeDir, { recursive: true, force: true });
     }
