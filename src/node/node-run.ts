@@ -120,8 +120,8 @@ interface RecordedChildren {
   children: Record<string, { pid: number; marker: string }>;
 }
 
-/** Refuses a second supervisor; stops what a dead one left behind (by recorded PID and marker). */
-async function claimRunFiles(files: RunFiles, deps: NodeRunDeps): Promise<void> {
+/** NODE_ALREADY_RUNNING when `node-run.pid` names a live supervisor other than this process. */
+export async function refuseRunningSupervisor(files: RunFiles): Promise<void> {
   const running = await readPid(files.supervisorPidFile);
   if (running !== null && running !== process.pid && (await isOwnedProcessAlive({ pid: running, marker: SUPERVISOR_MARKER }))) {
     throw new PgpilotError('NODE_ALREADY_RUNNING', `a node supervisor already runs here (pid ${running}, ${files.supervisorPidFile})`, {
@@ -129,6 +129,11 @@ async function claimRunFiles(files: RunFiles, deps: NodeRunDeps): Promise<void> 
       exitCode: 2,
     });
   }
+}
+
+/** Refuses a second supervisor; stops what a dead one left behind (by recorded PID and marker). */
+async function claimRunFiles(files: RunFiles, deps: NodeRunDeps): Promise<void> {
+  await refuseRunningSupervisor(files);
   let recorded: RecordedChildren | null = null;
   try {
     recorded = JSON.parse(await readFile(files.childrenFile, 'utf8')) as RecordedChildren;
@@ -205,6 +210,9 @@ export async function runNodeFromBundle(options: BundleRunOptions, deps: NodeRun
     etcdBinary = await findEtcdBinary();
     if (etcdBinary === null) throw new PgpilotError('BINARY_MISSING', 'etcd was not found (this host runs an etcd member)', { hint: 'install etcd-server (scripts/setup.sh)', exitCode: 2 });
   }
+  // Before anything is rewritten: a running node keeps its files.
+  const runFiles = runFilesIn(path.resolve(options.dataDir));
+  await refuseRunningSupervisor(runFiles);
   const node = await materializeBundle(bundle, options.dataDir, { nowIso: new Date(deps.clock.nowMs()).toISOString(), ...(options.binDir === undefined ? {} : { binDir: options.binDir }) });
   deps.log('info', `node ${bundle.node} of cluster ${bundle.cluster} at ${bundle.host}: files written to ${node.layout.dataDir}${node.fresh ? ' (new data directory)' : ''}`);
   const specs: ChildSpec[] = [];

@@ -9,7 +9,7 @@
  * Run under flock /work/heavy.lock (starts etcd and postgres).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -164,6 +164,12 @@ void test('node run: leader, agent restarted after kill -9, clean stop on SIGTER
   const second = startSupervisor();
   await waitUntil('the node to become primary after a restart of node run', isPrimary, 120_000, 500);
   assert.ok((await processesNaming(root)).size >= 4, 'etcd, agent, watchdog and postmaster run again');
+  // A second supervisor on the same data directory is refused before it rewrites anything.
+  const agentJsonBefore = await readFile(layout.agentConfigFile, 'utf8');
+  const refused = spawnSync(process.execPath, [CLI_ENTRY, 'node', 'run', '--bundle', bundleFile, '--data-dir', dataDir], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(refused.status, 2, refused.stderr);
+  assert.match(refused.stderr, /a node supervisor already runs here/);
+  assert.equal(await readFile(layout.agentConfigFile, 'utf8'), agentJsonBefore);
   second.child.kill('SIGKILL');
   assert.deepEqual(await second.exited, { code: null, signal: 'SIGKILL' });
   await waitUntil(
