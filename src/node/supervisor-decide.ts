@@ -135,7 +135,7 @@ function onExit(state: SupervisorState, event: Extract<SupervisorEvent, { kind: 
   if (state.mode !== 'running') {
     const next = withChild(state, event.child, (c) => ({ ...c, phase: { kind: 'stopped' } }));
     const decision = advanceStop(next, nowMs, timing);
-    return { state: decision.state, actions: [{ kind: 'log', level: 'info', message: `${event.child} ${what}` }, ...decision.actions] };
+    return { state: decision.state, actions: [{ kind: 'log', level: 'info', message: `${event.child} stopped (${what})` }, ...decision.actions] };
   }
   const stayedUpMs = phase.kind === 'running' ? nowMs - phase.startedAtMs : 0;
   const delayMs = stayedUpMs >= timing.resetAfterMs ? timing.initialBackoffMs : child.nextBackoffMs;
