@@ -33,6 +33,7 @@ import { registerAppCommands } from '../cli/register-app-commands.js';
 import { registerOperateCommands } from '../cli/register-operate-commands.js';
 import { registerTuningCommands } from '../cli/register-tuning-commands.js';
 import { registerClusterCommands } from '../cli/register-cluster-commands.js';
+import { registerNodeCommands } from '../cli/register-node-commands.js';
 import * as configParameters from '../cli/commands/config-parameters.js';
 import * as certsCommand from '../cli/commands/certs.js';
 import * as configRepair from '../cli/commands/config-repair.js';
@@ -439,6 +440,7 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
   registerOperateCommands(program, { wrap, homeOption, examples, output: out, parseInteger });
   registerTuningCommands(program, { wrap, homeOption, examples, output: out, parseInteger });
   registerClusterCommands(program, { wrap, homeOption, examples, output: out, parseInteger });
+  registerNodeCommands(program, { wrap, homeOption, examples, output: out, parseInteger });
 
   return program;
 }

@@ -39,6 +39,8 @@ export type ErrorCode =
   | 'BUNDLE_INVALID'
   | 'CONTEXT_INVALID'
   | 'LOCAL_ONLY'
+  | 'DATA_DIR_FOREIGN'
+  | 'NODE_ALREADY_RUNNING'
   | 'INTERNAL';
 
 export interface PgpilotErrorOptions {
