@@ -32,6 +32,7 @@ import { contextOption, examples, homeOption, makeWrap, output, parseInteger, ty
 import { registerAppCommands } from '../cli/register-app-commands.js';
 import { registerOperateCommands } from '../cli/register-operate-commands.js';
 import { registerTuningCommands } from '../cli/register-tuning-commands.js';
+import { registerClusterCommands } from '../cli/register-cluster-commands.js';
 import * as configParameters from '../cli/commands/config-parameters.js';
 import * as certsCommand from '../cli/commands/certs.js';
 import * as configRepair from '../cli/commands/config-repair.js';
@@ -455,6 +456,7 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
   registerAppCommands(program, { wrap, homeOption, contextOption, examples, output: out, parseInteger });
   registerOperateCommands(program, { wrap, homeOption, contextOption, examples, output: out, parseInteger });
   registerTuningCommands(program, { wrap, homeOption, contextOption, examples, output: out, parseInteger });
+  registerClusterCommands(program, { wrap, homeOption, contextOption, examples, output: out, parseInteger });
 
   return program;
 }

@@ -40,18 +40,18 @@ export interface RemoteHandleOptions {
   makeDcs?: (timeoutMs: number) => Dcs;
 }
 
-/** The topology of a context: each node at its host, with the ports every host uses. */
+/** The topology of a context: each node at its host, with the ports every host uses (or the node's own, when it has them). */
 export function contextTopology(context: ClusterContext, caFile: string): ClusterTopology {
   return {
     name: context.cluster,
     nodes: context.nodes.map((n) => ({
       name: n.name,
       host: n.host,
-      pgPort: context.ports.pgPort,
-      apiPort: context.ports.apiPort,
-      proxyPort: context.ports.proxyPort,
-      replicaProxyPort: context.ports.replicaProxyPort,
-      poolerPort: context.ports.poolerPort,
+      pgPort: n.ports?.pgPort ?? context.ports.pgPort,
+      apiPort: n.ports?.apiPort ?? context.ports.apiPort,
+      proxyPort: n.ports?.proxyPort ?? context.ports.proxyPort,
+      replicaProxyPort: n.ports?.replicaProxyPort ?? context.ports.replicaProxyPort,
+      poolerPort: n.ports === undefined ? context.ports.poolerPort : n.ports.poolerPort,
     })),
     caFile,
   };
