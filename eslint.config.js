@@ -26,4 +26,67 @@ export default tseslint.config(
     files: ['eslint.config.js'],
     ...tseslint.configs.disableTypeChecked,
   },
+  // ---- Module boundaries: the ClusterHandle (feat/handle, issue 18) ----
+  // Cluster commands reach a cluster through a ClusterHandle (src/cluster/), local or remote
+  // (--context FILE), never by reading the local cluster directory themselves: no src/cli or
+  // src/bin file imports the local provider's paths (except `resolveHome`, the home option) or its
+  // cluster store. src/operations/ (shared by the CLI and the REST API) imports nothing of
+  // providers/local/ but the /apps/ record schema (app-attachments.js, bound for src/state/), and
+  // the remote provider nothing of the local one.
+  // NOTE when merging with other boundary blocks: a later flat-config block that sets
+  // no-restricted-imports for the same files REPLACES this one; merge their patterns into one block.
+  {
+    files: ['src/cli/**/*.ts', 'src/bin/**/*.ts'],
+    // Commands that still read the local cluster directory: they only make sense on the machine
+    // that runs the cluster, and refuse a remote handle with LOCAL_ONLY (src/cluster/require-local.ts).
+    ignores: [
+      'src/cli/commands/backup.ts', // backups are taken and read here (an agent REST route later)
+      'src/cli/commands/certs.ts', // certs show/rotate: the tls/ directory and its CA key
+      'src/cli/commands/cluster-context.ts', // exports a local cluster as a context
+      'src/cli/commands/create.ts',
+      'src/cli/commands/destroy.ts',
+      'src/cli/commands/image.ts', // image show/update: local bin dirs and agent restarts
+      'src/cli/commands/monitoring.ts', // --serve/--stop: prometheus under the cluster directory
+      'src/cli/commands/pooler.ts', // pooler enable/disable: secrets.json and PgBouncer files
+      'src/cli/commands/scale-count.ts',
+    ],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/providers/local/paths.js'],
+              allowImportNames: ['resolveHome'],
+              message: 'reach the cluster through a ClusterHandle (src/cluster/open-cluster-handle.ts); only resolveHome may be imported here',
+            },
+            { group: ['**/providers/local/cluster-store.js'], message: 'reach the cluster through a ClusterHandle (src/cluster/open-cluster-handle.ts): its secrets, topology, etcd and status' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['src/operations/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '/providers/(?!local/app-attachments\\.js$)',
+              message: 'operations work on a ClusterHandle (src/cluster/cluster-handle.ts), local or remote; they never import a provider',
+            },
+            { group: ['**/cli/**'], message: 'operations are shared by the CLI and the REST API: no CLI import' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['src/providers/remote/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/providers/local/**'], message: 'the remote provider knows nothing of local cluster directories' }] }],
+    },
+  },
 );
