@@ -136,7 +136,7 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     .addOption(contextOption())
     .option('--json', 'print the status contract as JSON (connection strings without the password)')
     .option('--show-secrets', 'put the superuser password in the connection strings (JSON and table)')
-    .addHelpText('after', examples('pgpilot status demo', 'pgpilot status demo --json | jq .leader', 'pgpilot status demo --json --show-secrets | jq -r .connectionString'))
+    .addHelpText('after', examples('pgpilot status demo', 'pgpilot status demo --json | jq .leader', 'pgpilot status demo --json --show-secrets | jq -r .connectionString', 'pgpilot status demo --context demo.context.json   # a cluster on other hosts'))
     .action(
       wrap(async (name: string, opts: HomeOption & ContextOption & { json?: boolean; showSecrets?: boolean }) =>
         statusCommand.run({ home: resolveHome(opts.home), context: opts.context, name, json: opts.json === true, showSecrets: opts.showSecrets === true }, output),
@@ -154,7 +154,7 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     .option('-U, --user <user>', 'user name (default: the cluster superuser)')
     .addOption(homeOption())
     .addOption(contextOption())
-    .addHelpText('after', examples('pgpilot connect demo', 'pgpilot connect demo --replica', 'pgpilot connect demo -- -c "select now()"'))
+    .addHelpText('after', examples('pgpilot connect demo', 'pgpilot connect demo --replica', 'pgpilot connect demo -- -c "select now()"', 'PGPILOT_CONTEXT=demo.context.json pgpilot connect demo'))
     .action(
       wrap(async (name: string, psqlArgs: string[], opts: HomeOption & ContextOption & { replica?: boolean; node?: string; database: string; user?: string }) =>
         connectCommand.run({
@@ -225,7 +225,7 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
       .option('--json', 'print the resulting status as JSON')
       .addOption(homeOption())
     .addOption(contextOption())
-      .addHelpText('after', planned ? examples('pgpilot switchover demo', 'pgpilot switchover demo --to node3') : examples('pgpilot failover demo --to node2 --yes'))
+      .addHelpText('after', planned ? examples('pgpilot switchover demo', 'pgpilot switchover demo --to node3', 'pgpilot switchover demo --to node3 --context demo.context.json') : examples('pgpilot failover demo --to node2 --yes'))
       .action(
         wrap(async (name: string, opts: HomeOption & ContextOption & { to?: string; yes?: boolean; timeout: number; json?: boolean }) =>
           switchoverCommand.run(
