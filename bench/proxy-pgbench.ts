@@ -13,7 +13,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import type { ClusterStatus } from '../src/providers/local/cluster-status.js';
+import type { ClusterStatus } from '../src/operations/cluster-status.js';
 import { makeTempHome, removeTempHome, runCli, REPO_ROOT } from '../test/helpers/cli.js';
 import { readManifest } from '../src/providers/local/cluster-store.js';
 import { clusterPathsIn } from '../src/providers/local/paths.js';

@@ -17,7 +17,7 @@ import { performance } from 'node:perf_hooks';
 import { agentConfigSchema } from '../../src/config/schema.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
 import { clusterStatus, openClusterDcs } from '../../src/providers/local/local-provider.js';
-import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
+import type { ClusterStatus } from '../../src/operations/cluster-status.js';
 import { readManifest } from '../../src/providers/local/cluster-store.js';
 import { clusterPathsIn } from '../../src/providers/local/paths.js';
 import { makeTempHome, removeTempHome, runCli, type CliResult } from '../../test/helpers/cli.js';

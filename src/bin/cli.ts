@@ -28,12 +28,13 @@ import * as haproxyConfigCommand from '../cli/commands/haproxy-config.js';
 import * as monitoringCommand from '../cli/commands/monitoring.js';
 import { runStart, runStop } from '../cli/commands/start-stop.js';
 import { registerBackupCommands } from '../cli/register-backup-commands.js';
-import { examples, homeOption, makeWrap, output, parseInteger, type HomeOption, type Wrap } from '../cli/program-helpers.js';
+import { contextOption, examples, homeOption, makeWrap, output, parseInteger, type ContextOption, type HomeOption, type Wrap } from '../cli/program-helpers.js';
 import { registerAppCommands } from '../cli/register-app-commands.js';
 import { registerOperateCommands } from '../cli/register-operate-commands.js';
 import { registerTuningCommands } from '../cli/register-tuning-commands.js';
 import { registerClusterCommands } from '../cli/register-cluster-commands.js';
 import { registerNodeCommands } from '../cli/register-node-commands.js';
+import { registerClusterContextCommand } from '../cli/register-cluster-context-command.js';
 import * as configParameters from '../cli/commands/config-parameters.js';
 import * as certsCommand from '../cli/commands/certs.js';
 import * as configRepair from '../cli/commands/config-repair.js';
@@ -75,6 +76,7 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     .argument('<name>', 'cluster name (lower-case letters, digits, dashes)')
     .option('-n, --nodes <count>', 'number of nodes, 1-9 (1 is for development only)', parseInteger('--nodes'), 3)
     .addOption(homeOption())
+    .addOption(contextOption())
     .option('--bin-dir <dir>', 'PostgreSQL 15 binaries (default: /usr/lib/postgresql/15/bin)')
     .option('--timeout <seconds>', 'how long to wait for the cluster to be ready', parseInteger('--timeout'), 180)
     .option('--json', 'print the final status as JSON (no passwords unless --show-secrets)')
@@ -99,7 +101,7 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
       wrap(
         async (
           name: string,
-          opts: HomeOption & { nodes: number; binDir?: string; timeout: number; json?: boolean; showSecrets?: boolean; fromBackup?: string; backup?: string; targetTime?: string; targetLsn?: string; backupStore?: string },
+          opts: HomeOption & ContextOption & { nodes: number; binDir?: string; timeout: number; json?: boolean; showSecrets?: boolean; fromBackup?: string; backup?: string; targetTime?: string; targetLsn?: string; backupStore?: string },
         ) => {
           if (opts.fromBackup === undefined && [opts.backup, opts.targetTime, opts.targetLsn, opts.backupStore].some((v) => v !== undefined)) {
             throw new PgpilotError('INPUT_INVALID', '--backup, --target-time, --target-lsn and --backup-store need --from-backup', {
@@ -112,7 +114,7 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
               ? undefined
               : { fromBackup: opts.fromBackup, backupId: opts.backup, targetTime: opts.targetTime, targetLsn: opts.targetLsn, backupStore: opts.backupStore };
           return createCommand.run(
-            { home: resolveHome(opts.home), name, nodes: opts.nodes, binDir: opts.binDir, timeoutSeconds: opts.timeout, json: opts.json === true, showSecrets: opts.showSecrets === true, ...(restore === undefined ? {} : { restore }) },
+            { home: resolveHome(opts.home), context: opts.context, name, nodes: opts.nodes, binDir: opts.binDir, timeoutSeconds: opts.timeout, json: opts.json === true, showSecrets: opts.showSecrets === true, ...(restore === undefined ? {} : { restore }) },
             providerDeps(),
             output,
           );
@@ -133,12 +135,13 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     .description('show roles, lag and connection strings of a cluster')
     .argument('<name>', 'cluster name')
     .addOption(homeOption())
+    .addOption(contextOption())
     .option('--json', 'print the status contract as JSON (connection strings without the password)')
     .option('--show-secrets', 'put the superuser password in the connection strings (JSON and table)')
-    .addHelpText('after', examples('pgpilot status demo', 'pgpilot status demo --json | jq .leader', 'pgpilot status demo --json --show-secrets | jq -r .connectionString'))
+    .addHelpText('after', examples('pgpilot status demo', 'pgpilot status demo --json | jq .leader', 'pgpilot status demo --json --show-secrets | jq -r .connectionString', 'pgpilot status demo --context demo.context.json   # a cluster on other hosts'))
     .action(
-      wrap(async (name: string, opts: HomeOption & { json?: boolean; showSecrets?: boolean }) =>
-        statusCommand.run({ home: resolveHome(opts.home), name, json: opts.json === true, showSecrets: opts.showSecrets === true }, output),
+      wrap(async (name: string, opts: HomeOption & ContextOption & { json?: boolean; showSecrets?: boolean }) =>
+        statusCommand.run({ home: resolveHome(opts.home), context: opts.context, name, json: opts.json === true, showSecrets: opts.showSecrets === true }, output),
       ),
     );
 
@@ -152,11 +155,13 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     .option('-d, --database <db>', 'database name', 'postgres')
     .option('-U, --user <user>', 'user name (default: the cluster superuser)')
     .addOption(homeOption())
-    .addHelpText('after', examples('pgpilot connect demo', 'pgpilot connect demo --replica', 'pgpilot connect demo -- -c "select now()"'))
+    .addOption(contextOption())
+    .addHelpText('after', examples('pgpilot connect demo', 'pgpilot connect demo --replica', 'pgpilot connect demo -- -c "select now()"', 'PGPILOT_CONTEXT=demo.context.json pgpilot connect demo'))
     .action(
-      wrap(async (name: string, psqlArgs: string[], opts: HomeOption & { replica?: boolean; node?: string; database: string; user?: string }) =>
+      wrap(async (name: string, psqlArgs: string[], opts: HomeOption & ContextOption & { replica?: boolean; node?: string; database: string; user?: string }) =>
         connectCommand.run({
           home: resolveHome(opts.home),
+          context: opts.context,
           name,
           replica: opts.replica === true,
           node: opts.node,
@@ -172,21 +177,23 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     .description('stop every process of a cluster, keeping its data (replicas first, then the leader)')
     .argument('<name>', 'cluster name')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot stop demo'))
-    .action(wrap(async (name: string, opts: HomeOption) => runStop({ home: resolveHome(opts.home), name }, providerDeps(), output)));
+    .action(wrap(async (name: string, opts: HomeOption & ContextOption) => runStop({ home: resolveHome(opts.home), context: opts.context, name }, providerDeps(), output)));
 
   program
     .command('start')
     .description('start a stopped cluster again (same roles, same data); safe to repeat')
     .argument('<name>', 'cluster name')
     .addOption(homeOption())
+    .addOption(contextOption())
     .option('--timeout <seconds>', 'how long to wait for the cluster to be ready', parseInteger('--timeout'), 180)
     .option('--json', 'print the final status as JSON (no passwords unless --show-secrets)')
     .option('--show-secrets', 'with --json: put the superuser password in the connection strings (omitted by default)')
     .addHelpText('after', examples('pgpilot start demo'))
     .action(
-      wrap(async (name: string, opts: HomeOption & { timeout: number; json?: boolean; showSecrets?: boolean }) =>
-        runStart({ home: resolveHome(opts.home), name, json: opts.json === true, showSecrets: opts.showSecrets === true, timeoutSeconds: opts.timeout }, providerDeps(), output),
+      wrap(async (name: string, opts: HomeOption & ContextOption & { timeout: number; json?: boolean; showSecrets?: boolean }) =>
+        runStart({ home: resolveHome(opts.home), context: opts.context, name, json: opts.json === true, showSecrets: opts.showSecrets === true, timeoutSeconds: opts.timeout }, providerDeps(), output),
       ),
     );
 
@@ -196,10 +203,11 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     .argument('<name>', 'cluster name')
     .option('-y, --yes', 'do not ask for confirmation')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot destroy demo --yes'))
     .action(
-      wrap(async (name: string, opts: HomeOption & { yes?: boolean }) =>
-        destroyCommand.run({ home: resolveHome(opts.home), name, yes: opts.yes === true }, providerDeps(), output),
+      wrap(async (name: string, opts: HomeOption & ContextOption & { yes?: boolean }) =>
+        destroyCommand.run({ home: resolveHome(opts.home), context: opts.context, name, yes: opts.yes === true }, providerDeps(), output),
       ),
     );
 
@@ -218,11 +226,12 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
       .option('--timeout <seconds>', 'how long to wait for the new leader', parseInteger('--timeout'), 60)
       .option('--json', 'print the resulting status as JSON')
       .addOption(homeOption())
-      .addHelpText('after', planned ? examples('pgpilot switchover demo', 'pgpilot switchover demo --to node3') : examples('pgpilot failover demo --to node2 --yes'))
+    .addOption(contextOption())
+      .addHelpText('after', planned ? examples('pgpilot switchover demo', 'pgpilot switchover demo --to node3', 'pgpilot switchover demo --to node3 --context demo.context.json') : examples('pgpilot failover demo --to node2 --yes'))
       .action(
-        wrap(async (name: string, opts: HomeOption & { to?: string; yes?: boolean; timeout: number; json?: boolean }) =>
+        wrap(async (name: string, opts: HomeOption & ContextOption & { to?: string; yes?: boolean; timeout: number; json?: boolean }) =>
           switchoverCommand.run(
-            { home: resolveHome(opts.home), name, to: opts.to, kind, yes: opts.yes === true, json: opts.json === true, timeoutSeconds: opts.timeout },
+            { home: resolveHome(opts.home), context: opts.context, name, to: opts.to, kind, yes: opts.yes === true, json: opts.json === true, timeoutSeconds: opts.timeout },
             providerDeps(),
             output,
           ),
@@ -237,10 +246,11 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     .option('--node <node>', 'restart only this node, in its current role')
     .option('--timeout <seconds>', 'how long to wait for each node', parseInteger('--timeout'), 120)
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot restart demo', 'pgpilot restart demo --node node2'))
     .action(
-      wrap(async (name: string, opts: HomeOption & { node?: string; timeout: number }) =>
-        restartCommand.run({ home: resolveHome(opts.home), name, node: opts.node, timeoutSeconds: opts.timeout }, providerDeps(), output),
+      wrap(async (name: string, opts: HomeOption & ContextOption & { node?: string; timeout: number }) =>
+        restartCommand.run({ home: resolveHome(opts.home), context: opts.context, name, node: opts.node, timeoutSeconds: opts.timeout }, providerDeps(), output),
       ),
     );
 
@@ -254,16 +264,18 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     .argument('<name>', 'cluster name')
     .option('--json', 'print JSON ({ caFile, adminCert, adminKey, etcdEndpoints, certificates })')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot certs show demo', 'pgpilot certs show demo --json'))
-    .action(wrap(async (name: string, opts: HomeOption & { json?: boolean }) => certsCommand.runShow({ home: resolveHome(opts.home), name, json: opts.json === true }, output, Date.now())));
+    .action(wrap(async (name: string, opts: HomeOption & ContextOption & { json?: boolean }) => certsCommand.runShow({ home: resolveHome(opts.home), context: opts.context, name, json: opts.json === true }, output, Date.now())));
   certsGroup
     .command('rotate')
     .description('issue new node, etcd and admin certificates (same CA) and have every running node serve them; no restart, no dropped connection')
     .argument('<name>', 'cluster name')
     .option('--json', 'print the result as JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot certs rotate demo', 'pgpilot certs rotate demo --json'))
-    .action(wrap(async (name: string, opts: HomeOption & { json?: boolean }) => certsCommand.runRotate({ home: resolveHome(opts.home), name, json: opts.json === true }, providerDeps(), output)));
+    .action(wrap(async (name: string, opts: HomeOption & ContextOption & { json?: boolean }) => certsCommand.runRotate({ home: resolveHome(opts.home), context: opts.context, name, json: opts.json === true }, providerDeps(), output)));
 
   const configGroup = program
     .command('config')
@@ -275,9 +287,10 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     .argument('<name>', 'cluster name')
     .option('--json', 'print JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot config show demo', 'pgpilot config show demo --json | jq .synchronous'))
     .action(
-      wrap(async (name: string, opts: HomeOption & { json?: boolean }) => configCommand.runShow({ home: resolveHome(opts.home), name, json: opts.json === true }, output)),
+      wrap(async (name: string, opts: HomeOption & ContextOption & { json?: boolean }) => configCommand.runShow({ home: resolveHome(opts.home), context: opts.context, name, json: opts.json === true }, output)),
     );
   configGroup
     .command('update')
@@ -299,6 +312,7 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     .option('--no-failsafe', 'a leader that loses etcd fences at its lease deadline (default)')
     .option('--json', 'print the changes and the resulting config as JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText(
       'after',
       examples(
@@ -313,18 +327,18 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     )
     .action(
       wrap(
-        async (name: string, opts: HomeOption & ConfigUpdates & { json?: boolean; set: string[]; reset: string[]; yes?: boolean; dryRun?: boolean; timeout: number }) => {
+        async (name: string, opts: HomeOption & ContextOption & ConfigUpdates & { json?: boolean; set: string[]; reset: string[]; yes?: boolean; dryRun?: boolean; timeout: number }) => {
           // Every other option commander collected is one of the settings (ConfigUpdates).
-          const { home, json, set, reset, yes, dryRun, timeout, ...updates } = opts;
+          const { home, context, json, set, reset, yes, dryRun, timeout, ...updates } = opts;
           if (set.length > 0 || reset.length > 0 || dryRun === true) {
             return configParameters.runParameterUpdate(
-              { home: resolveHome(home), name, set: set.map(configParameters.parseSetPair), reset, pgpilot: updates },
+              { home: resolveHome(home), context, name, set: set.map(configParameters.parseSetPair), reset, pgpilot: updates },
               { yes: yes === true, dryRun: dryRun === true, json: json === true, timeoutSeconds: timeout },
               providerDeps(),
               output,
             );
           }
-          return configCommand.runUpdate({ home: resolveHome(home), name, json: json === true, updates }, output);
+          return configCommand.runUpdate({ home: resolveHome(home), context, name, json: json === true, updates }, output);
         },
       ),
     );
@@ -336,10 +350,11 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     .option('--yes', 'do not ask before replacing the bad value')
     .option('--json', 'print the outcome as JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot config repair demo', 'pgpilot config repair demo --yes', 'pgpilot config repair demo --yes --json'))
     .action(
-      wrap(async (name: string, opts: HomeOption & { yes?: boolean; json?: boolean }) =>
-        configRepair.run({ home: resolveHome(opts.home), name, yes: opts.yes === true, json: opts.json === true }, output),
+      wrap(async (name: string, opts: HomeOption & ContextOption & { yes?: boolean; json?: boolean }) =>
+        configRepair.run({ home: resolveHome(opts.home), context: opts.context, name, yes: opts.yes === true, json: opts.json === true }, output),
       ),
     );
 
@@ -350,10 +365,11 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     .option('--limit <count>', 'show at most this many of the newest events', parseInteger('--limit'), 100)
     .option('--json', 'print JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot events demo', 'pgpilot events demo --json --limit 10'))
     .action(
-      wrap(async (name: string, opts: HomeOption & { json?: boolean; limit: number }) =>
-        eventsCommand.run({ home: resolveHome(opts.home), name, json: opts.json === true, limit: opts.limit }, output),
+      wrap(async (name: string, opts: HomeOption & ContextOption & { json?: boolean; limit: number }) =>
+        eventsCommand.run({ home: resolveHome(opts.home), context: opts.context, name, json: opts.json === true, limit: opts.limit }, output),
       ),
     );
 
@@ -365,6 +381,7 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     .option('--replica-port <port>', 'read port, routed to the replicas, else the primary (default: a free loopback port)', parseInteger('--replica-port'))
     .option('-o, --output <file>', 'write the config to this file (mode 0644) instead of stdout')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText(
       'after',
       examples(
@@ -374,8 +391,8 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
       ),
     )
     .action(
-      wrap(async (name: string, opts: HomeOption & { port?: number; replicaPort?: number; output?: string }) =>
-        haproxyConfigCommand.run({ home: resolveHome(opts.home), name, port: opts.port, replicaPort: opts.replicaPort, output: opts.output }, output),
+      wrap(async (name: string, opts: HomeOption & ContextOption & { port?: number; replicaPort?: number; output?: string }) =>
+        haproxyConfigCommand.run({ home: resolveHome(opts.home), context: opts.context, name, port: opts.port, replicaPort: opts.replicaPort, output: opts.output }, output),
       ),
     );
 
@@ -391,6 +408,7 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     .option('--timeout <seconds>', 'with --serve: how long to wait for prometheus to be ready', parseInteger('--timeout'), 30)
     .option('--json', 'print targets, files and the running prometheus (or what --serve/--stop did) as JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText(
       'after',
       examples(
@@ -402,10 +420,11 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
       ) + '\nDashboard: monitoring/grafana-dashboard.json; alert rules: monitoring/alerts.yml (docs/monitoring.md).\n',
     )
     .action(
-      wrap(async (name: string, opts: HomeOption & { serve?: boolean; stop?: boolean; port?: number; fileSd?: boolean; output?: string; timeout: number; json?: boolean }) =>
+      wrap(async (name: string, opts: HomeOption & ContextOption & { serve?: boolean; stop?: boolean; port?: number; fileSd?: boolean; output?: string; timeout: number; json?: boolean }) =>
         monitoringCommand.run(
           {
             home: resolveHome(opts.home),
+            context: opts.context,
             name,
             serve: opts.serve === true,
             stop: opts.stop === true,
@@ -421,7 +440,7 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
       ),
     );
 
-  registerBackupCommands(program, { wrap, homeOption, examples, parseInteger, output: out });
+  registerBackupCommands(program, { wrap, homeOption, contextOption, examples, parseInteger, output: out });
 
   program
     .command('agent')
@@ -436,11 +455,12 @@ export function buildProgram(setExitCode: (code: number) => void, seams: Program
     .option('--etcd-endpoints <urls>', 'comma-separated etcd client URLs: release the agent lease there after fencing')
     .action(wrap(async () => watchdogCommand.run()));
 
-  registerAppCommands(program, { wrap, homeOption, examples, output: out, parseInteger });
-  registerOperateCommands(program, { wrap, homeOption, examples, output: out, parseInteger });
-  registerTuningCommands(program, { wrap, homeOption, examples, output: out, parseInteger });
-  registerClusterCommands(program, { wrap, homeOption, examples, output: out, parseInteger });
-  registerNodeCommands(program, { wrap, homeOption, examples, output: out, parseInteger });
+  registerAppCommands(program, { wrap, homeOption, contextOption, examples, output: out, parseInteger });
+  registerOperateCommands(program, { wrap, homeOption, contextOption, examples, output: out, parseInteger });
+  registerTuningCommands(program, { wrap, homeOption, contextOption, examples, output: out, parseInteger });
+  registerClusterCommands(program, { wrap, homeOption, contextOption, examples, output: out, parseInteger });
+  registerClusterContextCommand(program, { wrap, homeOption, contextOption, examples, output: out, parseInteger });
+  registerNodeCommands(program, { wrap, homeOption, contextOption, examples, output: out, parseInteger });
 
   return program;
 }

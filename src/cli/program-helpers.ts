@@ -1,6 +1,6 @@
 /**
  * Small helpers every command registration shares: integer option parsing, the examples block of
- * `--help`, the `--home` option, the process output, and `makeWrap`, which turns a command function
+ * `--help`, the `--home` and `--context` options, the process output, and `makeWrap`, which turns a command function
  * returning an exit code into a commander action that never throws (errors become one line + hint
  * and an exit code through `reportError`). src/bin/cli.ts and the register-* modules use them.
  */
@@ -30,6 +30,19 @@ export function homeOption(): Option {
   return new Option('--home <dir>', 'state directory (default: $PGPILOT_HOME, ~/.pgpilot, or /var/lib/pgpilot as root)');
 }
 
+export interface ContextOption {
+  context?: string;
+}
+
+/**
+ * `--context FILE`: reach the cluster through an admin context (`NAME.context.json` from
+ * `pgpilot cluster init`) instead of the local home; PGPILOT_CONTEXT is the same from the
+ * environment, `--context` wins (src/cluster/open-cluster-handle.ts).
+ */
+export function contextOption(): Option {
+  return new Option('--context <file>', 'reach the cluster through this admin context file (NAME.context.json from pgpilot cluster init; default: $PGPILOT_CONTEXT, else the local home)');
+}
+
 /** Wraps a command function (resolving to an exit code) as a commander action. */
 export type Wrap = <A extends unknown[]>(fn: (...args: A) => Promise<number>) => (...args: A) => Promise<void>;
 
@@ -49,6 +62,7 @@ export function makeWrap(setExitCode: (code: number) => void, out: Output = outp
 export interface ProgramContext {
   wrap: Wrap;
   homeOption: () => Option;
+  contextOption: () => Option;
   examples: (...lines: string[]) => string;
   output: Output;
   parseInteger: (label: string) => (value: string) => number;

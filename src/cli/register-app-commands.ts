@@ -10,14 +10,14 @@ import * as detachCommand from './commands/detach.js';
 import * as usersCommand from './commands/users.js';
 import * as dbCommand from './commands/db.js';
 import * as importCommand from './commands/import.js';
-import type { HomeOption, ProgramContext } from './program-helpers.js';
+import type { ContextOption, HomeOption, ProgramContext } from './program-helpers.js';
 
 interface JsonOption {
   json?: boolean;
 }
 
 export function registerAppCommands(program: Command, ctx: ProgramContext): void {
-  const { wrap, homeOption, examples, output, parseInteger } = ctx;
+  const { wrap, homeOption, contextOption, examples, output, parseInteger } = ctx;
 
   program
     .command('attach')
@@ -29,6 +29,7 @@ export function registerAppCommands(program: Command, ctx: ProgramContext): void
     .option('--env-file <path>', 'also write DATABASE_URL=... into this file (created or updated, mode 0600)')
     .option('--json', 'print app, database, user and databaseUrl as JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText(
       'after',
       examples(
@@ -38,9 +39,9 @@ export function registerAppCommands(program: Command, ctx: ProgramContext): void
       ) + '\nThe database is private to the role (CONNECT revoked from PUBLIC). See docs/apps.md.\n',
     )
     .action(
-      wrap(async (name: string, opts: HomeOption & JsonOption & { app: string; databaseName?: string; user?: string; envFile?: string }) =>
+      wrap(async (name: string, opts: HomeOption & ContextOption & JsonOption & { app: string; databaseName?: string; user?: string; envFile?: string }) =>
         attachCommand.run(
-          { home: resolveHome(opts.home), name, app: opts.app, databaseName: opts.databaseName, user: opts.user, envFile: opts.envFile, json: opts.json === true },
+          { home: resolveHome(opts.home), context: opts.context, name, app: opts.app, databaseName: opts.databaseName, user: opts.user, envFile: opts.envFile, json: opts.json === true },
           output,
         ),
       ),
@@ -55,11 +56,12 @@ export function registerAppCommands(program: Command, ctx: ProgramContext): void
     .option('-y, --yes', 'confirm --drop-database')
     .option('--json', 'print what was removed as JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot detach demo --app shop', 'pgpilot detach demo --app shop --drop-database --yes'))
     .action(
-      wrap(async (name: string, opts: HomeOption & JsonOption & { app: string; dropDatabase?: boolean; yes?: boolean }) =>
+      wrap(async (name: string, opts: HomeOption & ContextOption & JsonOption & { app: string; dropDatabase?: boolean; yes?: boolean }) =>
         detachCommand.run(
-          { home: resolveHome(opts.home), name, app: opts.app, dropDatabase: opts.dropDatabase === true, yes: opts.yes === true, json: opts.json === true },
+          { home: resolveHome(opts.home), context: opts.context, name, app: opts.app, dropDatabase: opts.dropDatabase === true, yes: opts.yes === true, json: opts.json === true },
           output,
         ),
       ),
@@ -75,8 +77,9 @@ export function registerAppCommands(program: Command, ctx: ProgramContext): void
     .argument('<name>', 'cluster name')
     .option('--json', 'print JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot users list demo', 'pgpilot users list demo --json'))
-    .action(wrap(async (name: string, opts: HomeOption & JsonOption) => usersCommand.runList({ home: resolveHome(opts.home), name, json: opts.json === true }, output)));
+    .action(wrap(async (name: string, opts: HomeOption & ContextOption & JsonOption) => usersCommand.runList({ home: resolveHome(opts.home), context: opts.context, name, json: opts.json === true }, output)));
   users
     .command('create')
     .description('create a login role; its password is generated and printed once (or read from stdin)')
@@ -86,14 +89,15 @@ export function registerAppCommands(program: Command, ctx: ProgramContext): void
     .option('--password-stdin', 'read the password from stdin (one line) instead of generating one')
     .option('--json', 'print user and password as JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText(
       'after',
       examples('pgpilot users create demo analyst', 'pgpilot users create demo admin --superuser', "printf '%s' \"$PW\" | pgpilot users create demo reporter --password-stdin"),
     )
     .action(
-      wrap(async (name: string, user: string, opts: HomeOption & JsonOption & { superuser?: boolean; passwordStdin?: boolean }) =>
+      wrap(async (name: string, user: string, opts: HomeOption & ContextOption & JsonOption & { superuser?: boolean; passwordStdin?: boolean }) =>
         usersCommand.runCreate(
-          { home: resolveHome(opts.home), name, user, superuser: opts.superuser === true, passwordStdin: opts.passwordStdin === true, json: opts.json === true },
+          { home: resolveHome(opts.home), context: opts.context, name, user, superuser: opts.superuser === true, passwordStdin: opts.passwordStdin === true, json: opts.json === true },
           output,
         ),
       ),
@@ -106,10 +110,11 @@ export function registerAppCommands(program: Command, ctx: ProgramContext): void
     .option('-y, --yes', 'confirm')
     .option('--json', 'print JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot users delete demo analyst --yes'))
     .action(
-      wrap(async (name: string, user: string, opts: HomeOption & JsonOption & { yes?: boolean }) =>
-        usersCommand.runDelete({ home: resolveHome(opts.home), name, user, yes: opts.yes === true, json: opts.json === true }, output),
+      wrap(async (name: string, user: string, opts: HomeOption & ContextOption & JsonOption & { yes?: boolean }) =>
+        usersCommand.runDelete({ home: resolveHome(opts.home), context: opts.context, name, user, yes: opts.yes === true, json: opts.json === true }, output),
       ),
     );
 
@@ -122,8 +127,9 @@ export function registerAppCommands(program: Command, ctx: ProgramContext): void
     .argument('<name>', 'cluster name')
     .option('--json', 'print JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot db list demo', 'pgpilot db list demo --json'))
-    .action(wrap(async (name: string, opts: HomeOption & JsonOption) => dbCommand.runList({ home: resolveHome(opts.home), name, json: opts.json === true }, output)));
+    .action(wrap(async (name: string, opts: HomeOption & ContextOption & JsonOption) => dbCommand.runList({ home: resolveHome(opts.home), context: opts.context, name, json: opts.json === true }, output)));
   db.command('create')
     .description('create a private database (only its owner and superusers may connect)')
     .argument('<name>', 'cluster name')
@@ -131,10 +137,11 @@ export function registerAppCommands(program: Command, ctx: ProgramContext): void
     .option('--owner <user>', 'the existing user that owns it and may connect (default: the cluster superuser)')
     .option('--json', 'print JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot db create demo reports', 'pgpilot db create demo reports --owner analyst'))
     .action(
-      wrap(async (name: string, database: string, opts: HomeOption & JsonOption & { owner?: string }) =>
-        dbCommand.runCreate({ home: resolveHome(opts.home), name, database, owner: opts.owner, json: opts.json === true }, output),
+      wrap(async (name: string, database: string, opts: HomeOption & ContextOption & JsonOption & { owner?: string }) =>
+        dbCommand.runCreate({ home: resolveHome(opts.home), context: opts.context, name, database, owner: opts.owner, json: opts.json === true }, output),
       ),
     );
 
@@ -150,6 +157,7 @@ export function registerAppCommands(program: Command, ctx: ProgramContext): void
     .option('--timeout <seconds>', 'bound on the dump and on the restore', parseInteger('--timeout'), 3600)
     .option('--json', 'print the result (tables and row counts) as JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText(
       'after',
       examples(
@@ -162,11 +170,12 @@ export function registerAppCommands(program: Command, ctx: ProgramContext): void
       wrap(
         async (
           name: string,
-          opts: HomeOption & JsonOption & { source: string; database?: string; owner?: string; jobs: number; force?: boolean; timeout: number },
+          opts: HomeOption & ContextOption & JsonOption & { source: string; database?: string; owner?: string; jobs: number; force?: boolean; timeout: number },
         ) =>
           importCommand.run(
             {
               home: resolveHome(opts.home),
+              context: opts.context,
               name,
               source: opts.source,
               database: opts.database,

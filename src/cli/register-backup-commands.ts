@@ -2,16 +2,27 @@
  * `pgpilot backup ...`: the subcommands and their help, wired to src/cli/commands/backup.ts.
  */
 import type { Command } from 'commander';
-import type { HomeOption, ProgramContext } from './program-helpers.js';
+import type { ContextOption, HomeOption, ProgramContext } from './program-helpers.js';
 import { SystemClock } from '../shared/clock.js';
 import { PgpilotError } from '../shared/errors.js';
 import { resolveHome } from '../providers/local/paths.js';
 import * as backup from './commands/backup.js';
+import { refuseRemote } from '../cluster/require-local.js';
 
 
+
+/**
+ * Backups are taken and read by this machine from the cluster's store for now (issue 18: an
+ * agent's REST route later): a cluster reached through a context is refused with LOCAL_ONLY.
+ */
+async function localTarget(opts: HomeOption & ContextOption, name: string, command: string): Promise<backup.BackupTarget> {
+  const home = resolveHome(opts.home);
+  await refuseRemote({ name, home, context: opts.context }, `pgpilot ${command}`);
+  return backup.targetFromCluster(home, name);
+}
 
 export function registerBackupCommands(program: Command, ctx: ProgramContext): void {
-  const { wrap, homeOption, examples, parseInteger, output } = ctx;
+  const { wrap, homeOption, contextOption, examples, parseInteger, output } = ctx;
   const group = program
     .command('backup')
     .description('base backups, the continuous WAL archive, verification and point-in-time restore')
@@ -28,10 +39,11 @@ export function registerBackupCommands(program: Command, ctx: ProgramContext): v
     .option('--agent-config <file>', 'run for the node whose agent config this is (used by the agent schedule)')
     .option('--scheduled', 'record the backup as scheduled (used by the agent schedule)')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot backup create demo', 'pgpilot backup create demo --json | jq .id'))
     .action(
-      wrap(async (name: string | undefined, opts: HomeOption & { json?: boolean; agentConfig?: string; scheduled?: boolean }) => {
-        const target = opts.agentConfig !== undefined ? backup.targetFromAgentConfig(opts.agentConfig) : await backup.targetFromCluster(resolveHome(opts.home), requireName(name));
+      wrap(async (name: string | undefined, opts: HomeOption & ContextOption & { json?: boolean; agentConfig?: string; scheduled?: boolean }) => {
+        const target = opts.agentConfig !== undefined ? backup.targetFromAgentConfig(opts.agentConfig) : await localTarget(opts, requireName(name), 'backup create');
         return backup.runCreate(target, { json: opts.json === true, scheduled: opts.scheduled === true }, output, new SystemClock());
       }),
     );
@@ -42,8 +54,9 @@ export function registerBackupCommands(program: Command, ctx: ProgramContext): v
     .argument('<name>', 'cluster name')
     .option('--json', 'print JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot backup list demo', 'pgpilot backup list demo --json | jq ".backups[-1].id"'))
-    .action(wrap(async (name: string, opts: HomeOption & { json?: boolean }) => backup.runList(await backup.targetFromCluster(resolveHome(opts.home), name), { json: opts.json === true }, output)));
+    .action(wrap(async (name: string, opts: HomeOption & ContextOption & { json?: boolean }) => backup.runList(await localTarget(opts, name, 'backup list'), { json: opts.json === true }, output)));
 
   group
     .command('verify')
@@ -52,10 +65,11 @@ export function registerBackupCommands(program: Command, ctx: ProgramContext): v
     .argument('<id>', 'backup id (see backup list)')
     .option('--json', 'print JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot backup verify demo 20261126T030000Z'))
     .action(
-      wrap(async (name: string, id: string, opts: HomeOption & { json?: boolean }) =>
-        backup.runVerify(await backup.targetFromCluster(resolveHome(opts.home), name), { id, json: opts.json === true }, output),
+      wrap(async (name: string, id: string, opts: HomeOption & ContextOption & { json?: boolean }) =>
+        backup.runVerify(await localTarget(opts, name, 'backup verify'), { id, json: opts.json === true }, output),
       ),
     );
 
@@ -70,6 +84,7 @@ export function registerBackupCommands(program: Command, ctx: ProgramContext): v
     .option('--store <url>', 'where backups and WAL go: /abs/path, file:///abs/path or s3://bucket/prefix?endpoint=...; S3 credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY')
     .option('--json', 'print JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText(
       'after',
       examples(
@@ -80,8 +95,9 @@ export function registerBackupCommands(program: Command, ctx: ProgramContext): v
       ),
     )
     .action(
-      wrap(async (name: string, opts: HomeOption & backup.BackupConfigUpdates & { json?: boolean }) => {
-        const { home, json, ...updates } = opts;
+      wrap(async (name: string, opts: HomeOption & ContextOption & backup.BackupConfigUpdates & { json?: boolean }) => {
+        const { home, context, json, ...updates } = opts;
+        await refuseRemote({ name, home: resolveHome(home), context }, 'pgpilot backup config');
         return backup.runConfig({ home: resolveHome(home), name, json: json === true, updates }, output, new SystemClock());
       }),
     );
@@ -91,8 +107,14 @@ export function registerBackupCommands(program: Command, ctx: ProgramContext): v
     .description('explain how to restore: a restore creates a NEW cluster (pgpilot create NEW --from-backup NAME)')
     .argument('<name>', 'cluster name')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot backup restore demo', 'pgpilot create demo-restored --from-backup demo --target-time 2026-11-26T07:30:00Z'))
-    .action(wrap(async (name: string, opts: HomeOption) => backup.runRestoreHelp({ home: resolveHome(opts.home), name }, output)));
+    .action(
+      wrap(async (name: string, opts: HomeOption & ContextOption) => {
+        await refuseRemote({ name, home: resolveHome(opts.home), context: opts.context }, 'pgpilot backup restore');
+        return backup.runRestoreHelp({ home: resolveHome(opts.home), name }, output);
+      }),
+    );
 }
 
 function requireName(name: string | undefined): string {

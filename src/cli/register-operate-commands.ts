@@ -12,7 +12,7 @@ import path from 'node:path';
 import { SystemClock } from '../shared/clock.js';
 import { resolveHome } from '../providers/local/paths.js';
 import type { ProviderDeps } from '../providers/local/local-provider.js';
-import type { HomeOption, ProgramContext } from './program-helpers.js';
+import type { ContextOption, HomeOption, ProgramContext } from './program-helpers.js';
 import * as poolerCommand from './commands/pooler.js';
 import * as scaleCountCommand from './commands/scale-count.js';
 import * as imageCommand from './commands/image.js';
@@ -36,7 +36,7 @@ function group(program: Command, name: string, create: (program: Command) => Com
 }
 
 export function registerOperateCommands(program: Command, ctx: ProgramContext): void {
-  const { wrap, homeOption, examples, output, parseInteger } = ctx;
+  const { wrap, homeOption, contextOption, examples, output, parseInteger } = ctx;
 
   // ----- pooler -----
   const pooler = program
@@ -52,6 +52,7 @@ export function registerOperateCommands(program: Command, ctx: ProgramContext): 
     .option('--timeout <seconds>', 'how long to wait for every node', parseInteger('--timeout'), 60)
     .option('--json', 'print the pooler status as JSON (the connection string without the password)')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText(
       'after',
       examples(
@@ -61,9 +62,9 @@ export function registerOperateCommands(program: Command, ctx: ProgramContext): 
       ) + '\nIn transaction mode use -M simple with pgbench (prepared statements need session mode). See docs/operations.md.\n',
     )
     .action(
-      wrap(async (name: string, opts: HomeOption & JsonOption & { poolMode?: string; poolSize?: number; timeout: number }) =>
+      wrap(async (name: string, opts: HomeOption & ContextOption & JsonOption & { poolMode?: string; poolSize?: number; timeout: number }) =>
         poolerCommand.runEnable(
-          { home: resolveHome(opts.home), name, poolMode: opts.poolMode, poolSize: opts.poolSize, json: opts.json === true, timeoutSeconds: opts.timeout },
+          { home: resolveHome(opts.home), context: opts.context, name, poolMode: opts.poolMode, poolSize: opts.poolSize, json: opts.json === true, timeoutSeconds: opts.timeout },
           providerDeps(ctx),
           output,
         ),
@@ -76,10 +77,11 @@ export function registerOperateCommands(program: Command, ctx: ProgramContext): 
     .option('--timeout <seconds>', 'how long to wait for every node', parseInteger('--timeout'), 60)
     .option('--json', 'print the pooler status as JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot pooler disable demo'))
     .action(
-      wrap(async (name: string, opts: HomeOption & JsonOption & { timeout: number }) =>
-        poolerCommand.runDisable({ home: resolveHome(opts.home), name, json: opts.json === true, timeoutSeconds: opts.timeout }, providerDeps(ctx), output),
+      wrap(async (name: string, opts: HomeOption & ContextOption & JsonOption & { timeout: number }) =>
+        poolerCommand.runDisable({ home: resolveHome(opts.home), context: opts.context, name, json: opts.json === true, timeoutSeconds: opts.timeout }, providerDeps(ctx), output),
       ),
     );
   pooler
@@ -89,10 +91,11 @@ export function registerOperateCommands(program: Command, ctx: ProgramContext): 
     .option('--json', 'print JSON (the connection string without the password)')
     .option('--show-secrets', 'put the superuser password in the connection string (JSON and text)')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot pooler show demo', 'pgpilot pooler show demo --json --show-secrets | jq -r .pooler.connectionString'))
     .action(
-      wrap(async (name: string, opts: HomeOption & JsonOption & { showSecrets?: boolean }) =>
-        poolerCommand.runShow({ home: resolveHome(opts.home), name, json: opts.json === true, showSecrets: opts.showSecrets === true }, output),
+      wrap(async (name: string, opts: HomeOption & ContextOption & JsonOption & { showSecrets?: boolean }) =>
+        poolerCommand.runShow({ home: resolveHome(opts.home), context: opts.context, name, json: opts.json === true, showSecrets: opts.showSecrets === true }, output),
       ),
     );
 
@@ -111,15 +114,17 @@ export function registerOperateCommands(program: Command, ctx: ProgramContext): 
     .option('--timeout <seconds>', 'how long to wait for the cluster to be ready', parseInteger('--timeout'), 300)
     .option('--json', 'print the result (added/removed nodes and the final status) as JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText(
       'after',
       examples('pgpilot scale count demo 5', 'pgpilot scale count demo 3 --yes', 'pgpilot scale count demo 2 --node node3 --yes --delete-data', 'pgpilot scale count demo 4 --json | jq .added'),
     )
     .action(
-      wrap(async (name: string, count: number, opts: HomeOption & JsonOption & { node?: string[]; deleteData?: boolean; yes?: boolean; timeout: number }) =>
+      wrap(async (name: string, count: number, opts: HomeOption & ContextOption & JsonOption & { node?: string[]; deleteData?: boolean; yes?: boolean; timeout: number }) =>
         scaleCountCommand.run(
           {
             home: resolveHome(opts.home),
+            context: opts.context,
             name,
             count,
             ...(opts.node === undefined ? {} : { nodes: opts.node }),
@@ -146,10 +151,11 @@ export function registerOperateCommands(program: Command, ctx: ProgramContext): 
     .option('--bin-dir <dir>', 'also show the version installed in this directory')
     .option('--json', 'print JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot image show demo', 'pgpilot image show demo --bin-dir /usr/lib/postgresql/15/bin --json'))
     .action(
-      wrap(async (name: string, opts: HomeOption & JsonOption & { binDir?: string }) =>
-        imageCommand.runShow({ home: resolveHome(opts.home), name, binDir: opts.binDir, json: opts.json === true }, output),
+      wrap(async (name: string, opts: HomeOption & ContextOption & JsonOption & { binDir?: string }) =>
+        imageCommand.runShow({ home: resolveHome(opts.home), context: opts.context, name, binDir: opts.binDir, json: opts.json === true }, output),
       ),
     );
   image
@@ -161,15 +167,16 @@ export function registerOperateCommands(program: Command, ctx: ProgramContext): 
     .option('--timeout <seconds>', 'how long to wait for each node and for the switchover', parseInteger('--timeout'), 180)
     .option('--json', 'print the result as JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText(
       'after',
       examples('apt-get install --only-upgrade postgresql-15 && pgpilot image update demo --yes', 'pgpilot image update demo --bin-dir /opt/pg15.9/bin --yes') +
         '\nA different major version is refused: that needs pg_upgrade. Events: pgpilot events demo.\n',
     )
     .action(
-      wrap(async (name: string, opts: HomeOption & JsonOption & { binDir?: string; yes?: boolean; timeout: number }) =>
+      wrap(async (name: string, opts: HomeOption & ContextOption & JsonOption & { binDir?: string; yes?: boolean; timeout: number }) =>
         imageCommand.runUpdate(
-          { home: resolveHome(opts.home), name, binDir: opts.binDir, yes: opts.yes === true, json: opts.json === true, timeoutSeconds: opts.timeout },
+          { home: resolveHome(opts.home), context: opts.context, name, binDir: opts.binDir, yes: opts.yes === true, json: opts.json === true, timeoutSeconds: opts.timeout },
           providerDeps(ctx),
           output,
         ),

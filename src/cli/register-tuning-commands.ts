@@ -8,12 +8,12 @@ import type { Command } from 'commander';
 import { SystemClock } from '../shared/clock.js';
 import { resolveHome } from '../providers/local/paths.js';
 import type { ProviderDeps } from '../providers/local/local-provider.js';
-import type { HomeOption, ProgramContext } from './program-helpers.js';
+import type { ContextOption, HomeOption, ProgramContext } from './program-helpers.js';
 import * as extensions from './commands/extensions.js';
 import * as scaleVm from './commands/scale-vm.js';
 
 export function registerTuningCommands(program: Command, ctx: ProgramContext): void {
-  const { wrap, homeOption, examples, parseInteger, output } = ctx;
+  const { wrap, homeOption, contextOption, examples, parseInteger, output } = ctx;
   const providerDeps = (): ProviderDeps => ({
     clock: new SystemClock(),
     progress: (line) => output.err(line),
@@ -32,10 +32,11 @@ export function registerTuningCommands(program: Command, ctx: ProgramContext): v
     .option('--database <db>', 'show installed versions in this database', 'postgres')
     .option('--json', 'print JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot extensions list demo', 'pgpilot extensions list demo --database shop --json | jq ".extensions[] | select(.installedVersion)"'))
     .action(
-      wrap(async (name: string, opts: HomeOption & { database: string; json?: boolean }) =>
-        extensions.runList({ home: resolveHome(opts.home), name, database: opts.database, json: opts.json === true }, output),
+      wrap(async (name: string, opts: HomeOption & ContextOption & { database: string; json?: boolean }) =>
+        extensions.runList({ home: resolveHome(opts.home), context: opts.context, name, database: opts.database, json: opts.json === true }, output),
       ),
     );
 
@@ -49,6 +50,7 @@ export function registerTuningCommands(program: Command, ctx: ProgramContext): v
     .option('--timeout <seconds>', 'how long to wait for each member to restart', parseInteger('--timeout'), 120)
     .option('--json', 'print JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText(
       'after',
       examples(
@@ -58,9 +60,9 @@ export function registerTuningCommands(program: Command, ctx: ProgramContext): v
       ) + '\nAn extension that is not installed on every node is refused with the Debian package to install (see docs/configuration.md).\n',
     )
     .action(
-      wrap(async (name: string, extension: string, opts: HomeOption & { database: string; yes?: boolean; timeout: number; json?: boolean }) =>
+      wrap(async (name: string, extension: string, opts: HomeOption & ContextOption & { database: string; yes?: boolean; timeout: number; json?: boolean }) =>
         extensions.runEnable(
-          { home: resolveHome(opts.home), name, extension, database: opts.database, yes: opts.yes === true, json: opts.json === true, timeoutSeconds: opts.timeout },
+          { home: resolveHome(opts.home), context: opts.context, name, extension, database: opts.database, yes: opts.yes === true, json: opts.json === true, timeoutSeconds: opts.timeout },
           providerDeps(),
           output,
         ),
@@ -82,12 +84,14 @@ export function registerTuningCommands(program: Command, ctx: ProgramContext): v
     .option('--timeout <seconds>', 'how long to wait for each member to restart', parseInteger('--timeout'), 120)
     .option('--json', 'print the plan and the result as JSON')
     .addOption(homeOption())
+    .addOption(contextOption())
     .addHelpText('after', examples('pgpilot scale vm demo --memory 4GB --cpus 2 --dry-run', 'pgpilot scale vm demo --memory 16GB --cpus 8 --yes'))
     .action(
-      wrap(async (name: string, opts: HomeOption & { memory: string; cpus: number; maxConnections?: number; dryRun?: boolean; yes?: boolean; timeout: number; json?: boolean }) =>
+      wrap(async (name: string, opts: HomeOption & ContextOption & { memory: string; cpus: number; maxConnections?: number; dryRun?: boolean; yes?: boolean; timeout: number; json?: boolean }) =>
         scaleVm.run(
           {
             home: resolveHome(opts.home),
+            context: opts.context,
             name,
             memory: opts.memory,
             cpus: opts.cpus,

@@ -1,7 +1,7 @@
 /**
  * What an agent refused to trust, or could not read, in etcd, as standing alerts: published in its
  * member record (`alerts`), turned into a `warning` or `critical` health verdict by `pgpilot
- * status` (src/providers/local/cluster-status.ts), logged, and written to the event log once.
+ * status` (src/operations/cluster-status.ts), logged, and written to the event log once.
  * Invariant: an alert is reported (log + event) when it is raised or its message changes, never
  * on every tick that still sees the same problem, so a value left in etcd cannot flood the log or
  * the event list; it stays in the member record until the problem is gone.

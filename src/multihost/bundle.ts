@@ -131,6 +131,21 @@ export type NodeBundle = z.infer<typeof nodeBundleSchema>;
 
 export const CONTEXT_KIND = 'pgpilot-context';
 
+/**
+ * A node of the context: a cluster node, optionally with its own ports. Hosts of a multi-host
+ * cluster all use the context's `ports` (no override); a local cluster exported as a context
+ * (`pgpilot cluster context NAME`) has every node on one address with ports of its own.
+ */
+export const contextNodeSchema = clusterNodeSchema
+  .extend({
+    ports: z
+      .object({ pgPort: portSchema, proxyPort: portSchema, replicaProxyPort: portSchema, poolerPort: portSchema.optional(), apiPort: portSchema })
+      .strict()
+      .optional(),
+  })
+  .strict();
+export type ContextNode = z.infer<typeof contextNodeSchema>;
+
 export const clusterContextSchema = z
   .object({
     kind: z.literal(CONTEXT_KIND),
@@ -138,7 +153,7 @@ export const clusterContextSchema = z
     cluster: nameSchema,
     createdAt: z.string(),
     ports: hostPortsSchema,
-    nodes: z.array(clusterNodeSchema).min(1),
+    nodes: z.array(contextNodeSchema).min(1),
     etcd: etcdPlacementSchema,
     clientCidrs: z.array(z.string().min(1)).min(1),
     secrets: clusterSecretsSchema,

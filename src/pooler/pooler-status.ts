@@ -4,8 +4,8 @@
  * port (each reaches the leader through its node's leader port, so any one of them will do).
  */
 import { connectionUrl } from '../postgres/connection-url.js';
-import { clusterPathsIn } from '../providers/local/paths.js';
-import type { ClusterManifest, ClusterSecrets, PoolerSettings } from '../config/schema.js';
+import type { ClusterSecrets, PoolerSettings } from '../config/schema.js';
+import type { ClusterTopology } from '../cluster/cluster-topology.js';
 
 export interface PoolerNodeStatus {
   name: string;
@@ -31,10 +31,10 @@ export interface PoolerSnapshot {
   alive: ReadonlyMap<string, number>;
 }
 
-export function poolerConnectionString(manifest: ClusterManifest, secrets: ClusterSecrets, database = 'postgres'): string | null {
-  const endpoints = manifest.nodes.flatMap((n) => (n.poolerPort === undefined ? [] : [{ host: n.host, port: n.poolerPort }]));
+export function poolerConnectionString(topology: ClusterTopology, secrets: ClusterSecrets, database = 'postgres'): string | null {
+  const endpoints = topology.nodes.flatMap((n) => (n.poolerPort === undefined ? [] : [{ host: n.host, port: n.poolerPort }]));
   if (endpoints.length === 0) return null;
-  return connectionUrl({ user: secrets.superuser.name, password: secrets.superuser.password, endpoints, database, caFile: clusterPathsIn(manifest.clusterDir).caFile });
+  return connectionUrl({ user: secrets.superuser.name, password: secrets.superuser.password, endpoints, database, caFile: topology.caFile });
 }
 
 /**
@@ -50,14 +50,14 @@ export function poolerStatusLines(pooler: PoolerStatus | null, show: (url: strin
 }
 
 /** null when etcd could not be read (settings unknown). */
-export function buildPoolerStatus(manifest: ClusterManifest, secrets: ClusterSecrets, snapshot: PoolerSnapshot | undefined): PoolerStatus | null {
+export function buildPoolerStatus(topology: ClusterTopology, secrets: ClusterSecrets, snapshot: PoolerSnapshot | undefined): PoolerStatus | null {
   if (snapshot === undefined) return null;
   const { settings } = snapshot;
   return {
     enabled: settings.enabled,
     poolMode: settings.poolMode,
     defaultPoolSize: settings.defaultPoolSize,
-    nodes: manifest.nodes.map((n) => ({ name: n.name, host: n.host, port: n.poolerPort ?? null, pid: snapshot.alive.get(n.name) ?? null })),
-    connectionString: settings.enabled ? poolerConnectionString(manifest, secrets) : null,
+    nodes: topology.nodes.map((n) => ({ name: n.name, host: n.host, port: n.poolerPort ?? null, pid: snapshot.alive.get(n.name) ?? null })),
+    connectionString: settings.enabled ? poolerConnectionString(topology, secrets) : null,
   };
 }

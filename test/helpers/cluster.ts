@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import type { ClusterStatus, MemberStatus } from '../../src/providers/local/cluster-status.js';
+import type { ClusterStatus, MemberStatus } from '../../src/operations/cluster-status.js';
 import { clusterPaths } from '../../src/providers/local/paths.js';
 import { verifyFullSsl } from '../../src/postgres/queries.js';
 import type { TlsFiles } from '../../src/config/schema.js';

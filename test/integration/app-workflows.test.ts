@@ -17,7 +17,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
+import type { ClusterStatus } from '../../src/operations/cluster-status.js';
 import { findPgBinDir } from '../../src/postgres/bin-dir.js';
 import { ensurePostgresOwnedDir, runInitdb } from '../../src/postgres/initdb.js';
 import { Postmaster } from '../../src/postgres/postmaster.js';

@@ -13,7 +13,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
+import type { ClusterStatus } from '../../src/operations/cluster-status.js';
 import { verifyFullSsl } from '../../src/postgres/queries.js';
 import { SystemClock } from '../../src/shared/clock.js';
 import { makeTempHome, removeTempHome, runCli, type CliResult } from '../helpers/cli.js';

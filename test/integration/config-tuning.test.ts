@@ -21,7 +21,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdtempSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
+import type { ClusterStatus } from '../../src/operations/cluster-status.js';
 import { removeTempHome, runCli } from '../helpers/cli.js';
 import { clusterStatusOf, leaderOf, pgAccess, withNode } from '../helpers/cluster.js';
 import { waitUntil } from '../helpers/wait.js';

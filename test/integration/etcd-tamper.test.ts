@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
+import type { ClusterStatus } from '../../src/operations/cluster-status.js';
 import type { ClusterEvent } from '../../src/state/events.js';
 import { verifyFullSsl } from '../../src/postgres/queries.js';
 import { callAgent } from '../../src/api/agent-client.js';

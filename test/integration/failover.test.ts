@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import type { ClusterStatus, MemberStatus } from '../../src/providers/local/cluster-status.js';
+import type { ClusterStatus, MemberStatus } from '../../src/operations/cluster-status.js';
 import { EtcdDcs } from '../../src/dcs/etcd-dcs.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import type { MemberStatus } from '../../src/providers/local/cluster-status.js';
+import type { MemberStatus } from '../../src/operations/cluster-status.js';
 import { run as haproxyConfig } from '../../src/cli/commands/haproxy-config.js';
 import type { Output } from '../../src/cli/output.js';
 import { renderHaproxyConfig } from '../../src/proxy/haproxy-config.js';

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
+import type { ClusterStatus } from '../../src/operations/cluster-status.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 import { REPO_ROOT, makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
 import { callApi, clusterCaFile, clusterStatusOf, waitConverged } from '../helpers/cluster.js';

@@ -19,7 +19,7 @@ import { readFile, mkdir, writeFile, chmod } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { withoutPassword, type ClusterStatus } from '../../src/providers/local/cluster-status.js';
+import { withoutPassword, type ClusterStatus } from '../../src/operations/cluster-status.js';
 import type { ClusterEvent } from '../../src/state/events.js';
 import type { ScaleResult } from '../../src/providers/local/local-provider.js';
 import type { ImageReport } from '../../src/cli/commands/image.js';

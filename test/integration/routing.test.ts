@@ -13,7 +13,7 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
+import type { ClusterStatus } from '../../src/operations/cluster-status.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
 import { clusterStatusOf, parseStatusJson, pgAccess, pgClientOptions } from '../helpers/cluster.js';

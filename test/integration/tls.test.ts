@@ -14,7 +14,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
+import type { ClusterStatus } from '../../src/operations/cluster-status.js';
 import type { PoolerStatus } from '../../src/pooler/pooler-status.js';
 import { clientUrl } from '../../src/etcd/etcd-server.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';

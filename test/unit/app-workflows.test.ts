@@ -43,11 +43,11 @@ import { checkDetachConfirmation } from '../../src/cli/commands/detach.js';
 import { passwordFromStdin } from '../../src/cli/commands/users.js';
 import { checkImportLimits, describeMismatches } from '../../src/cli/commands/import.js';
 import { describeApps } from '../../src/cli/commands/status.js';
-import { examples, homeOption, makeWrap, parseInteger } from '../../src/cli/program-helpers.js';
+import { contextOption, examples, homeOption, makeWrap, parseInteger } from '../../src/cli/program-helpers.js';
 import { registerAppCommands } from '../../src/cli/register-app-commands.js';
 import type { Output } from '../../src/cli/output.js';
 import { PgpilotError, isPgpilotError } from '../../src/shared/errors.js';
-import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
+import type { ClusterStatus } from '../../src/operations/cluster-status.js';
 
 function thrown(fn: () => unknown): PgpilotError {
   try {
@@ -146,7 +146,7 @@ void describe('DATABASE_URL and env files', () => {
       { host: '127.0.0.1', proxyPort: 41001 },
       { host: '127.0.0.1', proxyPort: 41002 },
     ],
-    clusterDir: '/var/lib/pgpilot/clusters/shop',
+    caFile: '/var/lib/pgpilot/clusters/shop/tls/ca.crt',
   } as unknown as Parameters<typeof appDatabaseUrl>[0];
 
   void it('lists every node leader proxy port, encodes the password, asks for a writable session and verify-full TLS', () => {
@@ -336,7 +336,7 @@ void describe('registerAppCommands', () => {
     const stderr: string[] = [];
     const output: Output = { out: (t) => stdout.push(t), err: (t) => stderr.push(t) };
     const root = new Command('pgpilot').exitOverride().configureOutput({ writeOut: (t) => stdout.push(t), writeErr: (t) => stderr.push(t) });
-    registerAppCommands(root, { wrap: makeWrap((code) => codes.push(code), output), homeOption, examples, output, parseInteger });
+    registerAppCommands(root, { wrap: makeWrap((code) => codes.push(code), output), homeOption, contextOption, examples, output, parseInteger });
     return { program: root, codes, stdout, stderr };
   }
 

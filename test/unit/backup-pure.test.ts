@@ -26,10 +26,11 @@ import { parseBasebackupProgress, tarBackupArgs } from '../../src/postgres/baseb
 import { renderPostgresqlConf, shellQuote, walCommand, type PostgresqlConfInput } from '../../src/postgres/conf.js';
 import { scramSha256Verifier } from '../../src/postgres/scram.js';
 import { parseVerifybackupOutput, verifybackupArgs } from '../../src/postgres/verifybackup.js';
-import { archiveStatusOf, buildClusterStatus } from '../../src/providers/local/cluster-status.js';
+import { archiveStatusOf, buildClusterStatus } from '../../src/operations/cluster-status.js';
 import { isPgpilotError } from '../../src/shared/errors.js';
 import { clusterManifest, clusterSecrets } from '../builders/manifest-builder.js';
 import { memberRecord, primaryRecord } from '../builders/observation-builder.js';
+import { localTopology } from '../../src/providers/local/local-topology.js';
 
 function hasCode(code: string, pattern?: RegExp): (error: unknown) => boolean {
   return (error: unknown) => isPgpilotError(error) && error.code === code && (pattern === undefined || pattern.test(error.message));
@@ -391,7 +392,7 @@ void describe('archiveStatusOf / describeArchive', () => {
 
   function statusOf(records: MemberRecord[], alive: string[] = ['node1', 'node2', 'node3']): ReturnType<typeof buildClusterStatus> {
     const pids = new Map(records.filter((r) => alive.includes(r.name)).map((r) => [r.name, r.pid]));
-    return buildClusterStatus({ manifest: clusterManifest({ nodes: 3 }), secrets: clusterSecrets(), etcd: 'running', leader: 'node1', members: records, syncMode: 'off', aliveAgents: pids });
+    return buildClusterStatus({ topology: localTopology(clusterManifest({ nodes: 3 })), secrets: clusterSecrets(), etcd: 'running', leader: 'node1', members: records, syncMode: 'off', aliveAgents: pids });
   }
 
   void it('unknown without any report', () => {

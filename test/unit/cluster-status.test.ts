@@ -1,5 +1,5 @@
 /**
- * The `status --json` contract builder (src/providers/local/cluster-status.ts): roles and lag
+ * The `status --json` contract builder (src/operations/cluster-status.ts): roles and lag
  * come from the leader's own replication entries (with the LSN difference as fallback), members
  * whose agent is not alive show as stopped, a self-declared primary that does not hold the leader
  * key is never shown as primary, and the connection strings cover every node and never leak the
@@ -10,17 +10,18 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MemberRecord } from '../../src/state/member-record.js';
-import { buildClusterStatus, connectionStrings, formatBytes, maskPassword, withoutPassword, withoutSecrets, type StatusInputs } from '../../src/providers/local/cluster-status.js';
+import { buildClusterStatus, connectionStrings, formatBytes, maskPassword, withoutPassword, withoutSecrets, type StatusInputs } from '../../src/operations/cluster-status.js';
 import { renderStatus } from '../../src/cli/commands/status.js';
 import { memberRecord, primaryRecord } from '../builders/observation-builder.js';
 import { clusterManifest, clusterSecrets } from '../builders/manifest-builder.js';
+import { localTopology } from '../../src/providers/local/local-topology.js';
 
 const manifest = clusterManifest({ nodes: 3 });
 const secrets = clusterSecrets();
 
 function inputs(overrides: Partial<StatusInputs> = {}): StatusInputs {
   return {
-    manifest,
+    topology: localTopology(manifest),
     secrets,
     etcd: 'running',
     leader: 'node1',
@@ -163,7 +164,7 @@ void describe('buildClusterStatus', () => {
 void describe('connectionStrings and maskPassword', () => {
   void it('lists every node host:port and asks for the right session type', () => {
     const multi = clusterManifest({ nodes: 3, host: (i) => `10.0.0.${i + 1}` });
-    const { connectionString, replicaConnectionString } = connectionStrings(multi, secrets);
+    const { connectionString, replicaConnectionString } = connectionStrings(localTopology(multi), secrets);
     const tls = `sslmode=verify-full&sslrootcert=${multi.clusterDir}/tls/ca.crt`;
     assert.equal(connectionString, `postgresql://postgres:superuser-password-0123456789@10.0.0.1:16432,10.0.0.2:16433,10.0.0.3:16434/postgres?target_session_attrs=read-write&${tls}`);
     assert.equal(
@@ -176,7 +177,7 @@ void describe('connectionStrings and maskPassword', () => {
 
   void it('URL-encodes user, password and database', () => {
     const tricky = clusterSecrets({ superuser: 'ad min', password: 'p@ss:w/rd#%?&=0123456789' });
-    const { connectionString } = connectionStrings(manifest, tricky, 'my db');
+    const { connectionString } = connectionStrings(localTopology(manifest), tricky, 'my db');
     assert.ok(connectionString.startsWith(`postgresql://ad%20min:${encodeURIComponent('p@ss:w/rd#%?&=0123456789')}@127.0.0.1:16432,`));
     assert.ok(connectionString.includes('/my%20db?target_session_attrs=read-write'));
     assert.ok(!connectionString.includes('p@ss'));
@@ -187,7 +188,7 @@ void describe('connectionStrings and maskPassword', () => {
 
   void it('maskPassword hides the password and keeps everything else', () => {
     const tricky = clusterSecrets({ password: 'p@ss:w/rd#%?&=0123456789' });
-    const { connectionString, replicaConnectionString } = connectionStrings(manifest, tricky);
+    const { connectionString, replicaConnectionString } = connectionStrings(localTopology(manifest), tricky);
     const masked = maskPassword(connectionString);
     assert.equal(
       masked,
@@ -202,7 +203,7 @@ void describe('withoutSecrets (status --json without --show-secrets)', () => {
   const poolerManifest = { ...manifest, nodes: manifest.nodes.map((n, i) => ({ ...n, poolerPort: 19000 + i })) };
   const full = buildClusterStatus(
     inputs({
-      manifest: poolerManifest,
+      topology: localTopology(poolerManifest),
       secrets: { ...clusterSecrets({ password: 'p@ss:w/rd#%?&=0123456789' }), pooler: { name: 'pgpilot_pooler', password: 'pooler-password-0123456789' } },
       pooler: { settings: { enabled: true, poolMode: 'transaction', defaultPoolSize: 20 }, alive: new Map() },
       apps: [{ app: 'shop', database: 'shop', user: 'shop' }],

@@ -1,7 +1,7 @@
 /**
  * `pgpilot config update` (src/cli/commands/config.ts `applyConfigUpdates`): merging flags over the
  * stored config, validation of the whole result with flag names in the message, the change list;
- * and sync mode in `status` (src/providers/local/cluster-status.ts, src/cli/commands/status.ts):
+ * and sync mode in `status` (src/operations/cluster-status.ts, src/cli/commands/status.ts):
  * the published set, `sync` per member, only when the current leader published it; and the
  * switchover check that refuses a target outside the set in sync mode.
  */
@@ -9,12 +9,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { applyConfigUpdates } from '../../src/cli/commands/config.js';
 import { describeSync, renderStatus } from '../../src/cli/commands/status.js';
-import { validateTarget } from '../../src/cli/commands/switchover.js';
+import { validateTarget } from '../../src/operations/switchover.js';
 import { defaultDynamicConfig } from '../../src/config/schema.js';
-import { buildClusterStatus, type StatusInputs } from '../../src/providers/local/cluster-status.js';
+import { buildClusterStatus, type StatusInputs } from '../../src/operations/cluster-status.js';
 import { isPgpilotError } from '../../src/shared/errors.js';
 import { clusterManifest, clusterSecrets } from '../builders/manifest-builder.js';
 import { memberRecord, primaryRecord } from '../builders/observation-builder.js';
+import { localTopology } from '../../src/providers/local/local-topology.js';
 
 void describe('config update: applyConfigUpdates', () => {
   void it('merges, validates and lists the changes', () => {
@@ -47,7 +48,7 @@ void describe('config update: applyConfigUpdates', () => {
 
 void describe('status: sync mode', () => {
   const inputs = (overrides: Partial<StatusInputs> = {}): StatusInputs => ({
-    manifest: clusterManifest({ nodes: 3 }),
+    topology: localTopology(clusterManifest({ nodes: 3 })),
     secrets: clusterSecrets(),
     etcd: 'running',
     leader: 'node1',

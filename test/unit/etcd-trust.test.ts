@@ -11,7 +11,7 @@ import { refusalFor } from '../../src/postgres/settings-validation.js';
 import { assessLeaderKey } from '../../src/ha/leader-trust.js';
 import { isKnownUrl, knownHostsFor, trustedMemberRecords } from '../../src/ha/member-trust.js';
 import { AlertBoard } from '../../src/ha/alerts.js';
-import { withAlerts } from '../../src/providers/local/cluster-status.js';
+import { withAlerts } from '../../src/operations/cluster-status.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
 import { decide } from '../../src/ha/decide.js';
 import { observation, primaryRecord, memberRecord, reachable, running, runningPrimary } from '../builders/observation-builder.js';

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { chooseNodesToRemove, nextNodeNames } from '../../src/providers/local/local-provider.js';
-import { buildClusterStatus, type ClusterStatus, type MemberStatus } from '../../src/providers/local/cluster-status.js';
+import { buildClusterStatus, type ClusterStatus, type MemberStatus } from '../../src/operations/cluster-status.js';
 import { checkSameMajor, parsePostgresVersion, versionFromNum } from '../../src/cli/commands/image.js';
 import { nextPoolerSettings, requirePoolerPorts } from '../../src/cli/commands/pooler.js';
 import { parseNodeList } from '../../src/cli/commands/scale-count.js';
@@ -16,6 +16,7 @@ import { buildPoolerStatus, poolerStatusLines } from '../../src/pooler/pooler-st
 import { defaultPoolerSettings } from '../../src/config/schema.js';
 import { PgpilotError } from '../../src/shared/errors.js';
 import { clusterManifest, clusterSecrets } from '../builders/manifest-builder.js';
+import { localTopology } from '../../src/providers/local/local-topology.js';
 
 function codeOf(fn: () => unknown): string {
   try {
@@ -136,7 +137,7 @@ void describe('pooler settings and status', () => {
     const base = clusterManifest({ nodes: 2 });
     const manifest = { ...base, nodes: base.nodes.map((n, i) => ({ ...n, poolerPort: 19000 + i })) };
     const secrets = clusterSecrets({ password: 'p@ss/word-0123456789' });
-    const enabled = buildPoolerStatus(manifest, secrets, { settings: { enabled: true, poolMode: 'transaction', defaultPoolSize: 20 }, alive: new Map([['node1', 4242]]) });
+    const enabled = buildPoolerStatus(localTopology(manifest), secrets, { settings: { enabled: true, poolMode: 'transaction', defaultPoolSize: 20 }, alive: new Map([['node1', 4242]]) });
     assert.ok(enabled !== null);
     assert.deepEqual(enabled.nodes, [
       { name: 'node1', host: '127.0.0.1', port: 19000, pid: 4242 },
@@ -148,16 +149,16 @@ void describe('pooler settings and status', () => {
     assert.equal(lines[0]?.replace(/string: +/, 'string: '), `pooler connection string: postgresql://postgres:****@127.0.0.1:19000,127.0.0.1:19001/postgres?${tls}`);
     assert.match(lines[1] ?? '', /running on 1\/2 nodes \(node1\)/);
 
-    const disabled = buildPoolerStatus(manifest, secrets, { settings: defaultPoolerSettings(), alive: new Map() });
+    const disabled = buildPoolerStatus(localTopology(manifest), secrets, { settings: defaultPoolerSettings(), alive: new Map() });
     assert.equal(disabled?.connectionString, null);
     assert.deepEqual(poolerStatusLines(disabled, (u) => u), []);
-    assert.equal(buildPoolerStatus(manifest, secrets, undefined), null);
+    assert.equal(buildPoolerStatus(localTopology(manifest), secrets, undefined), null);
   });
 
   void it('is part of the status contract', () => {
     const manifest = clusterManifest({ nodes: 1 });
     const status = buildClusterStatus({
-      manifest,
+      topology: localTopology(manifest),
       secrets: clusterSecrets(),
       etcd: 'running',
       leader: null,

@@ -1,5 +1,5 @@
 /**
- * `validateTarget` (src/cli/commands/switchover.ts), the CLI's check before it writes a
+ * `validateTarget` (src/operations/switchover.ts), the CLI's check before it writes a
  * switchover/failover intent: each refusal is a PgpilotError with the right code, a hint and
  * exit code 2 for bad input (no leader to switch over from; unknown node; target already leads;
  * target tagged nofailover; target not a running replica; for a switchover only, a target not
@@ -8,8 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { validateTarget } from '../../src/cli/commands/switchover.js';
-import type { ClusterStatus, MemberStatus } from '../../src/providers/local/cluster-status.js';
+import { validateTarget } from '../../src/operations/switchover.js';
+import type { ClusterStatus, MemberStatus } from '../../src/operations/cluster-status.js';
 import { PgpilotError, type ErrorCode } from '../../src/shared/errors.js';
 
 const MAX_LAG = 16 * 1024 * 1024;

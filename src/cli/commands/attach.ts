@@ -27,12 +27,15 @@ import {
 import { appDatabaseUrl, createEnvFile, envFileContent, readAttachment, removeAttachment, reserveAttachment, type AppAttachment } from '../../providers/local/app-attachments.js';
 import { SystemClock, type Clock } from '../../shared/clock.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
-import { clusterRoleNames, withAppContext } from '../app-context.js';
+import { clusterRoleNames, withAppContext } from '../../operations/app-context.js';
+import { openClusterHandle } from '../../cluster/open-cluster-handle.js';
 import { printJson, type Output } from '../output.js';
 
 export interface AttachOptions {
   home: string;
   name: string;
+  /** `--context FILE` (else PGPILOT_CONTEXT, else the local cluster). */
+  context?: string | undefined;
   app: string;
   databaseName?: string;
   user?: string;
@@ -101,9 +104,9 @@ export async function run(options: AttachOptions, output: Output, deps: AttachDe
 
 async function attachApp(options: AttachOptions, app: string, database: string, envFile: string | null, deps: AttachDeps): Promise<AttachResult> {
   const defaults = defaultAppNames(app);
-  return withAppContext(options.home, options.name, async (ctx) => {
+  return withAppContext(await openClusterHandle(options), async (ctx) => {
     const user = validateName('user', options.user ?? defaults.user, clusterRoleNames(ctx.secrets));
-    const cluster = ctx.manifest.name;
+    const cluster = ctx.cluster;
     const existing = await readAttachment(ctx.dcs, ctx.keys, app);
     if (existing !== null) throw alreadyAttached(cluster, existing);
     if (await roleExists(ctx.client, user)) {
@@ -144,6 +147,6 @@ async function attachApp(options: AttachOptions, app: string, database: string, 
       await removeAttachment(ctx.dcs, ctx.keys, app).catch(() => undefined);
       throw error;
     }
-    return { ...record, databaseUrl: appDatabaseUrl(ctx.manifest, user, password, database), envFile };
+    return { ...record, databaseUrl: appDatabaseUrl(ctx.handle.topology, user, password, database), envFile };
   });
 }

@@ -4,6 +4,7 @@
  * (src/providers/local/cert-rotation.ts). `show` reads files only; `rotate` is not destructive
  * (the CA stays, old certificates stay valid until they expire), so it asks no confirmation.
  */
+import { refuseRemote } from '../../cluster/require-local.js';
 import { clusterStatus, validateClusterName, type ProviderDeps } from '../../providers/local/local-provider.js';
 import { readManifest } from '../../providers/local/cluster-store.js';
 import { clientUrl } from '../../etcd/etcd-server.js';
@@ -15,12 +16,14 @@ import { printJson, renderTable, type Output } from '../output.js';
 export interface CertsOptions {
   home: string;
   name: string;
+  context?: string | undefined;
   json: boolean;
 }
 
 const DAY_MS = 86_400_000;
 
 export async function runShow(options: CertsOptions, output: Output, nowMs: number): Promise<number> {
+  await refuseRemote(options, 'pgpilot certs show');
   const manifest = await readManifest(options.home, validateClusterName(options.name));
   const rows = describeClusterCertificates(manifest);
   const admin = adminTlsFiles(manifest);
@@ -61,6 +64,7 @@ export async function runShow(options: CertsOptions, output: Output, nowMs: numb
 }
 
 export async function runRotate(options: CertsOptions, deps: ProviderDeps, output: Output): Promise<number> {
+  await refuseRemote(options, 'pgpilot certs rotate');
   const manifest = await readManifest(options.home, validateClusterName(options.name));
   const status = await clusterStatus(options.home, manifest.name);
   const result = await rotateClusterCertificates(manifest, status, (line) => deps.progress(line));

@@ -18,7 +18,7 @@ import { callAgent, type AgentAuth } from '../../api/agent-client.js';
 import { storedConfigOrThrow } from '../../config/stored-config.js';
 import { askOnTerminal } from '../confirm.js';
 import { clusterKeys } from '../../dcs/keys.js';
-import { dynamicConfigSchema, type DynamicConfig, type ClusterManifest, type ClusterSecrets } from '../../config/schema.js';
+import { dynamicConfigSchema, type DynamicConfig, type ClusterSecrets } from '../../config/schema.js';
 import { DEFAULT_POSTGRES_PARAMETERS, type ConfValue } from '../../postgres/conf.js';
 import pg from 'pg';
 import { verifyFullSsl, type PgClient } from '../../postgres/queries.js';
@@ -39,14 +39,16 @@ import {
 } from '../../postgres/settings-validation.js';
 import { PRELOAD_SETTINGS } from '../../postgres/parameter-policy.js';
 import { extensionFacts, gucPrefixOf, libraryInstalled, libraryName, parseLibraryList, installAdvice, packageIsGuess } from '../../postgres/extensions.js';
-import { clusterStatus, openClusterDcs, type ProviderDeps } from '../../providers/local/local-provider.js';
-import type { ClusterStatus, MemberStatus } from '../../providers/local/cluster-status.js';
+import type { OperationDeps } from '../../operations/operation-deps.js';
+import type { ClusterHandle } from '../../cluster/cluster-handle.js';
+import { openClusterHandle } from '../../cluster/open-cluster-handle.js';
+import type { ClusterStatus, MemberStatus } from '../../operations/cluster-status.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
-import { withAppContext } from '../app-context.js';
+import { withAppContext } from '../../operations/app-context.js';
 import { printJson, renderTable, type Output } from '../output.js';
 import { applyConfigUpdates, type ConfigChange, type ConfigUpdates } from './config.js';
-import { restartMember } from './restart.js';
-import * as switchover from './switchover.js';
+import { restartMember } from '../../operations/rolling-restart.js';
+import { switchover } from '../../operations/switchover.js';
 
 const CONNECT_TIMEOUT_MS = 5_000;
 const QUERY_TIMEOUT_MS = 10_000;
@@ -68,6 +70,8 @@ const PGPILOT_KEYS: Readonly<Record<keyof ConfigUpdates, 'string' | 'boolean' | 
 export interface ParameterRequest {
   home: string;
   name: string;
+  /** `--context FILE` (else PGPILOT_CONTEXT, else the local cluster). */
+  context?: string | undefined;
   /** `key=value` pairs in the order given (a later one for the same key wins). */
   set: ReadonlyArray<readonly [string, string]>;
   /** Parameters whose override is removed (the pgpilot default, else postgres' own, applies again). */
@@ -97,9 +101,9 @@ export interface PlannedParameter {
 }
 
 export interface Prepared {
-  home: string;
+  /** How the cluster is reached (local or through a context). */
+  handle: ClusterHandle;
   cluster: string;
-  manifest: ClusterManifest;
   secrets: ClusterSecrets;
   ca: string;
   storedRaw: string | null;
@@ -229,10 +233,10 @@ export async function prepareChanges(request: ParameterRequest): Promise<Prepare
   for (const name of resets) {
     if (postgres.has(name)) throw new PgpilotError('INPUT_INVALID', `${name} is both set and reset`, { hint: 'use one of --set and --reset per parameter', exitCode: 2 });
   }
-  return withAppContext(request.home, request.name, async (ctx) => {
+  return withAppContext(await openClusterHandle(request), async (ctx) => {
     const key = ctx.keys.config;
     const storedRaw = await ctx.dcs.get(key);
-    const current = storedConfigOrThrow(storedRaw, ctx.manifest.name);
+    const current = storedConfigOrThrow(storedRaw, ctx.cluster);
     const { next: withPgpilot, changes: pgpilotChanges } = applyConfigUpdates(current, { ...fromSet, ...request.pgpilot });
     // The leader's settings as every new session gets them (ctx.client has session settings of its own).
     const leaderClient = await connectMember(ctx.leader, ctx.secrets, ctx.ca);
@@ -251,7 +255,7 @@ export async function prepareChanges(request: ParameterRequest): Promise<Prepare
 
     for (const [name, value] of postgres) {
       const row = rows.get(name);
-      const managed = refusalFor(name, null, { memberCount: ctx.manifest.nodes.length });
+      const managed = refusalFor(name, null, { memberCount: ctx.handle.nodes.length });
       if (managed !== null) {
         problems.push(managed);
         continue;
@@ -273,7 +277,7 @@ export async function prepareChanges(request: ParameterRequest): Promise<Prepare
         problems.push(check.message);
         continue;
       }
-      const refused = refusalFor(name, check, { memberCount: ctx.manifest.nodes.length });
+      const refused = refusalFor(name, check, { memberCount: ctx.handle.nodes.length });
       if (refused !== null) {
         problems.push(refused);
         continue;
@@ -375,9 +379,8 @@ export async function prepareChanges(request: ParameterRequest): Promise<Prepare
     if (plan.kind === 'conflict') throw new PgpilotError('INPUT_INVALID', plan.message, { hint: 'nothing was changed', exitCode: 2 });
     const next = dynamicConfigSchema.parse({ ...withPgpilot, postgresql: { ...withPgpilot.postgresql, parameters: overrides } });
     return {
-      home: request.home,
-      cluster: ctx.manifest.name,
-      manifest: ctx.manifest,
+      handle: ctx.handle,
+      cluster: ctx.cluster,
       secrets: ctx.secrets,
       ca: ctx.ca,
       storedRaw,
@@ -477,7 +480,7 @@ async function mismatchesOn(member: MemberStatus, prepared: Prepared): Promise<s
 }
 
 /** Waits (bounded) until `member` shows every expected value; the remaining differences otherwise. */
-async function waitMatches(member: MemberStatus, prepared: Prepared, deps: ProviderDeps, timeoutMs: number): Promise<string[]> {
+async function waitMatches(member: MemberStatus, prepared: Prepared, deps: OperationDeps, timeoutMs: number): Promise<string[]> {
   const deadlineMs = deps.clock.nowMs() + timeoutMs;
   for (;;) {
     const wrong = await mismatchesOn(member, prepared);
@@ -498,7 +501,7 @@ async function postToAgent(member: MemberStatus, route: string, auth: AgentAuth)
 
 /** Writes `prepared.next` over the value read at prepare time; a concurrent change is refused. */
 async function store(prepared: Prepared, from: string | null, value: string): Promise<void> {
-  const { dcs } = await openClusterDcs(prepared.manifest);
+  const { dcs } = await prepared.handle.openDcs();
   const key = clusterKeys(prepared.cluster).config;
   try {
     const written = from === null ? await dcs.createIfAbsent(key, value) : await dcs.replaceIfEquals(key, from, value);
@@ -515,14 +518,14 @@ async function store(prepared: Prepared, from: string | null, value: string): Pr
 }
 
 function nodeLog(prepared: Prepared, node: string): string {
-  return prepared.manifest.nodes.find((n) => n.name === node)?.postgresLogFile ?? `${node}'s postgres.log`;
+  return prepared.handle.local?.manifest.nodes.find((n) => n.name === node)?.postgresLogFile ?? `${node}'s postgres.log`;
 }
 
 /**
  * Steps 2 and 3: confirm (when a restart is needed), store, apply, verify. Prints the plan and the
  * result unless `json` (then the caller prints the returned outcome).
  */
-export async function applyPrepared(prepared: Prepared, options: ApplyOptions, deps: ProviderDeps, output: Output): Promise<ParameterOutcome> {
+export async function applyPrepared(prepared: Prepared, options: ApplyOptions, deps: OperationDeps, output: Output): Promise<ParameterOutcome> {
   const anything = prepared.pgpilotChanges.length > 0 || prepared.parameters.some((p) => p.changed) || JSON.stringify(prepared.current) !== JSON.stringify(prepared.next);
   if (!options.json) {
     if (prepared.pgpilotChanges.length + prepared.parameters.length > 0) output.out(renderPlan(prepared));
@@ -568,7 +571,7 @@ export async function applyPrepared(prepared: Prepared, options: ApplyOptions, d
 }
 
 async function memberSettings(prepared: Prepared): Promise<MemberSettings[]> {
-  const status = await clusterStatus(prepared.home, prepared.cluster).catch(() => null);
+  const status = await prepared.handle.status().catch(() => null);
   const names = [...prepared.expected.keys()];
   if (status === null) return [];
   const rows = await onEveryMember(running(status), prepared.secrets, prepared.ca, (client) => readRows(client, names));
@@ -579,8 +582,8 @@ async function memberSettings(prepared: Prepared): Promise<MemberSettings[]> {
   }));
 }
 
-async function applyByReload(prepared: Prepared, deps: ProviderDeps, token: AgentAuth): Promise<void> {
-  const status = await clusterStatus(prepared.home, prepared.cluster);
+async function applyByReload(prepared: Prepared, deps: OperationDeps, token: AgentAuth): Promise<void> {
+  const status = await prepared.handle.status();
   const failures: string[] = [];
   for (const m of status.members.filter((x) => x.role !== 'primary' && x.role !== 'replica')) {
     deps.progress(`${m.name} is not running (${m.role}): it gets the new settings when it starts`);
@@ -611,11 +614,8 @@ async function applyByReload(prepared: Prepared, deps: ProviderDeps, token: Agen
  * replicas. If the FIRST member fails, the previous config is written back (that member's agent
  * starts it with the old values again) before failing.
  */
-async function applyByRollingRestart(prepared: Prepared, order: 'replicas-first' | 'leader-first', options: ApplyOptions, deps: ProviderDeps, nextRaw: string): Promise<void> {
-  const home = prepared.home;
-  const restartOptions = { home, name: prepared.cluster, timeoutSeconds: options.timeoutSeconds };
-  const token: AgentAuth = { token: prepared.secrets.apiToken, ca: prepared.ca };
-  let status = await clusterStatus(home, prepared.cluster);
+async function applyByRollingRestart(prepared: Prepared, order: 'replicas-first' | 'leader-first', options: ApplyOptions, deps: OperationDeps, nextRaw: string): Promise<void> {
+  let status = await prepared.handle.status();
   const oldLeader = status.leader;
   const leader = status.members.find((m) => m.name === oldLeader && m.role === 'primary');
   if (leader === undefined) throw new PgpilotError('CLUSTER_NOT_RUNNING', `${prepared.cluster} has no leader now`, { hint: 'retry after the failover completes', retryable: true });
@@ -629,7 +629,7 @@ async function applyByRollingRestart(prepared: Prepared, order: 'replicas-first'
     restarted += 1;
     let problem: string | null = null;
     try {
-      await restartMember(restartOptions, deps, member, token);
+      await restartMember(prepared.handle, member, options.timeoutSeconds, deps);
       const wrong = await waitMatches(member, prepared, deps, RELOAD_VISIBLE_TIMEOUT_MS);
       if (wrong.length > 0) problem = wrong.join(', ');
     } catch (error) {
@@ -658,11 +658,8 @@ async function applyByRollingRestart(prepared: Prepared, order: 'replicas-first'
     await step(leader);
     return;
   }
-  await switchover.run({ home, name: prepared.cluster, kind: 'switchover', yes: false, json: false, timeoutSeconds: options.timeoutSeconds }, deps, {
-    out: (line) => deps.progress(line),
-    err: (line) => deps.progress(line),
-  });
-  status = await clusterStatus(home, prepared.cluster);
+  await switchover(prepared.handle, { kind: 'switchover', yes: false, timeoutSeconds: options.timeoutSeconds }, deps);
+  status = await prepared.handle.status();
   const former = status.members.find((m) => m.name === oldLeader);
   if (former === undefined || former.role !== 'replica') {
     deps.progress(`${oldLeader ?? 'the former leader'} is not running as a replica yet: it gets the new settings when it starts`);
@@ -681,7 +678,7 @@ async function applyByRollingRestart(prepared: Prepared, order: 'replicas-first'
 export async function runParameterUpdate(
   request: ParameterRequest,
   options: ApplyOptions,
-  deps: ProviderDeps,
+  deps: OperationDeps,
   output: Output,
 ): Promise<number> {
   const prepared = await prepareChanges(request);

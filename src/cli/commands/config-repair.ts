@@ -9,8 +9,7 @@
 import { clusterKeys } from '../../dcs/keys.js';
 import { parseStoredConfig } from '../../config/stored-config.js';
 import { recordEvent } from '../../state/events.js';
-import { openClusterDcs, validateClusterName } from '../../providers/local/local-provider.js';
-import { readManifest } from '../../providers/local/cluster-store.js';
+import { openLocalOnly } from '../../cluster/require-local.js';
 import { lastGoodConfigCopies } from '../../providers/local/config-copies.js';
 import { PgpilotError } from '../../shared/errors.js';
 import { confirmYes } from '../confirm.js';
@@ -21,6 +20,7 @@ const SHOWN_CHARS = 300;
 export interface RepairOptions {
   home: string;
   name: string;
+  context?: string | undefined;
   yes: boolean;
   json: boolean;
 }
@@ -32,9 +32,11 @@ export function shownValue(raw: string): string {
 }
 
 export async function run(options: RepairOptions, output: Output, ask: (question: string) => Promise<boolean> = confirmYes): Promise<number> {
-  const manifest = await readManifest(options.home, validateClusterName(options.name));
+  // The last good copies are files in each node's directory: on a multi-host cluster, on each host.
+  const { handle, local } = await openLocalOnly(options, 'config repair');
+  const manifest = local.manifest;
   const key = clusterKeys(manifest.name).config;
-  const { dcs } = await openClusterDcs(manifest);
+  const { dcs } = await handle.openDcs();
   try {
     const raw = await dcs.get(key);
     const parsed = raw === null ? null : parseStoredConfig(raw);

@@ -13,8 +13,7 @@
 import { storedConfigOrThrow } from '../../config/stored-config.js';
 import { clusterKeys } from '../../dcs/keys.js';
 import { dynamicConfigSchema, type DynamicConfig } from '../../config/schema.js';
-import { openClusterDcs, validateClusterName } from '../../providers/local/local-provider.js';
-import { readManifest } from '../../providers/local/cluster-store.js';
+import { openClusterHandle } from '../../cluster/open-cluster-handle.js';
 import { PgpilotError } from '../../shared/errors.js';
 import { printJson, renderTable, type Output } from '../output.js';
 import { effectiveParameters } from '../../postgres/settings-validation.js';
@@ -81,6 +80,8 @@ export function renderConfig(config: DynamicConfig): string {
 export interface ConfigOptions {
   home: string;
   name: string;
+  /** `--context FILE` (else PGPILOT_CONTEXT, else the local cluster). */
+  context?: string | undefined;
   json: boolean;
 }
 
@@ -91,10 +92,10 @@ async function readStored(dcs: { get(key: string): Promise<string | null> }, key
 }
 
 export async function runShow(options: ConfigOptions, output: Output): Promise<number> {
-  const manifest = await readManifest(options.home, validateClusterName(options.name));
-  const { dcs } = await openClusterDcs(manifest);
+  const handle = await openClusterHandle(options);
+  const { dcs } = await handle.openDcs();
   try {
-    const { config } = await readStored(dcs, clusterKeys(manifest.name).config, manifest.name);
+    const { config } = await readStored(dcs, clusterKeys(handle.name).config, handle.name);
     // Postgres parameters: pgpilot's defaults with the cluster's overrides (`config update --set`).
     const parameters = effectiveParameters(config.postgresql.parameters);
     if (options.json) printJson(output, { ...config, postgresParameters: parameters });
@@ -116,24 +117,24 @@ export async function runUpdate(options: ConfigOptions & { updates: ConfigUpdate
       exitCode: 2,
     });
   }
-  const manifest = await readManifest(options.home, validateClusterName(options.name));
-  const { dcs } = await openClusterDcs(manifest);
-  const key = clusterKeys(manifest.name).config;
+  const handle = await openClusterHandle(options);
+  const { dcs } = await handle.openDcs();
+  const key = clusterKeys(handle.name).config;
   try {
-    const stored = await readStored(dcs, key, manifest.name);
+    const stored = await readStored(dcs, key, handle.name);
     const { next, changes } = applyConfigUpdates(stored.config, options.updates);
     if (changes.length > 0) {
       const value = JSON.stringify(next);
       const written = stored.raw === null ? await dcs.createIfAbsent(key, value) : await dcs.replaceIfEquals(key, stored.raw, value);
       if (!written) {
-        throw new PgpilotError('INPUT_INVALID', `the config of ${manifest.name} changed while it was being updated`, {
+        throw new PgpilotError('INPUT_INVALID', `the config of ${handle.name} changed while it was being updated`, {
           hint: 'run the command again',
           retryable: true,
           exitCode: 2,
         });
       }
     }
-    if (options.json) printJson(output, { cluster: manifest.name, changes, config: next });
+    if (options.json) printJson(output, { cluster: handle.name, changes, config: next });
     else if (changes.length === 0) output.out('nothing changed (the config already has these values)');
     else for (const c of changes) output.out(`${c.key}: ${JSON.stringify(c.from)} -> ${JSON.stringify(c.to)}`);
     return 0;

@@ -6,6 +6,7 @@
  * the store answers, the backup exists and is complete, the target lies between the backup and
  * the newest archived WAL.
  */
+import { refuseRemote } from '../../cluster/require-local.js';
 import { readCaFile } from '../../tls/tls-files.js';
 import { existsSync } from 'node:fs';
 import { listBackups } from '../../backup/backup-catalog.js';
@@ -21,7 +22,7 @@ import { PgpilotError, errorMessage } from '../../shared/errors.js';
 import { isLsn } from '../../shared/lsn.js';
 import { printJson, type Output } from '../output.js';
 import { withEnvCredentials } from './backup.js';
-import { withoutSecrets } from '../../providers/local/cluster-status.js';
+import { withoutSecrets } from '../../operations/cluster-status.js';
 import { renderStatus } from './status.js';
 
 export interface RestoreOptions {
@@ -34,6 +35,8 @@ export interface RestoreOptions {
 
 export interface CreateCommandOptions {
   home: string;
+  /** A context applies (--context / PGPILOT_CONTEXT): refused, create makes local clusters only. */
+  context?: string | undefined;
   name: string;
   nodes: number;
   binDir?: string;
@@ -139,6 +142,7 @@ async function prepareRestore(options: CreateCommandOptions & { restore: Restore
 }
 
 export async function run(options: CreateCommandOptions, deps: ProviderDeps, output: Output): Promise<number> {
+  await refuseRemote(options, 'pgpilot create', 'create makes a cluster on this machine; a multi-host cluster is made with pgpilot cluster init (unset PGPILOT_CONTEXT to create a local one)');
   const restore = options.restore === undefined ? undefined : await prepareRestore({ ...options, restore: options.restore }, deps);
   const status = await createCluster(
     {

@@ -7,14 +7,17 @@
  */
 import { HARDEN_PUBLIC_SCHEMA_SQL, createPrivateDatabase, databaseExists, listDatabases, roleExists, validateName, type DatabaseRow } from '../../postgres/app-queries.js';
 import { listAttachments } from '../../providers/local/app-attachments.js';
-import { formatBytes } from '../../providers/local/cluster-status.js';
+import { formatBytes } from '../../operations/cluster-status.js';
 import { PgpilotError } from '../../shared/errors.js';
-import { withAppContext } from '../app-context.js';
+import { withAppContext } from '../../operations/app-context.js';
+import { openClusterHandle } from '../../cluster/open-cluster-handle.js';
 import { printJson, renderTable, type Output } from '../output.js';
 
 export interface DbListOptions {
   home: string;
   name: string;
+  /** `--context FILE` (else PGPILOT_CONTEXT, else the local cluster). */
+  context?: string | undefined;
   json: boolean;
 }
 
@@ -23,7 +26,7 @@ export interface DatabaseListEntry extends DatabaseRow {
 }
 
 export async function runList(options: DbListOptions, output: Output): Promise<number> {
-  const databases = await withAppContext(options.home, options.name, async (ctx): Promise<DatabaseListEntry[]> => {
+  const databases = await withAppContext(await openClusterHandle(options), async (ctx): Promise<DatabaseListEntry[]> => {
     const apps = await listAttachments(ctx.dcs, ctx.keys);
     return (await listDatabases(ctx.client)).map((d) => ({ ...d, app: apps.find((a) => a.database === d.name)?.app ?? null }));
   });
@@ -42,6 +45,8 @@ export async function runList(options: DbListOptions, output: Output): Promise<n
 export interface DbCreateOptions {
   home: string;
   name: string;
+  /** `--context FILE` (else PGPILOT_CONTEXT, else the local cluster). */
+  context?: string | undefined;
   database: string;
   owner?: string;
   json: boolean;
@@ -49,8 +54,8 @@ export interface DbCreateOptions {
 
 export async function runCreate(options: DbCreateOptions, output: Output): Promise<number> {
   const database = validateName('database', options.database);
-  const owner = await withAppContext(options.home, options.name, async (ctx) => {
-    const cluster = ctx.manifest.name;
+  const owner = await withAppContext(await openClusterHandle(options), async (ctx) => {
+    const cluster = ctx.cluster;
     const ownerName = options.owner ?? null;
     if (ownerName !== null && !(await roleExists(ctx.client, ownerName))) {
       throw new PgpilotError('INPUT_INVALID', `no user ${ownerName} in ${cluster}`, {

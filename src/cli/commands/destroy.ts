@@ -1,4 +1,5 @@
 /** `pgpilot destroy NAME --yes`: stop every process of the cluster and delete its directory. */
+import { processControlHint, refuseRemote } from '../../cluster/require-local.js';
 import { askOnTerminal } from '../confirm.js';
 import { destroyCluster, validateClusterName, type ProviderDeps } from '../../providers/local/local-provider.js';
 import { readManifest } from '../../providers/local/cluster-store.js';
@@ -20,7 +21,8 @@ async function backupsNote(clusterDir: string): Promise<string> {
   }
 }
 
-export async function run(options: { home: string; name: string; yes: boolean }, deps: ProviderDeps, output: Output): Promise<number> {
+export async function run(options: { home: string; name: string; context?: string | undefined; yes: boolean }, deps: ProviderDeps, output: Output): Promise<number> {
+  await refuseRemote(options, 'pgpilot destroy', processControlHint(options.name));
   const name = validateClusterName(options.name);
   const manifest = await readManifest(options.home, name); // CLUSTER_NOT_FOUND before asking anything
   const note = await backupsNote(manifest.clusterDir);

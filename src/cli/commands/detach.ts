@@ -10,12 +10,15 @@
 import { databaseExists, dropDatabase, dropRoleEverywhere, validateName } from '../../postgres/app-queries.js';
 import { listAttachments, readAttachment, removeAttachment } from '../../providers/local/app-attachments.js';
 import { PgpilotError } from '../../shared/errors.js';
-import { withAppContext } from '../app-context.js';
+import { withAppContext } from '../../operations/app-context.js';
+import { openClusterHandle } from '../../cluster/open-cluster-handle.js';
 import { printJson, type Output } from '../output.js';
 
 export interface DetachOptions {
   home: string;
   name: string;
+  /** `--context FILE` (else PGPILOT_CONTEXT, else the local cluster). */
+  context?: string | undefined;
   app: string;
   dropDatabase: boolean;
   yes: boolean;
@@ -45,12 +48,12 @@ export function checkDetachConfirmation(options: Pick<DetachOptions, 'name' | 'a
 export async function run(options: DetachOptions, output: Output): Promise<number> {
   const app = validateName('app', options.app);
   checkDetachConfirmation(options);
-  const result = await withAppContext(options.home, options.name, async (ctx): Promise<DetachResult> => {
+  const result = await withAppContext(await openClusterHandle(options), async (ctx): Promise<DetachResult> => {
     const record = await readAttachment(ctx.dcs, ctx.keys, app);
     if (record === null) {
       const attached = (await listAttachments(ctx.dcs, ctx.keys)).map((a) => a.app);
-      throw new PgpilotError('INPUT_INVALID', `app ${app} is not attached to ${ctx.manifest.name}`, {
-        hint: attached.length > 0 ? `attached apps: ${attached.join(', ')}` : `no app is attached; pgpilot attach ${ctx.manifest.name} --app APP`,
+      throw new PgpilotError('INPUT_INVALID', `app ${app} is not attached to ${ctx.cluster}`, {
+        hint: attached.length > 0 ? `attached apps: ${attached.join(', ')}` : `no app is attached; pgpilot attach ${ctx.cluster} --app APP`,
         exitCode: 2,
       });
     }

@@ -7,8 +7,8 @@
  * (the `config update` path: stored in etcd, rolling restart after confirmation), then runs
  * CREATE EXTENSION IF NOT EXISTS in the database on the leader (replicas get it by replication).
  */
-import { clusterCaPem } from '../../providers/local/local-tls.js';
-import { withAppContext } from '../app-context.js';
+import { withAppContext } from '../../operations/app-context.js';
+import { openClusterHandle } from '../../cluster/open-cluster-handle.js';
 import {
   EXTENSION_NAME,
   createExtension,
@@ -33,6 +33,8 @@ import { applyPrepared, prepareChanges, type ParameterOutcome } from './config-p
 export interface ExtensionsListOptions {
   home: string;
   name: string;
+  /** `--context FILE` (else PGPILOT_CONTEXT, else the local cluster). */
+  context?: string | undefined;
   database: string;
   json: boolean;
 }
@@ -40,6 +42,8 @@ export interface ExtensionsListOptions {
 export interface ExtensionsEnableOptions {
   home: string;
   name: string;
+  /** `--context FILE` (else PGPILOT_CONTEXT, else the local cluster). */
+  context?: string | undefined;
   extension: string;
   database: string;
   yes: boolean;
@@ -53,7 +57,7 @@ function shorten(text: string | null, max: number): string {
 }
 
 export async function runList(options: ExtensionsListOptions, output: Output): Promise<number> {
-  return withAppContext(options.home, options.name, async (ctx) => {
+  return withAppContext(await openClusterHandle(options), async (ctx) => {
     const client = options.database === 'postgres' ? ctx.client : await ctx.connectTo(options.database);
     try {
       const available = await listAvailableExtensions(client);
@@ -68,7 +72,7 @@ export async function runList(options: ExtensionsListOptions, output: Output): P
         };
       });
       if (options.json) {
-        printJson(output, { cluster: ctx.manifest.name, database: options.database, sharedPreloadLibraries: [...preloaded], extensions: rows });
+        printJson(output, { cluster: ctx.cluster, database: options.database, sharedPreloadLibraries: [...preloaded], extensions: rows });
         return 0;
       }
       output.out(
@@ -77,7 +81,7 @@ export async function runList(options: ExtensionsListOptions, output: Output): P
           rows.map((r) => [r.name, r.defaultVersion ?? '', r.installedVersion ?? '-', r.needsPreload ? (r.preloaded ? 'loaded' : 'needed') : '', shorten(r.comment, 60)]),
         ),
       );
-      output.out(`installed: ${rows.filter((r) => r.installedVersion !== null).length} in database ${options.database}; enable one with: pgpilot extensions enable ${ctx.manifest.name} EXT`);
+      output.out(`installed: ${rows.filter((r) => r.installedVersion !== null).length} in database ${options.database}; enable one with: pgpilot extensions enable ${ctx.cluster} EXT`);
       return 0;
     } finally {
       if (client !== ctx.client) await client.end().catch(() => undefined);
@@ -94,13 +98,13 @@ interface EnablePlan {
 
 /** Checks availability on every running member and the database; what to change. Changes nothing. */
 async function planEnable(options: ExtensionsEnableOptions): Promise<EnablePlan> {
-  return withAppContext(options.home, options.name, async (ctx) => {
+  return withAppContext(await openClusterHandle(options), async (ctx) => {
     const major = await serverMajor(ctx.client);
     const facts = extensionFacts(options.extension, major);
     const missingOn: string[] = [];
     for (const member of ctx.status.members.filter((m) => m.role === 'primary' || m.role === 'replica')) {
       const client = await connectLocal({
-        ca: clusterCaPem(ctx.manifest),
+        ca: ctx.ca,
         host: member.host,
         port: member.port,
         user: ctx.secrets.superuser.name,
@@ -124,8 +128,8 @@ async function planEnable(options: ExtensionsEnableOptions): Promise<EnablePlan>
     }
     const database = await ctx.client.query('SELECT 1 FROM pg_database WHERE datname = $1', [options.database]);
     if (database.rowCount === 0) {
-      throw new PgpilotError('INPUT_INVALID', `no database ${options.database} in ${ctx.manifest.name}`, {
-        hint: `create it with: pgpilot db create ${ctx.manifest.name} ${options.database}`,
+      throw new PgpilotError('INPUT_INVALID', `no database ${options.database} in ${ctx.cluster}`, {
+        hint: `create it with: pgpilot db create ${ctx.cluster} ${options.database}`,
         exitCode: 2,
       });
     }
@@ -150,13 +154,13 @@ export async function runEnable(options: ExtensionsEnableOptions, deps: Provider
   const plan = await planEnable(options);
   let preload: ParameterOutcome | null = null;
   if (plan.pairs.length > 0) {
-    const prepared = await prepareChanges({ home: options.home, name: options.name, set: plan.pairs, reset: [] });
+    const prepared = await prepareChanges({ home: options.home, name: options.name, context: options.context, set: plan.pairs, reset: [] });
     preload = await applyPrepared(prepared, { yes: options.yes, dryRun: false, json: options.json, timeoutSeconds: options.timeoutSeconds }, deps, output);
   }
   let version: string | null = null;
   if (plan.createsExtension) {
     // After a rolling restart the leader may be another node: look it up again.
-    version = await withAppContext(options.home, options.name, async (ctx) => {
+    version = await withAppContext(await openClusterHandle(options), async (ctx) => {
       const client = options.database === 'postgres' ? ctx.client : await ctx.connectTo(options.database);
       try {
         return await createExtension(client, options.extension);

@@ -1,18 +1,16 @@
 /**
  * `pgpilot haproxy-config NAME [--port N] [--replica-port N] [--output FILE]`: renders an HAProxy
- * configuration for an external load balancer in front of a local cluster (writes to the primary,
- * reads to the replicas; see src/proxy/haproxy-config.ts) from the cluster manifest. Ports that are
+ * configuration for an external load balancer in front of a cluster, local or through --context
+ * (writes to the primary, reads to the replicas; see src/proxy/haproxy-config.ts) from the handle's topology. Ports that are
  * not given are chosen free on loopback and named in the output. Without --output the file goes to
  * stdout (and everything else to stderr, so it can be redirected as is); with --output it is
  * written atomically (temp file + rename, mode 0644), checked with `haproxy -c` when haproxy is
  * installed, and the command to run it is printed. Nothing is started: the user runs haproxy.
  */
-import { clusterPathsIn } from '../../providers/local/paths.js';
 import { connectionUrl } from '../../postgres/connection-url.js';
 import { chmod, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { validateClusterName } from '../../providers/local/local-provider.js';
-import { readManifest } from '../../providers/local/cluster-store.js';
+import { openClusterHandle } from '../../cluster/open-cluster-handle.js';
 import { renderHaproxyConfig } from '../../proxy/haproxy-config.js';
 import { checkHaproxyConfig, findHaproxyBinary } from '../../proxy/haproxy-process.js';
 import { PgpilotError, errorMessage, isPgpilotError } from '../../shared/errors.js';
@@ -22,6 +20,8 @@ import type { Output } from '../output.js';
 export interface HaproxyConfigOptions {
   home: string;
   name: string;
+  /** `--context FILE` (else PGPILOT_CONTEXT, else the local cluster). */
+  context?: string | undefined;
   /** Write port (the primary); free loopback port when absent. */
   port?: number;
   /** Read port (replicas, primary as fallback); free loopback port when absent. */
@@ -77,10 +77,11 @@ async function choosePorts(given: Array<number | undefined>, taken: ReadonlySet<
 }
 
 export async function run(options: HaproxyConfigOptions, output: Output): Promise<number> {
-  const name = validateClusterName(options.name);
-  const manifest = await readManifest(options.home, name);
+  const handle = await openClusterHandle(options);
+  const name = handle.name;
+  const nodes = handle.nodes;
   const bindHost = LOOPBACK_HOST;
-  const nodePorts = new Set(manifest.nodes.filter((n) => n.host === bindHost).flatMap((n) => [n.pgPort, n.apiPort, n.proxyPort]));
+  const nodePorts = new Set(nodes.filter((n) => n.host === bindHost).flatMap((n) => [n.pgPort, n.apiPort, n.proxyPort]));
   for (const [label, port] of [['--port', options.port], ['--replica-port', options.replicaPort]] as const) {
     if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) {
       throw new PgpilotError('INPUT_INVALID', `${label} must be a port number from 1 to 65535 (got ${String(port)})`, {
@@ -103,16 +104,16 @@ export async function run(options: HaproxyConfigOptions, output: Output): Promis
     `--port ${primaryPort}`,
     `--replica-port ${replicaPort}`,
     ...(file === undefined ? [] : [`--output ${shellWord(file)}`]),
-    `--home ${shellWord(options.home)}`,
+    handle.contextFile === null ? `--home ${shellWord(options.home)}` : `--context ${shellWord(path.resolve(handle.contextFile))}`,
   ].join(' ');
   const config = renderHaproxyConfig({
     cluster: name,
     bindHost,
     primaryPort,
     replicaPort,
-    nodes: manifest.nodes.map((n) => ({ name: n.name, host: n.host, pgPort: n.pgPort, apiPort: n.apiPort })),
+    nodes: nodes.map((n) => ({ name: n.name, host: n.host, pgPort: n.pgPort, apiPort: n.apiPort })),
     regenerateCommand,
-    caFile: clusterPathsIn(manifest.clusterDir).caFile,
+    caFile: handle.caFile,
   });
   // Progress and explanations go to stderr when the config itself goes to stdout.
   const say = file === undefined ? (line: string) => output.err(line) : (line: string) => output.out(line);
@@ -130,7 +131,7 @@ export async function run(options: HaproxyConfigOptions, output: Output): Promis
   }
 
   await writeConfigFile(file, config);
-  say(`wrote ${file} for cluster ${name} (${manifest.nodes.length} node${manifest.nodes.length === 1 ? '' : 's'})`);
+  say(`wrote ${file} for cluster ${name} (${nodes.length} node${nodes.length === 1 ? '' : 's'})`);
   say(`  writes: ${bindHost}:${primaryPort}  -> the primary (GET /primary on each node's API)`);
   say(`  reads:  ${bindHost}:${replicaPort}  -> streaming replicas (GET /replica), else the primary`);
   let binary: string | null = null;
@@ -150,6 +151,6 @@ export async function run(options: HaproxyConfigOptions, output: Output): Promis
     say('  checked with: haproxy -c -f ' + shellWord(file));
   }
   say(`run it with: haproxy -f ${shellWord(file)}`);
-  say(`connect:     psql "${connectionUrl({ user: 'postgres', endpoints: [{ host: bindHost, port: primaryPort }], database: 'postgres', caFile: clusterPathsIn(manifest.clusterDir).caFile })}"   (password in ${manifest.secretsFile})`);
+  say(`connect:     psql "${connectionUrl({ user: 'postgres', endpoints: [{ host: bindHost, port: primaryPort }], database: 'postgres', caFile: handle.caFile })}"   (password: ${handle.local === null ? `pgpilot status ${name} --context FILE --show-secrets` : `in ${handle.local.manifest.secretsFile}`})`);
   return 0;
 }

@@ -13,6 +13,7 @@
  * with it and starts again from the new binaries). Events `image-update-started`,
  * `image-update-completed` (or `image-update-failed`) record the procedure.
  */
+import { refuseRemote } from '../../cluster/require-local.js';
 import { clusterCaPem } from '../../providers/local/local-tls.js';
 import { confirmYes } from '../confirm.js';
 import { access, constants } from 'node:fs/promises';
@@ -22,7 +23,7 @@ import { recordEvent, type EventKind } from '../../state/events.js';
 import { pgBinary } from '../../postgres/bin-dir.js';
 import { connectLocal } from '../../postgres/queries.js';
 import { clusterStatus, openClusterDcs, restartNodeAgent, validateClusterName, type ProviderDeps } from '../../providers/local/local-provider.js';
-import type { ClusterStatus, MemberStatus } from '../../providers/local/cluster-status.js';
+import type { ClusterStatus, MemberStatus } from '../../operations/cluster-status.js';
 import { readAgentConfig, readManifest, readSecrets, writeAgentConfig, writeManifest } from '../../providers/local/cluster-store.js';
 import type { ClusterManifest } from '../../config/schema.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
@@ -146,7 +147,8 @@ export function renderImageReport(report: ImageReport): string {
   return lines.join('\n');
 }
 
-export async function runShow(options: { home: string; name: string; binDir?: string; json: boolean }, output: Output): Promise<number> {
+export async function runShow(options: { home: string; name: string; context?: string | undefined; binDir?: string; json: boolean }, output: Output): Promise<number> {
+  await refuseRemote(options, 'pgpilot image show');
   const { report } = await imageReport(options.home, options.name, options.binDir);
   if (options.json) printJson(output, report);
   else output.out(renderImageReport(report));
@@ -156,6 +158,7 @@ export async function runShow(options: { home: string; name: string; binDir?: st
 export interface ImageUpdateOptions {
   home: string;
   name: string;
+  context?: string | undefined;
   binDir?: string;
   yes: boolean;
   json: boolean;
@@ -217,6 +220,7 @@ async function restartAndWait(options: ImageUpdateOptions, deps: ProviderDeps, n
 }
 
 export async function runUpdate(options: ImageUpdateOptions, deps: ProviderDeps, output: Output): Promise<number> {
+  await refuseRemote(options, 'pgpilot image update');
   const name = validateClusterName(options.name);
   const before = await imageReport(options.home, name);
   const manifest = before.manifest;

@@ -19,7 +19,6 @@
  * Passwords reach pg_dump / pg_restore only through PGPASSWORD, never through argv.
  */
 import { connectionUrl } from '../../postgres/connection-url.js';
-import { clusterPathsIn } from '../../providers/local/paths.js';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
@@ -42,12 +41,16 @@ import { SystemClock, type Clock } from '../../shared/clock.js';
 import { makeDirectories } from '../../shared/fs-safe.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
 import { redactSecrets } from '../../shared/logger.js';
-import { withAppContext, type AppContext } from '../app-context.js';
+import { withAppContext, type AppContext } from '../../operations/app-context.js';
+import { openClusterHandle } from '../../cluster/open-cluster-handle.js';
+import { requireLocal } from '../../cluster/require-local.js';
 import { printJson, type Output } from '../output.js';
 
 export interface ImportOptions {
   home: string;
   name: string;
+  /** `--context FILE` (else PGPILOT_CONTEXT, else the local cluster). */
+  context?: string | undefined;
   source: string;
   database?: string;
   owner?: string;
@@ -114,7 +117,7 @@ async function connectSource(source: SourceUrl, raw: string, statementTimeoutMs:
 async function importOwner(ctx: AppContext, database: string, owner: string | undefined): Promise<string | null> {
   if (owner !== undefined) {
     if (!(await roleExists(ctx.client, owner))) {
-      throw new PgpilotError('INPUT_INVALID', `no user ${owner} in ${ctx.manifest.name}`, { hint: `pgpilot users list ${ctx.manifest.name}`, exitCode: 2 });
+      throw new PgpilotError('INPUT_INVALID', `no user ${owner} in ${ctx.cluster}`, { hint: `pgpilot users list ${ctx.cluster}`, exitCode: 2 });
     }
     return owner === ctx.secrets.superuser.name ? null : owner;
   }
@@ -133,7 +136,10 @@ export async function run(options: ImportOptions, output: Output, clock: Clock =
   const source = parseSourceUrl(options.source);
   const timeoutMs = options.timeoutSeconds * 1000;
   const startedMs = clock.nowMs();
-  const result = await withAppContext(options.home, options.name, async (ctx): Promise<ImportResult> => {
+  const handle = await openClusterHandle(options);
+  // pg_dump and pg_restore run here, against the cluster's binaries and disk (issue 18: an agent's REST route later).
+  const { manifest } = requireLocal(handle, 'pgpilot import');
+  const result = await withAppContext(handle, async (ctx): Promise<ImportResult> => {
     const sourceClient = await connectSource(source, options.source, timeoutMs);
     let workDir: string | null = null;
     try {
@@ -146,7 +152,7 @@ export async function run(options: ImportOptions, output: Output, clock: Clock =
         try {
           const tables = await listUserTables(target);
           if (tables.length > 0) {
-            throw new PgpilotError('INPUT_INVALID', `database ${database} in ${ctx.manifest.name} already has ${tables.length} table(s); import does not overwrite data silently`, {
+            throw new PgpilotError('INPUT_INVALID', `database ${database} in ${ctx.cluster} already has ${tables.length} table(s); import does not overwrite data silently`, {
               hint: `import into another database with --database, or add --force to drop and replace the objects the dump contains`,
               exitCode: 2,
             });
@@ -161,7 +167,7 @@ export async function run(options: ImportOptions, output: Output, clock: Clock =
       await sourceClient.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
       const snapshot = (await sourceClient.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0]?.s ?? null;
 
-      const importsDir = path.join(ctx.manifest.clusterDir, 'imports');
+      const importsDir = path.join(manifest.clusterDir, 'imports');
       await makeDirectories(importsDir, 0o700);
       workDir = await mkdtemp(path.join(importsDir, 'import-'));
       await chmod(workDir, 0o700);
@@ -170,7 +176,7 @@ export async function run(options: ImportOptions, output: Output, clock: Clock =
 
       output.err(`dumping ${source.urlWithoutPassword} with ${options.jobs} job(s)`);
       const dumped = await runDumpRestore({
-        binDir: ctx.manifest.binDir,
+        binDir: manifest.binDir,
         program: 'pg_dump',
         args: pgDumpArgs({ sourceUrl: source.urlWithoutPassword, dumpDir, jobs: options.jobs, snapshot }),
         password: source.password,
@@ -203,10 +209,10 @@ export async function run(options: ImportOptions, output: Output, clock: Clock =
           }
         }
         const leader = ctx.leader;
-        const targetUrl = connectionUrl({ user: ctx.secrets.superuser.name, endpoints: [{ host: leader.host, port: leader.port }], database, caFile: clusterPathsIn(ctx.manifest.clusterDir).caFile, applicationName: 'pgpilot-import' });
+        const targetUrl = connectionUrl({ user: ctx.secrets.superuser.name, endpoints: [{ host: leader.host, port: leader.port }], database, caFile: handle.caFile, applicationName: 'pgpilot-import' });
         output.err(`restoring into ${database} on ${leader.name} with ${options.jobs} job(s)`);
         const restored = await runDumpRestore({
-          binDir: ctx.manifest.binDir,
+          binDir: manifest.binDir,
           program: 'pg_restore',
           args: pgRestoreArgs({ targetUrl, dumpDir, jobs: options.jobs, role: owner, clean: exists && options.force }),
           password: ctx.secrets.superuser.password,

@@ -16,8 +16,11 @@ import path from 'node:path';
 import type { ClusterManifest } from '../../config/schema.js';
 import { dashboardFile, existingAlertRulesFile } from '../../metrics/monitoring-files.js';
 import { fileSdGroups, renderFileSd, renderPrometheusConfig, scrapeJobName, type ScrapeTarget } from '../../metrics/scrape-config.js';
-import { readManifest, writeFileAtomic } from '../../providers/local/cluster-store.js';
-import { validateClusterName, type ProviderDeps } from '../../providers/local/local-provider.js';
+import { writeFileAtomic } from '../../providers/local/cluster-store.js';
+import type { ProviderDeps } from '../../providers/local/local-provider.js';
+import { openClusterHandle } from '../../cluster/open-cluster-handle.js';
+import { requireLocal } from '../../cluster/require-local.js';
+import type { NodeEndpoint } from '../../cluster/cluster-topology.js';
 import { monitoringPaths } from '../../providers/local/paths.js';
 import {
   checkPrometheusConfig,
@@ -35,6 +38,8 @@ import { printJson, type Output } from '../output.js';
 export interface MonitoringOptions {
   home: string;
   name: string;
+  /** `--context FILE` (else PGPILOT_CONTEXT, else the local cluster); --serve/--stop are local only. */
+  context?: string | undefined;
   serve: boolean;
   stop: boolean;
   fileSd: boolean;
@@ -49,8 +54,8 @@ export interface MonitoringOptions {
 
 const shellWord = (word: string): string => (/^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);
 
-function targetsOf(manifest: ClusterManifest): ScrapeTarget[] {
-  return manifest.nodes.map((n) => ({ node: n.name, address: `${urlHost(n.host)}:${n.apiPort}` }));
+function targetsOf(nodes: readonly NodeEndpoint[]): ScrapeTarget[] {
+  return nodes.map((n) => ({ node: n.name, address: `${urlHost(n.host)}:${n.apiPort}` }));
 }
 
 function validate(options: MonitoringOptions): void {
@@ -73,26 +78,28 @@ function describeState(state: PrometheusState | null): Record<string, unknown> |
 }
 
 export async function run(options: MonitoringOptions, deps: ProviderDeps, output: Output): Promise<number> {
-  const name = validateClusterName(options.name);
   validate(options);
-  const manifest = await readManifest(options.home, name);
-  const paths = monitoringPaths(manifest.clusterDir);
-  const targets = targetsOf(manifest);
+  const handle = await openClusterHandle(options);
+  const name = handle.name;
+  const targets = targetsOf(handle.nodes);
   const ruleFile = existingAlertRulesFile();
-  const home = `--home ${shellWord(options.home)}`;
+  const home = handle.contextFile === null ? `--home ${shellWord(options.home)}` : `--context ${shellWord(path.resolve(handle.contextFile))}`;
+  // Printing a scrape config works for any cluster; the prometheus that --serve starts lives in the cluster directory.
+  const local = options.stop || options.serve ? requireLocal(handle, options.serve ? 'monitoring --serve' : 'monitoring --stop') : handle.local;
+  const paths = local === null ? null : monitoringPaths(local.manifest.clusterDir);
 
-  if (options.stop) {
+  if (options.stop && paths !== null) {
     const how = await stopPrometheus(paths, deps.clock);
     if (options.json) printJson(output, { cluster: name, stopped: how !== 'not-running' });
     else output.out(how === 'not-running' ? `prometheus of ${name} was not running` : `prometheus of ${name} stopped`);
     return 0;
   }
 
-  if (options.serve) return serve(options, manifest, targets, ruleFile, deps, output);
+  if (options.serve && local !== null) return serve(options, local.manifest, targets, ruleFile, deps, output);
 
   if (options.fileSd) {
     output.out(renderFileSd({ cluster: name, targets }).trimEnd());
-    output.err(`file_sd targets of ${name}: save them as a .json file listed under file_sd_configs in a job with honor_labels: true, scheme: https and tls_config.ca_file: ${clusterPathsIn(manifest.clusterDir).caFile}`);
+    output.err(`file_sd targets of ${name}: save them as a .json file listed under file_sd_configs in a job with honor_labels: true, scheme: https and tls_config.ca_file: ${handle.caFile}`);
     return 0;
   }
 
@@ -103,7 +110,7 @@ export async function run(options: MonitoringOptions, deps: ProviderDeps, output
       targets: fileSdGroups({ cluster: name, targets }),
       alertRules: ruleFile,
       dashboard: dashboardFile(),
-      prometheus: describeState(await runningPrometheus(paths)),
+      prometheus: paths === null ? null : describeState(await runningPrometheus(paths)),
     });
     return 0;
   }
@@ -113,7 +120,7 @@ export async function run(options: MonitoringOptions, deps: ProviderDeps, output
     cluster: name,
     targets,
     ruleFiles: ruleFile === null ? [] : [ruleFile],
-    caFile: clusterPathsIn(manifest.clusterDir).caFile,
+    caFile: handle.caFile,
     regenerateCommand: ['pgpilot monitoring', name, ...(file === undefined ? [] : [`--output ${shellWord(file)}`]), home].join(' '),
   });
   if (ruleFile === null) output.err('warning: monitoring/alerts.yml was not found next to pgpilot; the config has no alert rules');

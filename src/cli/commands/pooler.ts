@@ -19,11 +19,14 @@ import type { Dcs } from '../../dcs/dcs.js';
 import { recordEvent } from '../../state/events.js';
 import { defaultDynamicConfig, dynamicConfigSchema, type ClusterManifest, type DynamicConfig, type PoolerSettings } from '../../config/schema.js';
 import { connectLocal } from '../../postgres/queries.js';
-import { clusterStatus, openClusterDcs, snapshotCluster, validateClusterName, type ProviderDeps } from '../../providers/local/local-provider.js';
-import { readManifest, readSecrets, writeSecrets } from '../../providers/local/cluster-store.js';
-import { maskPassword, poolerWithoutSecrets } from '../../providers/local/cluster-status.js';
+import { openClusterDcs, snapshotCluster, type ProviderDeps } from '../../providers/local/local-provider.js';
+import { readSecrets, writeSecrets } from '../../providers/local/cluster-store.js';
+import { maskPassword, poolerWithoutSecrets } from '../../operations/cluster-status.js';
 import { PgpilotError, errorMessage } from '../../shared/errors.js';
-import { withAppContext } from '../app-context.js';
+import { withAppContext } from '../../operations/app-context.js';
+import { openLocalOnly } from '../../cluster/require-local.js';
+import { openClusterHandle } from '../../cluster/open-cluster-handle.js';
+import type { ClusterHandle } from '../../cluster/cluster-handle.js';
 import { printJson, renderTable, type Output } from '../output.js';
 import { findPgbouncerBinary } from '../../pooler/pgbouncer-process.js';
 import { POOLER_ROLE, connectableDatabases, ensureLookupFunction, ensurePoolerRole, generatePoolerPassword, grantConnect } from '../../pooler/pooler-auth.js';
@@ -33,6 +36,7 @@ import type { PoolerStatus } from '../../pooler/pooler-status.js';
 export interface PoolerEnableOptions {
   home: string;
   name: string;
+  context?: string | undefined;
   poolMode?: string;
   poolSize?: number;
   json: boolean;
@@ -42,6 +46,7 @@ export interface PoolerEnableOptions {
 export interface PoolerDisableOptions {
   home: string;
   name: string;
+  context?: string | undefined;
   json: boolean;
   timeoutSeconds: number;
 }
@@ -102,8 +107,8 @@ export function requirePoolerPorts(manifest: ClusterManifest): void {
 }
 
 /** The pooler role and its lookup function on the leader, in every database that accepts connections. */
-async function preparePostgres(home: string, name: string, password: string, deps: ProviderDeps): Promise<void> {
-  await withAppContext(home, name, async (ctx) => {
+async function preparePostgres(handle: ClusterHandle, password: string, deps: ProviderDeps): Promise<void> {
+  await withAppContext(handle, async (ctx) => {
     const role = await ensurePoolerRole(ctx.client, password);
     deps.progress(`${ctx.leader.name}: role ${POOLER_ROLE} ${role}`);
     for (const db of await connectableDatabases(ctx.client)) {
@@ -196,8 +201,9 @@ async function probeThroughPooler(manifest: ClusterManifest, deps: ProviderDeps,
   }
 }
 
-async function poolerStatusOf(home: string, name: string): Promise<PoolerStatus> {
-  const status = await clusterStatus(home, name);
+async function poolerStatusOf(handle: ClusterHandle): Promise<PoolerStatus> {
+  const name = handle.name;
+  const status = await handle.status();
   if (status.pooler === undefined || status.pooler === null) {
     throw new PgpilotError('CLUSTER_NOT_RUNNING', `cluster ${name} is not running (its etcd cannot be read)`, { hint: `start it with: pgpilot start ${name}` });
   }
@@ -209,8 +215,9 @@ function describe(pooler: PoolerStatus): string {
 }
 
 export async function runEnable(options: PoolerEnableOptions, deps: ProviderDeps, output: Output): Promise<number> {
-  const name = validateClusterName(options.name);
-  const manifest = await readManifest(options.home, name);
+  const { handle, local } = await openLocalOnly(options, 'pooler enable');
+  const name = handle.name;
+  const manifest = local.manifest;
   requirePoolerPorts(manifest);
   findPgbouncerBinary();
   const { dcs, config } = await openClusterDcs(manifest);
@@ -224,7 +231,7 @@ export async function runEnable(options: PoolerEnableOptions, deps: ProviderDeps
       await writeSecrets(manifest.secretsFile, secrets);
       deps.progress(`generated the password of ${POOLER_ROLE} (kept in ${manifest.secretsFile})`);
     }
-    await preparePostgres(options.home, name, secrets.pooler?.password ?? '', deps);
+    await preparePostgres(handle, secrets.pooler?.password ?? '', deps);
     const { before, after } = await writePoolerSettings(dcs, name, () => wanted);
     const keys = clusterKeys(name);
     if (JSON.stringify(before) !== JSON.stringify(after)) {
@@ -243,7 +250,7 @@ export async function runEnable(options: PoolerEnableOptions, deps: ProviderDeps
   } finally {
     await dcs.close().catch(() => undefined);
   }
-  const pooler = await poolerStatusOf(options.home, name);
+  const pooler = await poolerStatusOf(handle);
   if (options.json) printJson(output, { cluster: name, pooler: poolerWithoutSecrets(pooler) });
   else {
     output.out(`pooler enabled on ${name}: ${describe(pooler)}, PgBouncer on ${pooler.nodes.filter((n) => n.pid !== null).length}/${pooler.nodes.length} nodes`);
@@ -254,8 +261,9 @@ export async function runEnable(options: PoolerEnableOptions, deps: ProviderDeps
 }
 
 export async function runDisable(options: PoolerDisableOptions, deps: ProviderDeps, output: Output): Promise<number> {
-  const name = validateClusterName(options.name);
-  const manifest = await readManifest(options.home, name);
+  const { handle, local } = await openLocalOnly(options, 'pooler disable');
+  const name = handle.name;
+  const manifest = local.manifest;
   const { dcs } = await openClusterDcs(manifest);
   let changed = false;
   try {
@@ -274,15 +282,16 @@ export async function runDisable(options: PoolerDisableOptions, deps: ProviderDe
   } finally {
     await dcs.close().catch(() => undefined);
   }
-  const pooler = await poolerStatusOf(options.home, name);
+  const pooler = await poolerStatusOf(handle);
   if (options.json) printJson(output, { cluster: name, changed, pooler: poolerWithoutSecrets(pooler) });
   else output.out(changed ? `pooler disabled on ${name}: every PgBouncer stopped` : `the pooler of ${name} was not enabled; nothing runs`);
   return 0;
 }
 
-export async function runShow(options: { home: string; name: string; json: boolean; showSecrets?: boolean }, output: Output): Promise<number> {
-  const name = validateClusterName(options.name);
-  const shown = await poolerStatusOf(options.home, name);
+export async function runShow(options: { home: string; name: string; context?: string | undefined; json: boolean; showSecrets?: boolean }, output: Output): Promise<number> {
+  const handle = await openClusterHandle(options);
+  const name = handle.name;
+  const shown = await poolerStatusOf(handle);
   const pooler = options.showSecrets === true ? shown : poolerWithoutSecrets(shown);
   if (options.json) {
     printJson(output, { cluster: name, pooler });

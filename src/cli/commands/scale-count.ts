@@ -6,9 +6,10 @@
  * goes to stderr; the result (or JSON) to stdout. The work is in src/providers/local/local-provider.ts
  * (`scaleCluster`).
  */
+import { refuseRemote } from '../../cluster/require-local.js';
 import { confirmYes } from '../confirm.js';
 import { chooseNodesToRemove, clusterStatus, openClusterDcs, scaleCluster, validateClusterName, type ProviderDeps, type ScaleResult } from '../../providers/local/local-provider.js';
-import { withoutSecrets } from '../../providers/local/cluster-status.js';
+import { withoutSecrets } from '../../operations/cluster-status.js';
 import { readManifest } from '../../providers/local/cluster-store.js';
 import { PgpilotError } from '../../shared/errors.js';
 import { MAX_NODES, MIN_NODES } from '../../config/schema.js';
@@ -17,6 +18,7 @@ import { printJson, type Output } from '../output.js';
 export interface ScaleCountOptions {
   home: string;
   name: string;
+  context?: string | undefined;
   count: number;
   /** Shrinking: the nodes to remove (default: chosen by pgpilot). */
   nodes?: string[];
@@ -46,6 +48,7 @@ export function describeScaleResult(result: ScaleResult): string {
 }
 
 export async function run(options: ScaleCountOptions, deps: ProviderDeps, output: Output): Promise<number> {
+  await refuseRemote(options, 'pgpilot scale count');
   const name = validateClusterName(options.name);
   if (!Number.isInteger(options.count) || options.count < MIN_NODES || options.count > MAX_NODES) {
     throw new PgpilotError('INPUT_INVALID', `invalid node count ${String(options.count)}`, {

@@ -10,13 +10,16 @@
 import os from 'node:os';
 import { formatMegabytes, parseSizeBytes, planVmSettings } from '../../postgres/vm-tuning.js';
 import type { ProviderDeps } from '../../providers/local/local-provider.js';
-import { withAppContext } from '../app-context.js';
+import { withAppContext } from '../../operations/app-context.js';
+import { openClusterHandle } from '../../cluster/open-cluster-handle.js';
 import { printJson, type Output } from '../output.js';
 import { applyPrepared, prepareChanges } from './config-parameters.js';
 
 export interface ScaleVmOptions {
   home: string;
   name: string;
+  /** `--context FILE` (else PGPILOT_CONTEXT, else the local cluster). */
+  context?: string | undefined;
   memory: string;
   cpus: number;
   /** Default: keep the current value. */
@@ -38,11 +41,12 @@ export async function run(options: ScaleVmOptions, deps: ProviderDeps, output: O
   }
   const maxConnections =
     options.maxConnections ??
-    (await withAppContext(options.home, options.name, async (ctx) => Number((await ctx.client.query<{ v: string }>("SELECT current_setting('max_connections') AS v")).rows[0]?.v ?? 100)));
+    (await withAppContext(await openClusterHandle(options), async (ctx) => Number((await ctx.client.query<{ v: string }>("SELECT current_setting('max_connections') AS v")).rows[0]?.v ?? 100)));
   const settings = planVmSettings({ memoryBytes, cpus: options.cpus, maxConnections });
   const prepared = await prepareChanges({
     home: options.home,
     name: options.name,
+    context: options.context,
     set: Object.entries(settings).map(([key, value]) => [key, String(value)] as const),
     reset: [],
   });

@@ -3,15 +3,18 @@
  * eligibility (and why not), sync mode and the published synchronous set (`(sync)` after a
  * member's role), a health verdict per member and connection strings. Without `--show-secrets`
  * no output carries a password: the table masks it, the JSON has none (`withoutSecrets`).
+ * A local cluster or, with `--context FILE` / PGPILOT_CONTEXT, one on other hosts: same contract.
  */
-import { clusterStatus } from '../../providers/local/local-provider.js';
-import { maskPassword, withoutSecrets, type ClusterStatus } from '../../providers/local/cluster-status.js';
+import { openClusterHandle } from '../../cluster/open-cluster-handle.js';
+import { maskPassword, withoutSecrets, type ClusterStatus } from '../../operations/cluster-status.js';
 import { printJson, renderTable, type Output } from '../output.js';
 import { poolerStatusLines } from '../../pooler/pooler-status.js';
 
 export interface StatusOptions {
   home: string;
   name: string;
+  /** `--context FILE` (else PGPILOT_CONTEXT, else the local cluster). */
+  context?: string | undefined;
   json: boolean;
   /** Passwords in the connection strings (JSON and text); off by default. */
   showSecrets?: boolean;
@@ -75,7 +78,7 @@ export function describeSync(status: ClusterStatus): string {
 }
 
 export async function run(options: StatusOptions, output: Output): Promise<number> {
-  const status = await clusterStatus(options.home, options.name);
+  const status = await (await openClusterHandle(options)).status();
   const showSecrets = options.showSecrets === true;
   if (options.json) printJson(output, showSecrets ? status : withoutSecrets(status));
   else {

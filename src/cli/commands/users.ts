@@ -12,12 +12,15 @@
 import { createLoginRole, dropRoleEverywhere, generatePassword, listUsers, roleExists, validateName, type UserRow } from '../../postgres/app-queries.js';
 import { listAttachments } from '../../providers/local/app-attachments.js';
 import { PgpilotError } from '../../shared/errors.js';
-import { clusterRoleNames, withAppContext } from '../app-context.js';
+import { clusterRoleNames, withAppContext } from '../../operations/app-context.js';
+import { openClusterHandle } from '../../cluster/open-cluster-handle.js';
 import { printJson, renderTable, type Output } from '../output.js';
 
 export interface UsersListOptions {
   home: string;
   name: string;
+  /** `--context FILE` (else PGPILOT_CONTEXT, else the local cluster). */
+  context?: string | undefined;
   json: boolean;
 }
 
@@ -29,7 +32,7 @@ export interface UserListEntry extends UserRow {
 }
 
 export async function runList(options: UsersListOptions, output: Output): Promise<number> {
-  const users = await withAppContext(options.home, options.name, async (ctx): Promise<UserListEntry[]> => {
+  const users = await withAppContext(await openClusterHandle(options), async (ctx): Promise<UserListEntry[]> => {
     const apps = await listAttachments(ctx.dcs, ctx.keys);
     const own = new Set(clusterRoleNames(ctx.secrets));
     return (await listUsers(ctx.client)).map((u) => ({ ...u, app: apps.find((a) => a.user === u.name)?.app ?? null, managed: own.has(u.name) }));
@@ -51,6 +54,8 @@ export async function runList(options: UsersListOptions, output: Output): Promis
 export interface UsersCreateOptions {
   home: string;
   name: string;
+  /** `--context FILE` (else PGPILOT_CONTEXT, else the local cluster). */
+  context?: string | undefined;
   user: string;
   superuser: boolean;
   passwordStdin: boolean;
@@ -85,11 +90,11 @@ export function passwordFromStdin(text: string): string {
 export async function runCreate(options: UsersCreateOptions, output: Output, io: UsersIo = processIo): Promise<number> {
   const supplied = options.passwordStdin ? passwordFromStdin(await io.readStdin()) : null;
   const password = supplied ?? generatePassword();
-  const user = await withAppContext(options.home, options.name, async (ctx) => {
+  const user = await withAppContext(await openClusterHandle(options), async (ctx) => {
     const name = validateName('user', options.user, clusterRoleNames(ctx.secrets));
     if (await roleExists(ctx.client, name)) {
-      throw new PgpilotError('INPUT_INVALID', `user ${name} already exists in ${ctx.manifest.name}`, {
-        hint: `pgpilot users list ${ctx.manifest.name} shows the existing users`,
+      throw new PgpilotError('INPUT_INVALID', `user ${name} already exists in ${ctx.cluster}`, {
+        hint: `pgpilot users list ${ctx.cluster} shows the existing users`,
         exitCode: 2,
       });
     }
@@ -112,6 +117,8 @@ export async function runCreate(options: UsersCreateOptions, output: Output, io:
 export interface UsersDeleteOptions {
   home: string;
   name: string;
+  /** `--context FILE` (else PGPILOT_CONTEXT, else the local cluster). */
+  context?: string | undefined;
   user: string;
   yes: boolean;
   json: boolean;
@@ -124,18 +131,18 @@ export async function runDelete(options: UsersDeleteOptions, output: Output): Pr
       exitCode: 2,
     });
   }
-  const cleaned = await withAppContext(options.home, options.name, async (ctx) => {
+  const cleaned = await withAppContext(await openClusterHandle(options), async (ctx) => {
     const name = validateName('user', options.user, clusterRoleNames(ctx.secrets));
     const app = (await listAttachments(ctx.dcs, ctx.keys)).find((a) => a.user === name);
     if (app !== undefined) {
       throw new PgpilotError('INPUT_INVALID', `user ${name} belongs to the attached app ${app.app}`, {
-        hint: `detach the app instead: pgpilot detach ${ctx.manifest.name} --app ${app.app}`,
+        hint: `detach the app instead: pgpilot detach ${ctx.cluster} --app ${app.app}`,
         exitCode: 2,
       });
     }
     if (!(await roleExists(ctx.client, name))) {
-      throw new PgpilotError('INPUT_INVALID', `no user ${name} in ${ctx.manifest.name}`, {
-        hint: `pgpilot users list ${ctx.manifest.name} shows the existing users`,
+      throw new PgpilotError('INPUT_INVALID', `no user ${name} in ${ctx.cluster}`, {
+        hint: `pgpilot users list ${ctx.cluster} shows the existing users`,
         exitCode: 2,
       });
     }

@@ -10,12 +10,11 @@
  * refusal comes before anything is attached.
  */
 import { connectionUrl } from '../../postgres/connection-url.js';
-import { clusterPathsIn } from './paths.js';
+import type { ClusterTopology } from '../../cluster/cluster-topology.js';
 import { lstat, type FileHandle } from 'node:fs/promises';
 import { z } from 'zod';
 import type { Dcs } from '../../dcs/dcs.js';
 import type { ClusterKeys } from '../../dcs/keys.js';
-import type { ClusterManifest } from '../../config/schema.js';
 import { PgpilotError } from '../../shared/errors.js';
 import { createPrivateFile } from '../../shared/fs-safe.js';
 import { parseJsonOrNull } from '../../shared/json.js';
@@ -64,13 +63,13 @@ export async function removeAttachment(dcs: Dcs, keys: ClusterKeys, app: string)
  * connection string: libpq tries the hosts in order and `target_session_attrs=read-write` skips
  * one that does not reach the leader. Drivers without multi-host support use one `host:port`.
  */
-export function appDatabaseUrl(manifest: Pick<ClusterManifest, 'nodes' | 'clusterDir'>, user: string, password: string, database: string): string {
+export function appDatabaseUrl(topology: Pick<ClusterTopology, 'nodes' | 'caFile'>, user: string, password: string, database: string): string {
   return connectionUrl({
     user,
     password,
-    endpoints: manifest.nodes.map((n) => ({ host: n.host, port: n.proxyPort })),
+    endpoints: topology.nodes.map((n) => ({ host: n.host, port: n.proxyPort })),
     database,
-    caFile: clusterPathsIn(manifest.clusterDir).caFile,
+    caFile: topology.caFile,
     targetSessionAttrs: 'read-write',
   });
 }

@@ -14,7 +14,7 @@ import type { ClusterManifest } from '../../config/schema.js';
 import { callAgent } from '../../api/agent-client.js';
 import { errorMessage } from '../../shared/errors.js';
 import { readSecrets } from './cluster-store.js';
-import type { ClusterStatus } from './cluster-status.js';
+import type { ClusterStatus } from '../../operations/cluster-status.js';
 import { clusterCaPem, provisionClusterTls } from './local-tls.js';
 
 export interface NodeReload {

@@ -12,7 +12,7 @@
  * - `stop` stops replicas before the leader, so the leader's clean shutdown checkpoint is the
  *   newest WAL anywhere and it takes the lead again on `start` (same roles, same timeline).
  */
-import { parseSyncSet, type SyncSet } from '../../state/sync-record.js';
+import type { SyncSet } from '../../state/sync-record.js';
 import { atControlPlanePriority } from '../../shared/priority.js';
 import { spawn } from 'node:child_process';
 import { constants as fsConstants, existsSync, openSync, closeSync } from 'node:fs';
@@ -21,10 +21,9 @@ import path from 'node:path';
 import { clusterManifestSchema, nameSchema, MAX_NODES, MIN_NODES, type AgentConfig, type ClusterManifest, type NodeManifest } from '../../config/schema.js';
 import { parseConfig } from '../../config/load.js';
 import { clusterKeys } from '../../dcs/keys.js';
-import { attachmentsIn, type AppAttachment } from './app-attachments.js';
+import type { AppAttachment } from './app-attachments.js';
 import { EtcdDcs } from '../../dcs/etcd-dcs.js';
-import { memberRecordsIn, type MemberRecord } from '../../state/member-record.js';
-import { parseHistory } from '../../state/history.js';
+import type { MemberRecord } from '../../state/member-record.js';
 import { defaultDynamicConfig, dynamicConfigSchema, type DynamicConfig } from '../../config/schema.js';
 import { findPgBinDir } from '../../postgres/bin-dir.js';
 import type { Clock } from '../../shared/clock.js';
@@ -34,7 +33,9 @@ import { makeDirectories } from '../../shared/fs-safe.js';
 import { parseJsonOrNull } from '../../shared/json.js';
 import { findFreePorts, isPortFree, LOOPBACK_HOST } from '../../shared/ports.js';
 import { isRoot, runCommand, POSTGRES_OS_USER } from '../../shared/process-runner.js';
-import { buildClusterStatus, type ClusterStatus } from './cluster-status.js';
+import { buildClusterStatus, type ClusterStatus } from '../../operations/cluster-status.js';
+import { localTopology } from './local-topology.js';
+import { clusterViewFrom } from '../../operations/cluster-view.js';
 import {
   generateSecrets,
   listClusterNames,
@@ -492,23 +493,12 @@ export async function snapshotCluster(manifest: ClusterManifest): Promise<Cluste
   if (etcdPid === null) return { etcd: 'stopped', leader: null, members: [], syncMode: 'off', aliveAgents, certificatesExpireAtMs: certificatesExpireAt };
   const dcs = adminDcs(manifest, 3_000);
   try {
-    const keys = clusterKeys(manifest.name);
-    const all = await dcs.getPrefix(keys.root);
-    const members = memberRecordsIn(all, keys);
-    const config = parseJsonOrNull(dynamicConfigSchema, all.get(keys.config)) ?? defaultDynamicConfig();
+    const { poolerSettings, ...view } = clusterViewFrom(await dcs.getPrefix(clusterKeys(manifest.name).root), clusterKeys(manifest.name));
     return {
       etcd: 'running',
-      leader: all.get(keys.leader) ?? null,
-      members,
-      syncMode: config.synchronous,
+      ...view,
       aliveAgents,
-      maxLagBytes: config.maximumLagOnFailoverBytes,
-      lastLeaderLsn: all.get(keys.lastLsn) ?? null,
-      historyTimeline: parseHistory(all.get(keys.history) ?? null).at(-1)?.timeline ?? null,
-      ttlSeconds: config.ttlSeconds,
-      synchronous: { strict: config.synchronousStrict, nodeCount: config.synchronousNodeCount, set: parseSyncSet(all.get(keys.sync) ?? null) },
-      apps: attachmentsIn(all, keys),
-      pooler: { settings: config.pooler, alive: await livePoolerPids(manifest.nodes) },
+      pooler: { settings: poolerSettings, alive: await livePoolerPids(manifest.nodes) },
       certificatesExpireAtMs: certificatesExpireAt,
     };
   } catch {
@@ -539,7 +529,7 @@ export async function clusterStatus(home: string, name: string): Promise<Cluster
   const manifest = await readManifest(home, validateClusterName(name));
   const secrets = readSecrets(manifest.secretsFile);
   const snapshot = await snapshotCluster(manifest);
-  return buildClusterStatus({ manifest, secrets, ...snapshot });
+  return buildClusterStatus({ topology: localTopology(manifest), secrets, ...snapshot });
 }
 
 /** Ready: a leader that runs as primary, and every other node a streaming replica. */
@@ -556,7 +546,7 @@ async function waitUntilReady(manifest: ClusterManifest, deps: ProviderDeps, tim
   const shown = new Map<string, string>();
   for (;;) {
     const snapshot = await snapshotCluster(manifest);
-    const status = buildClusterStatus({ manifest, secrets, ...snapshot });
+    const status = buildClusterStatus({ topology: localTopology(manifest), secrets, ...snapshot });
     for (const member of status.members) {
       const line = `${member.role}${member.name === status.leader ? ' (leader)' : ''}, ${member.state}${member.streaming ? ', streaming' : ''}`;
       if (shown.get(member.name) !== line) {

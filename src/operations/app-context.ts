@@ -1,18 +1,16 @@
 /**
- * What the app commands (attach, detach, users, db, import) share: the cluster's manifest and
- * secrets, a superuser connection to the current leader (found through the status the agents
- * publish in etcd, then checked with pg_is_in_recovery(), so SQL never runs on a replica that a
- * stale status still calls leader), and the cluster's etcd. Everything opened is closed by
- * `withAppContext`, whatever happens.
+ * What the app commands (attach, detach, users, db, import, config --set, extensions, pooler)
+ * share, on any ClusterHandle (local or remote): the cluster's secrets, a superuser connection to
+ * the current leader (found through the status the agents publish in etcd, then checked with
+ * pg_is_in_recovery(), so SQL never runs on a replica that a stale status still calls leader), and
+ * the cluster's etcd. Everything opened is closed by `withAppContext`, whatever happens.
  */
-import { clusterCaPem } from '../providers/local/local-tls.js';
-import type { ClusterManifest, ClusterSecrets } from '../config/schema.js';
+import type { ClusterHandle } from '../cluster/cluster-handle.js';
+import type { ClusterSecrets } from '../config/schema.js';
 import { clusterKeys, type ClusterKeys } from '../dcs/keys.js';
 import type { Dcs } from '../dcs/dcs.js';
 import { connectLocal, type PgClient } from '../postgres/queries.js';
-import { clusterStatus, openClusterDcs, validateClusterName } from '../providers/local/local-provider.js';
-import { readManifest, readSecrets } from '../providers/local/cluster-store.js';
-import type { ClusterStatus, MemberStatus } from '../providers/local/cluster-status.js';
+import type { ClusterStatus, MemberStatus } from './cluster-status.js';
 import { PgpilotError } from '../shared/errors.js';
 
 /** DDL such as CREATE DATABASE checkpoints; give it room on a busy machine. */
@@ -20,7 +18,10 @@ export const APP_STATEMENT_TIMEOUT_MS = 120_000;
 const CONNECT_TIMEOUT_MS = 5_000;
 
 export interface AppContext {
-  manifest: ClusterManifest;
+  /** How the cluster is reached (its `local` details only for a local cluster). */
+  handle: ClusterHandle;
+  /** The cluster name. */
+  cluster: string;
   secrets: ClusterSecrets;
   /** PEM of the cluster CA (every postgres and agent connection verifies against it). */
   ca: string;
@@ -51,12 +52,11 @@ export function clusterRoleNames(secrets: ClusterSecrets): string[] {
   return [secrets.superuser.name, secrets.replication.name];
 }
 
-export async function withAppContext<T>(home: string, name: string, fn: (ctx: AppContext) => Promise<T>): Promise<T> {
-  const manifest = await readManifest(home, validateClusterName(name));
-  const secrets = readSecrets(manifest.secretsFile);
-  const status = await clusterStatus(home, name);
+export async function withAppContext<T>(handle: ClusterHandle, fn: (ctx: AppContext) => Promise<T>): Promise<T> {
+  const secrets = handle.secrets;
+  const status = await handle.status();
   const leader = leaderMember(status);
-  const ca = clusterCaPem(manifest);
+  const ca = handle.caPem;
   const connectTo = async (database: string, options: { statementTimeoutMs?: number } = {}): Promise<PgClient> => {
     const client = await connectLocal({
       ca,
@@ -73,7 +73,7 @@ export async function withAppContext<T>(home: string, name: string, fn: (ctx: Ap
       const recovery = await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
       if (recovery.rows[0]?.r !== false) {
         throw new PgpilotError('CLUSTER_NOT_RUNNING', `${leader.name} is not writable (a switchover or failover is in progress)`, {
-          hint: `retry in a few seconds; pgpilot status ${manifest.name} shows the leader`,
+          hint: `retry in a few seconds; pgpilot status ${handle.name} shows the leader`,
           retryable: true,
         });
       }
@@ -83,11 +83,11 @@ export async function withAppContext<T>(home: string, name: string, fn: (ctx: Ap
     }
     return client;
   };
-  const { dcs } = await openClusterDcs(manifest);
+  const { dcs } = await handle.openDcs();
   try {
     const client = await connectTo('postgres');
     try {
-      return await fn({ manifest, secrets, ca, status, leader, keys: clusterKeys(manifest.name), dcs, client, connectTo });
+      return await fn({ handle, cluster: handle.name, secrets, ca, status, leader, keys: clusterKeys(handle.name), dcs, client, connectTo });
     } finally {
       await client.end().catch(() => undefined);
     }

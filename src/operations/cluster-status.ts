@@ -1,22 +1,24 @@
 /**
- * Builds the `status --json` contract (architecture.md §5) from what etcd says and which of our
- * recorded processes are alive. Pure: the caller gathers the inputs. Lag comes from the leader's
+ * Builds the `status --json` contract (architecture.md §5) from what etcd says and which agents
+ * count as alive (local: recorded PIDs; remote: member records). Pure: the caller (a
+ * ClusterHandle, src/cluster/cluster-handle.ts) gathers the inputs, so a local and a remote
+ * cluster produce the very same shape. Lag comes from the leader's
  * own pg_stat_replication read (current LSN and each standby's replay LSN in one query), so the
  * numbers are consistent; when a replica is not in that list, lag falls back to the difference
  * between the leader's and the replica's published positions. Each member also gets a one-line
  * health verdict (`memberHealth`): ok, warning or critical, and why.
  */
-import { connectionUrl } from '../../postgres/connection-url.js';
-import { clusterPathsIn } from './paths.js';
-import { urlHost } from '../../shared/ports.js';
-import type { SyncSet } from '../../state/sync-record.js';
-import type { ClusterManifest, ClusterSecrets, Tags } from '../../config/schema.js';
-import { isArchiveFailing, type MemberRecord } from '../../state/member-record.js';
-import type { MemberAlert } from '../../state/member-alert.js';
-import { isLsn, lsnDiffBytes } from '../../shared/lsn.js';
-import { highestKnownTimeline, memberIneligibility } from '../../ha/election.js';
-import { notStreamingLimitMs } from '../../ha/timing.js';
-import { buildPoolerStatus, type PoolerSnapshot, type PoolerStatus } from '../../pooler/pooler-status.js';
+import { connectionUrl } from '../postgres/connection-url.js';
+import { urlHost } from '../shared/ports.js';
+import type { SyncSet } from '../state/sync-record.js';
+import type { ClusterSecrets, Tags } from '../config/schema.js';
+import { isArchiveFailing, type MemberRecord } from '../state/member-record.js';
+import type { MemberAlert } from '../state/member-alert.js';
+import { isLsn, lsnDiffBytes } from '../shared/lsn.js';
+import { highestKnownTimeline, memberIneligibility } from '../ha/election.js';
+import { notStreamingLimitMs } from '../ha/timing.js';
+import { buildPoolerStatus, type PoolerSnapshot, type PoolerStatus } from '../pooler/pooler-status.js';
+import type { ClusterTopology } from '../cluster/cluster-topology.js';
 
 export interface MemberStatus {
   name: string;
@@ -149,7 +151,8 @@ export interface AttachedAppStatus {
 }
 
 export interface StatusInputs {
-  manifest: ClusterManifest;
+  /** The cluster's name, nodes and CA file (local: from the manifest; remote: from the context). */
+  topology: ClusterTopology;
   /** The soonest expiry of the cluster's certificates (ms since the epoch), null when unreadable. */
   certificatesExpireAtMs?: number | null;
   secrets: ClusterSecrets;
@@ -157,7 +160,12 @@ export interface StatusInputs {
   leader: string | null;
   members: readonly MemberRecord[];
   syncMode: 'off' | 'quorum';
-  /** Agent PIDs that are alive (by recorded PID and command line), by node name. */
+  /**
+   * The agents counted as alive, by node name, with their PID. Local: recorded PIDs checked
+   * against their command line; a member record written by another PID is stale. Remote: no PID
+   * can be checked on another host, so an agent is alive when its member record exists (its lease
+   * keeps it), and the PID is the one the record carries.
+   */
   aliveAgents: ReadonlyMap<string, number>;
   /** The failover lag limit of the dynamic config (health verdicts); default 16 MiB. */
   maxLagBytes?: number;
@@ -191,7 +199,7 @@ export function buildClusterStatus(input: StatusInputs): ClusterStatus {
     ...eligibility(record),
     alerts: record?.alerts ?? [],
   });
-  const members = input.manifest.nodes.map((node): MemberStatus => {
+  const members = input.topology.nodes.map((node): MemberStatus => {
     const record = records.get(node.name);
     const agentPid = input.aliveAgents.get(node.name) ?? null;
     const base = {
@@ -246,19 +254,19 @@ export function buildClusterStatus(input: StatusInputs): ClusterStatus {
     members: current?.members ?? [],
   };
   return {
-    cluster: input.manifest.name,
+    cluster: input.topology.name,
     leader: input.leader,
     timeline: leaderStatus?.timeline ?? null,
     syncMode: input.syncMode,
     synchronous,
     etcd: input.etcd,
     members: members.map((m) => ({ ...m, sync: synchronous.members.includes(m.name) })),
-    ...connectionStrings(input.manifest, input.secrets),
+    ...connectionStrings(input.topology, input.secrets),
     apps: (input.apps ?? []).map((a) => ({ app: a.app, database: a.database, user: a.user })),
     archive: archiveStatusOf(input.members.filter((m) => input.aliveAgents.get(m.name) === m.pid)),
-    pooler: buildPoolerStatus(input.manifest, input.secrets, input.pooler),
+    pooler: buildPoolerStatus(input.topology, input.secrets, input.pooler),
     tls: {
-      caFile: clusterPathsIn(input.manifest.clusterDir).caFile,
+      caFile: input.topology.caFile,
       expiresAt: input.certificatesExpireAtMs === undefined || input.certificatesExpireAtMs === null ? null : new Date(input.certificatesExpireAtMs).toISOString(),
     },
   };
@@ -335,14 +343,14 @@ export function memberHealth(m: Omit<MemberStatus, 'health' | 'eligible' | 'inel
  * `target_session_attrs=read-write` makes libpq skip a port that is not (yet) on the leader.
  */
 export function connectionStrings(
-  manifest: ClusterManifest,
+  topology: Pick<ClusterTopology, 'nodes' | 'caFile'>,
   secrets: ClusterSecrets,
   database = 'postgres',
 ): { connectionString: string; replicaConnectionString: string } {
-  const common = { user: secrets.superuser.name, password: secrets.superuser.password, database, caFile: clusterPathsIn(manifest.clusterDir).caFile };
+  const common = { user: secrets.superuser.name, password: secrets.superuser.password, database, caFile: topology.caFile };
   return {
-    connectionString: connectionUrl({ ...common, endpoints: manifest.nodes.map((n) => ({ host: n.host, port: n.proxyPort })), targetSessionAttrs: 'read-write' }),
-    replicaConnectionString: connectionUrl({ ...common, endpoints: manifest.nodes.map((n) => ({ host: n.host, port: n.replicaProxyPort })), targetSessionAttrs: 'prefer-standby' }),
+    connectionString: connectionUrl({ ...common, endpoints: topology.nodes.map((n) => ({ host: n.host, port: n.proxyPort })), targetSessionAttrs: 'read-write' }),
+    replicaConnectionString: connectionUrl({ ...common, endpoints: topology.nodes.map((n) => ({ host: n.host, port: n.replicaProxyPort })), targetSessionAttrs: 'prefer-standby' }),
   };
 }
 
