@@ -28,7 +28,7 @@ import { failsafeDeadlineMs, fenceMarginMs } from './decide.js';
 import { answerFailsafe, failsafeProbeTimeoutMs, type FailsafeAnswer, type FailsafeRequest, type PeerProbe } from './failsafe.js';
 import type { LeaderSyncState, PublishedSync } from './observation.js';
 import type { SynchronousState } from './postgres-node.js';
-import { parseStandbyNames, parseSyncSet, standbysInForce, type PeerPosition, type PeerPositionSource } from './sync-set.js';
+import { SYNC_DEGRADE_GRACE_MS, parseStandbyNames, parseSyncSet, standbysInForce, type PeerPosition, type PeerPositionSource } from './sync-set.js';
 
 /** The out-of-process fence (src/agent/watchdog.ts): kills the postmaster if we stop re-arming it. */
 export interface FenceGuard {
@@ -126,6 +126,8 @@ export class HaLoop {
   private tickStartedMs: number | null = null;
   /** Sync mode, leader: when the current synchronous_standby_names was first seen, and the LSN once it was in force. */
   private syncApplied: { standbyNames: string; sinceMs: number; lsn: string | null } | null = null;
+  /** When this leader's running primary was first observed in the current streak (null: not leading a running primary). */
+  private leadingPrimarySinceMs: number | null = null;
   private readonly metrics: HaMetrics;
   /** What this agent refused to trust or could not read in etcd (src/ha/alerts.ts). */
   readonly alerts: AlertBoard;
@@ -421,6 +423,7 @@ export class HaLoop {
    */
   private async observeLeaderSync(dcs: DcsView, pg: LocalPostgres): Promise<LeaderSyncState | null> {
     const wanted = dcs.kind === 'reachable' && (this.config.synchronous === 'quorum' || (dcs.sync ?? null) !== null);
+    if (!this.deps.memory.holdsLeader || pg.kind !== 'running' || pg.inRecovery) this.leadingPrimarySinceMs = null;
     if (!wanted || !this.deps.memory.holdsLeader || pg.kind !== 'running' || pg.inRecovery) {
       this.syncApplied = null;
       return null;
@@ -433,6 +436,7 @@ export class HaLoop {
       return null;
     }
     const nowMs = this.deps.clock.nowMs();
+    this.leadingPrimarySinceMs ??= nowMs;
     if (this.syncApplied?.standbyNames !== state.standbyNames) this.syncApplied = { standbyNames: state.standbyNames, sinceMs: nowMs, lsn: null };
     const parsed = parseStandbyNames(state.standbyNames);
     if (this.syncApplied.lsn === null && parsed !== null && nowMs - this.syncApplied.sinceMs >= SYNC_SETTLE_MS && standbysInForce(parsed, state.standbys)) {
@@ -442,6 +446,7 @@ export class HaLoop {
       standbyNames: state.standbyNames,
       replication: state.standbys.map((r) => ({ name: r.name, state: r.state, flushLsn: r.flushLsn })),
       appliedLsn: this.syncApplied.lsn,
+      degradeGraceActive: nowMs - this.leadingPrimarySinceMs < SYNC_DEGRADE_GRACE_MS,
     };
   }
 
