@@ -5,7 +5,8 @@
  * runs (namespaces `pgp-chaos-*` whose runner is gone), creates the namespaces, bridge, veths and
  * tmpfs volumes, records them, makes the run's CA and certificates (lib/chaos-tls.ts), and starts
  * the inner one inside the runner's namespace with `ip netns exec` (the /24 exists only inside the
- * namespaces, so the workload and the checks must run there). The inner one starts etcd and the agents, runs the workload, the probe and the
+ * namespaces, so the workload and the checks must run there). The inner one starts the etcd
+ * members (one per host) and the agents, runs the workload, the probe and the
  * faults, and writes the report. Whatever happens (error, SIGINT, SIGTERM, a crashed inner
  * process), the outer one then stops every recorded process and removes mounts and namespaces.
  */
@@ -35,12 +36,13 @@ import { CHAOS_PREFIX, NODE_NAMES, allNamespaces, createTopology, listNamespaces
 import { nowMs } from './lib/pg-client.js';
 
 /**
- * Size of each node's tmpfs volume. Room for postgres' own WAL budget (max_wal_size 1 GB), the WAL
- * a dead member's slot may keep (max_slot_wal_keep_size 1 GB, overlapping it) and one data
- * directory moved aside by a re-clone; tmpfs takes memory only as it fills (the disk-full fault
- * fills one volume at a time).
+ * Size of each host's tmpfs volume (its disk). Room for postgres' own WAL budget (max_wal_size
+ * 1 GB), the WAL a dead member's slot may keep (max_slot_wal_keep_size 1 GB, overlapping it), one
+ * data directory moved aside by a re-clone, and the host's etcd member (WAL segments of 64 MB
+ * preallocated, its bbolt file, snapshots: a few hundred MB at most in a run); tmpfs takes memory
+ * only as it fills (the disk-full fault fills one volume at a time).
  */
-const CHAOS_VOLUME_SIZE = '2G';
+const CHAOS_VOLUME_SIZE = '2560M';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = path.resolve(HERE, '..', '..');
@@ -48,7 +50,8 @@ const CLI_ENTRY = path.join(REPO_ROOT, 'dist', 'src', 'bin', 'cli.js');
 
 const HELP = `usage: npm run chaos -- [options]
 
-Runs a 3-node pgpilot cluster in Linux network namespaces (etcd in its own), a workload of
+Runs a 3-host pgpilot cluster in Linux network namespaces (each host: an etcd member, an agent
+and its postgres), a workload of
 concurrent writers and a split-brain probe, and injects faults drawn from a seeded PRNG. After each
 fault heals it checks: all members converge to streaming, every acknowledged write is on the
 leader (sync mode: any loss fails), and no two nodes accepted writes at the same time.
@@ -298,14 +301,14 @@ async function inner(options: Options): Promise<number> {
         if (first !== undefined && first !== null) dead.agent = first;
       });
     }, 1_000);
-    const boot = await waitForConvergence(cluster.credentials, 180_000, () => stopping || dead.agent !== null).finally(() => clearInterval(watchAgents));
+    const boot = await waitForConvergence(cluster, 180_000, () => stopping || dead.agent !== null).finally(() => clearInterval(watchAgents));
     if (dead.agent !== null) throw new Error(`the agent of ${dead.agent} exited during bootstrap (see ${layout.node(dead.agent).logFile} and agent.out)`);
     bootstrap = { converged: boot.converged, ms: boot.converged ? Math.round(nowMs() - t0) : null, leader: boot.leader, syncStandbyNames: boot.syncStandbyNames };
     if (!boot.converged || boot.leader === null) throw new Error(`the cluster did not converge after bootstrap: ${boot.last}`);
     progress(`bootstrap: converged in ${((nowMs() - t0) / 1000).toFixed(1)} s, leader ${boot.leader}, synchronous_standby_names '${boot.syncStandbyNames ?? ''}'`);
     await createTables(boot.leader, cluster.credentials, [ACKED_TABLE_SQL, PROBE_TABLE_SQL], 30_000);
     // The tables must have reached the replicas before probing them (a standby without the table errors differently).
-    await waitForConvergence(cluster.credentials, 30_000, stop);
+    await waitForConvergence(cluster, 30_000, stop);
     workload.start();
     probe.start();
     workloadStarted = true;
@@ -361,7 +364,7 @@ async function inner(options: Options): Promise<number> {
         }
       }
       const healedMs = nowMs();
-      const result = await waitForConvergence(cluster.credentials, options.convergeTimeoutMs, stop);
+      const result = await waitForConvergence(cluster, options.convergeTimeoutMs, stop);
       entry.converged = result.converged;
       entry.convergenceState = result.last;
       entry.syncStandbyNames = result.syncStandbyNames;
@@ -404,7 +407,7 @@ async function inner(options: Options): Promise<number> {
     await probe.stop();
     // Final check: rows acknowledged after the last fault's check count too.
     if (!stopping && fatalError === null) {
-      const last = await waitForConvergence(cluster.credentials, 30_000, stop);
+      const last = await waitForConvergence(cluster, 30_000, stop);
       if (last.converged && last.leader !== null) {
         try {
           const check = await checkAckedRows(last.leader, cluster.credentials, workload.acked);

@@ -8,7 +8,9 @@
  *   node address was dialled; the key is handed to the postgres OS user (postgres reads it and
  *   refuses a key it does not own); the agent and its watchdog present it to etcd as their client
  *   certificate;
- * - etcd: server-and-client (client and peer port), SANs = the etcd namespace's address + loopback;
+ * - etcd members (one per host n1..n3): server-and-client (client and peer port: peers present it as
+ *   their client certificate), SANs = that host's address + loopback only, so a member can only
+ *   serve (and peer) as itself;
  * - harness: client only; the runner's identity towards etcd (waitForEtcd, the DCS reads of the
  *   checker). The workload, probe and checker reach postgres with the superuser's password over
  *   TLS verified against the run's CA (`verifyFullSsl`).
@@ -20,7 +22,7 @@ import { givePostgres } from '../../src/postgres/initdb.js';
 import { ensureCa, issueLeaf, LEAF_VALID_DAYS, type LeafPlan } from '../../src/tls/cluster-pki.js';
 import { readTlsMaterial, type TlsMaterial } from '../../src/tls/tls-files.js';
 import { CLUSTER_NAME, type RunLayout } from './layout.js';
-import { ETCD_ADDRESS, NODE_NAMES, nodeAddress } from './topology.js';
+import { NODE_NAMES, nodeAddress } from './topology.js';
 
 const LOOPBACK_ADDRESSES = ['127.0.0.1', '::1'];
 
@@ -39,14 +41,14 @@ export function chaosLeafPlans(layout: RunLayout): LeafPlan[] {
       keyFile: layout.harnessKeyFile,
       request: { commonName: 'harness', ipAddresses: [], dnsNames: [], usage: 'client', validDays: LEAF_VALID_DAYS },
     },
-    {
-      certFile: layout.etcdCertFile,
-      keyFile: layout.etcdKeyFile,
-      request: { commonName: 'etcd', ipAddresses: [ETCD_ADDRESS, ...LOOPBACK_ADDRESSES], dnsNames: ['localhost'], usage: 'server-and-client', validDays: LEAF_VALID_DAYS },
-    },
   ];
   for (const name of NODE_NAMES) {
     const node = layout.node(name);
+    plans.push({
+      certFile: node.etcdCertFile,
+      keyFile: node.etcdKeyFile,
+      request: { commonName: `etcd-${name}`, ipAddresses: [nodeAddress(name), ...LOOPBACK_ADDRESSES], dnsNames: ['localhost'], usage: 'server-and-client', validDays: LEAF_VALID_DAYS },
+    });
     plans.push({
       certFile: node.tlsCertFile,
       keyFile: node.tlsKeyFile,

@@ -1,7 +1,8 @@
 /**
  * What is verified after every healed fault:
  *
- * - convergence (bounded wait): etcd names a leader L; L's postgres answers pg_is_in_recovery() =
+ * - convergence (bounded wait): every etcd member (one per host) answers /health, so the etcd
+ *   cluster is whole again; etcd names a leader L; L's postgres answers pg_is_in_recovery() =
  *   false; every other member's record says replica, streaming, following L; and L's
  *   pg_stat_replication shows every other member in state 'streaming' (the leader's own view,
  *   not just what the replicas publish);
@@ -10,7 +11,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HarnessCredentials } from './chaos-tls.js';
-import { readDcsView } from './cluster.js';
+import { readDcsView, unhealthyEtcdMembers, type ChaosCluster } from './cluster.js';
 import { closeClient, connect, errorText, nowMs } from './pg-client.js';
 import { NODE_NAMES, nodeAddress, type NodeName } from './topology.js';
 import type { AckedRow } from './workload.js';
@@ -51,7 +52,10 @@ async function leaderView(leader: NodeName, credentials: HarnessCredentials, sin
 }
 
 /** One look at the cluster: the leader when converged, else a description of what is missing. */
-export async function convergedOnce(credentials: HarnessCredentials, sinceEpochMs: number): Promise<{ leader: NodeName | null; state: string; syncStandbyNames?: string }> {
+export async function convergedOnce(cluster: ChaosCluster, sinceEpochMs: number): Promise<{ leader: NodeName | null; state: string; syncStandbyNames?: string }> {
+  const credentials = cluster.credentials;
+  const unhealthy = await unhealthyEtcdMembers(cluster);
+  if (unhealthy.length > 0) return { leader: null, state: `etcd members not healthy: ${unhealthy.join(', ')}` };
   const view = await readDcsView(credentials);
   if (!isNodeName(view.leader)) return { leader: null, state: `no leader key (${view.leader ?? 'empty'})` };
   const leader = view.leader;
@@ -84,13 +88,13 @@ export async function convergedOnce(credentials: HarnessCredentials, sinceEpochM
   return { leader, state: parts.join(', '), syncStandbyNames: seen.syncStandbyNames };
 }
 
-export async function waitForConvergence(credentials: HarnessCredentials, timeoutMs: number, shouldStop?: () => boolean, pollMs = 500): Promise<Convergence> {
+export async function waitForConvergence(cluster: ChaosCluster, timeoutMs: number, shouldStop?: () => boolean, pollMs = 500): Promise<Convergence> {
   const startMs = nowMs();
   const sinceEpochMs = Date.now();
   let last = 'nothing read yet';
   for (;;) {
     try {
-      const result = await convergedOnce(credentials, sinceEpochMs);
+      const result = await convergedOnce(cluster, sinceEpochMs);
       last = result.state;
       if (result.leader !== null) {
         return { converged: true, leader: result.leader, waitedMs: nowMs() - startMs, last, syncStandbyNames: result.syncStandbyNames ?? null };

@@ -1,8 +1,15 @@
 /**
- * The cluster under test: one etcd in its namespace, one `pgpilot agent` per host namespace
- * (the agent starts postgres as the postgres OS user and its HAProxy itself), each node's data on
- * its own tmpfs. Processes are started with `ip netns exec NS ...`, which execs in place: the PID
- * we record is the agent's (or etcd's) own, and every start is recorded in pids.json at once.
+ * The cluster under test: three hosts (network namespaces n1..n3), each running one member of a
+ * 3-member etcd cluster and one `pgpilot agent` (the agent starts postgres as the postgres OS user
+ * and its HAProxy itself), as `pgpilot node run` lays out a multi-host cluster. Each host's disk is
+ * its own tmpfs, shared by its postgres data and its etcd member's data dir. Processes are started
+ * with `ip netns exec NS ...`, which execs in place: the PID we record is the agent's (or etcd
+ * member's) own, and every start is recorded in pids.json at once.
+ *
+ * Invariants: every agent (and watchdog, and the runner's own DCS client) lists all three etcd
+ * members as endpoints; the cluster is only used once every member reports healthy; a member is
+ * stopped only by its recorded PID (checked against its data dir) and restarted on the same data
+ * dir (etcd then ignores the initial-cluster flags and rejoins with its stored membership).
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
@@ -15,9 +22,11 @@ import { memberRecordsIn, type MemberRecord } from '../../src/state/member-recor
 import { findPgBinDir } from '../../src/postgres/bin-dir.js';
 import { generateSecrets, writeAgentConfig, writeSecrets } from '../../src/providers/local/cluster-store.js';
 import { clientUrl, etcdArgs, findEtcdBinary, waitForEtcd } from '../../src/etcd/etcd-server.js';
+import { errorMessage } from '../../src/shared/errors.js';
 import { SystemClock } from '../../src/shared/clock.js';
 import { isOwnedProcessAlive, readCmdline, stopOwnedProcess } from '../../src/shared/pid.js';
 import { runCommand } from '../../src/shared/process-runner.js';
+import { httpsRequest } from '../../src/shared/https-client.js';
 import { atControlPlanePriority } from '../../src/shared/priority.js';
 import {
   API_PORT,
@@ -31,9 +40,18 @@ import {
 } from './layout.js';
 import type { PidRecord } from './resources.js';
 import { harnessTls, type HarnessCredentials } from './chaos-tls.js';
-import { ETCD_ADDRESS, NODE_NAMES, SUBNET, nodeAddress, type NodeName, type Topology } from './topology.js';
+import { NODE_NAMES, SUBNET, nodeAddress, type NodeName, type Topology } from './topology.js';
 
-export const ETCD_ENDPOINT = clientUrl(ETCD_ADDRESS, ETCD_CLIENT_PORT);
+/** The client URL of `name`'s etcd member. */
+export function etcdEndpoint(name: NodeName): string {
+  return clientUrl(nodeAddress(name), ETCD_CLIENT_PORT);
+}
+/** Every member's client URL: what agents, watchdogs and the runner are given. */
+export const ETCD_ENDPOINTS: readonly string[] = NODE_NAMES.map(etcdEndpoint);
+/** `n1=https://10.213.7.11:2380,...`: the initial membership every member is started with. */
+export const ETCD_INITIAL_CLUSTER = NODE_NAMES.map((n) => `${n}=${clientUrl(nodeAddress(n), ETCD_PEER_PORT)}`).join(',');
+/** One token for the run's etcd cluster (etcdArgs' default is per member name). */
+const ETCD_CLUSTER_TOKEN = `pgpilot-${CLUSTER_NAME}`;
 const clock = new SystemClock();
 
 function postgresIds(): { uid: number; gid: number } {
@@ -53,11 +71,10 @@ function postgresIds(): { uid: number; gid: number } {
  */
 export async function prepareDirectories(layout: RunLayout, tmpfsSize: string, recordMount: (dir: string) => void): Promise<void> {
   const { uid, gid } = postgresIds();
-  for (const dir of [path.dirname(layout.runDir), layout.runDir, layout.etcdDir, path.join(layout.runDir, 'nodes')]) {
+  for (const dir of [path.dirname(layout.runDir), layout.runDir, path.join(layout.runDir, 'nodes')]) {
     mkdirSync(dir, { recursive: true });
     chmodSync(dir, 0o755);
   }
-  mkdirSync(layout.etcdDataDir, { recursive: true, mode: 0o700 });
   const reach = await runCommand('setpriv', ['--reuid', 'postgres', '--regid', 'postgres', '--init-groups', '--', 'test', '-x', layout.runDir], { check: false, timeoutMs: 10_000 });
   if (reach.exitCode !== 0) {
     throw new Error(`the postgres OS user cannot reach ${layout.runDir}: use a --home whose parent directories are traversable (chmod o+x)`);
@@ -73,6 +90,8 @@ export async function prepareDirectories(layout: RunLayout, tmpfsSize: string, r
       { timeoutMs: 15_000 },
     );
     chownSync(node.volumeDir, uid, gid);
+    // The host's etcd member keeps its data on the same disk as postgres (etcd runs as root here).
+    mkdirSync(node.etcdDataDir, { mode: 0o700 });
   }
 }
 
@@ -84,7 +103,8 @@ export interface ChaosCluster {
   credentials: HarnessCredentials;
   cliEntry: string;
   pids: PidRecord;
-  etcdPid: number | null;
+  /** The recorded PID of each host's etcd member (absent: not started, or stopped by us). */
+  etcdPids: Map<NodeName, number>;
   agentPids: Map<NodeName, number>;
 }
 
@@ -106,7 +126,7 @@ export function agentConfigFor(layout: RunLayout, name: NodeName, binDir: string
     postgresLogFile: node.postgresLogFile,
     binDir,
     secretsFile: layout.secretsFile,
-    etcdEndpoints: [ETCD_ENDPOINT],
+    etcdEndpoints: [...ETCD_ENDPOINTS],
     tags: {},
     allowedCidrs: [SUBNET, '127.0.0.1/32'],
     tls: { caFile: layout.caFile, certFile: node.tlsCertFile, keyFile: node.tlsKeyFile },
@@ -127,30 +147,93 @@ function spawnInNamespace(ns: string, command: string, args: string[], outFile: 
   }
 }
 
-export async function startEtcdProcess(cluster: ChaosCluster): Promise<number> {
+/**
+ * Starts `name`'s etcd member in its host namespace (control-plane priority, PID recorded) and
+ * resolves once the process exists. `state` is `new` at bootstrap and `existing` for a restart: a
+ * member restarted on its data dir ignores both and rejoins with the membership it stored.
+ */
+export async function spawnEtcdMember(cluster: ChaosCluster, name: NodeName, state: 'new' | 'existing'): Promise<number> {
   const binary = await findEtcdBinary();
   if (binary === null) throw new Error('etcd was not found (run scripts/setup.sh)');
+  const node = cluster.layout.node(name);
   const args = etcdArgs({
-    name: 'chaos',
-    dataDir: cluster.layout.etcdDataDir,
+    name,
+    dataDir: node.etcdDataDir,
     clientPort: ETCD_CLIENT_PORT,
     peerPort: ETCD_PEER_PORT,
-    host: ETCD_ADDRESS,
-    tls: { caFile: cluster.layout.caFile, certFile: cluster.layout.etcdCertFile, keyFile: cluster.layout.etcdKeyFile },
+    host: nodeAddress(name),
+    tls: { caFile: cluster.layout.caFile, certFile: node.etcdCertFile, keyFile: node.etcdKeyFile },
+    initialCluster: ETCD_INITIAL_CLUSTER,
+    initialClusterState: state,
+    initialClusterToken: ETCD_CLUSTER_TOKEN,
   });
   const prioritized = atControlPlanePriority(binary, args);
-  const pid = spawnInNamespace(cluster.topology.etcdNs, prioritized.command, prioritized.args, cluster.layout.etcdLogFile, cluster.layout.etcdDir);
-  cluster.pids.add({ pid, marker: cluster.layout.etcdDataDir, what: 'etcd' });
-  cluster.etcdPid = pid;
-  await waitForEtcd(ETCD_ENDPOINT, cluster.credentials.tls, clock, 30_000, { logFile: cluster.layout.etcdLogFile, pid });
+  const pid = spawnInNamespace(cluster.topology.nodeNs[name], prioritized.command, prioritized.args, node.etcdLogFile, node.nodeDir);
+  cluster.pids.add({ pid, marker: node.etcdDataDir, what: `etcd ${name}` });
+  cluster.etcdPids.set(name, pid);
   return pid;
 }
 
-/** SIGTERM (then SIGKILL after 10 s) of the recorded etcd. */
-export async function stopEtcdProcess(cluster: ChaosCluster): Promise<void> {
-  if (cluster.etcdPid === null) return;
-  await stopOwnedProcess({ pid: cluster.etcdPid, marker: cluster.layout.etcdDataDir }, clock, { signal: 'SIGTERM', graceMs: 10_000 });
-  cluster.etcdPid = null;
+/** Waits until `name`'s member answers /health (it has a leader): bounded by `timeoutMs`. */
+export async function waitForEtcdMember(cluster: ChaosCluster, name: NodeName, timeoutMs: number): Promise<void> {
+  const pid = cluster.etcdPids.get(name);
+  await waitForEtcd(etcdEndpoint(name), cluster.credentials.tls, clock, timeoutMs, { logFile: cluster.layout.node(name).etcdLogFile, ...(pid === undefined ? {} : { pid }) });
+}
+
+/** Restarts one member on its data dir and waits until it is healthy again. */
+export async function restartEtcdMember(cluster: ChaosCluster, name: NodeName): Promise<number> {
+  const pid = await spawnEtcdMember(cluster, name, 'existing');
+  await waitForEtcdMember(cluster, name, 30_000);
+  return pid;
+}
+
+/** The live etcd member PID of `name` (recorded, command line checked), else null. */
+export async function etcdMemberPid(cluster: ChaosCluster, name: NodeName): Promise<number | null> {
+  const pid = cluster.etcdPids.get(name);
+  if (pid === undefined) return null;
+  return (await isOwnedProcessAlive({ pid, marker: cluster.layout.node(name).etcdDataDir })) ? pid : null;
+}
+
+/** Stops `name`'s member by its recorded PID: SIGTERM (SIGKILL after 10 s), or SIGKILL at once. */
+export async function stopEtcdMember(cluster: ChaosCluster, name: NodeName, signal: 'SIGTERM' | 'SIGKILL'): Promise<string> {
+  const pid = cluster.etcdPids.get(name);
+  if (pid === undefined) return 'not-running';
+  const how = await stopOwnedProcess({ pid, marker: cluster.layout.node(name).etcdDataDir }, clock, { signal, graceMs: 10_000 });
+  cluster.etcdPids.delete(name);
+  return how;
+}
+
+/**
+ * Members whose /health is not true right now (each asked for at most `timeoutMs`), with the
+ * reason. An empty list: all three members are up and see a leader.
+ */
+export async function unhealthyEtcdMembers(cluster: ChaosCluster, timeoutMs = 1_500): Promise<string[]> {
+  const results = await Promise.all(
+    NODE_NAMES.map(async (name) => {
+      try {
+        await waitForEtcd(etcdEndpoint(name), cluster.credentials.tls, clock, timeoutMs, { pollMs: 250 });
+        return null;
+      } catch (error) {
+        return `${name} (${(await etcdMemberPid(cluster, name)) === null ? 'not running' : errorMessage(error)})`;
+      }
+    }),
+  );
+  return results.filter((r): r is string => r !== null);
+}
+
+/**
+ * Whether `name`'s member is the etcd cluster's raft leader right now (its `etcd_server_is_leader`
+ * metric on the client port), or null when it cannot be asked.
+ */
+export async function isEtcdLeader(cluster: ChaosCluster, name: NodeName): Promise<boolean | null> {
+  try {
+    const response = await httpsRequest(`${etcdEndpoint(name)}/metrics`, { timeoutMs: 2_000, tls: cluster.credentials.tls });
+    if (!response.ok) return null;
+    const line = response.text.split('\n').find((l) => l.startsWith('etcd_server_is_leader '));
+    return line === undefined ? null : line.trim().endsWith(' 1');
+  } catch {
+    return null;
+  }
 }
 
 export function startAgentProcess(cluster: ChaosCluster, name: NodeName): number {
@@ -181,13 +264,21 @@ export async function postmasterPid(cluster: ChaosCluster, name: NodeName): Prom
   }
 }
 
-/** Writes the secrets, agent configs and the dynamic config, starts etcd and the three agents. */
+/**
+ * Writes the secrets, agent configs and the dynamic config, starts the three etcd members, waits
+ * until every one of them is healthy (the cluster formed: each sees a leader), then the agents.
+ */
 export async function startCluster(cluster: ChaosCluster, mode: 'sync' | 'async', log: (line: string) => void): Promise<void> {
   const binDir = await findPgBinDir();
   await writeSecrets(cluster.layout.secretsFile, cluster.secrets);
   for (const name of NODE_NAMES) await writeAgentConfig(cluster.layout.node(name).configFile, agentConfigFor(cluster.layout, name, binDir));
-  const etcdPid = await startEtcdProcess(cluster);
-  log(`etcd started in ${cluster.topology.etcdNs} (pid ${etcdPid}, ${ETCD_ENDPOINT})`);
+  for (const name of NODE_NAMES) {
+    const pid = await spawnEtcdMember(cluster, name, 'new');
+    log(`${name}: etcd member started in ${cluster.topology.nodeNs[name]} (pid ${pid}, ${etcdEndpoint(name)})`);
+  }
+  // A member alone is never healthy (no quorum): wait for all three, together.
+  await Promise.all(NODE_NAMES.map((name) => waitForEtcdMember(cluster, name, 60_000)));
+  log(`etcd cluster healthy: ${NODE_NAMES.length} members (${ETCD_ENDPOINTS.join(', ')})`);
   // The dynamic config goes in before any agent runs, so the cluster is born in the chosen mode.
   const config = dynamicConfigSchema.parse({ synchronous: mode === 'sync' ? 'quorum' : 'off' });
   await withDcs(cluster.credentials, (dcs) => dcs.put(clusterKeys(CLUSTER_NAME).config, JSON.stringify(config)));
@@ -200,11 +291,11 @@ export async function startCluster(cluster: ChaosCluster, mode: 'sync' | 'async'
 export function newChaosCluster(topology: Topology, layout: RunLayout, cliEntry: string, pids: PidRecord): ChaosCluster {
   const secrets = generateSecrets();
   // The certificates were made by the outer process (provisionChaosTls) before this one started.
-  return { topology, layout, secrets, credentials: { secrets, tls: harnessTls(layout) }, cliEntry, pids, etcdPid: null, agentPids: new Map() };
+  return { topology, layout, secrets, credentials: { secrets, tls: harnessTls(layout) }, cliEntry, pids, etcdPids: new Map(), agentPids: new Map() };
 }
 
 export async function withDcs<T>(credentials: HarnessCredentials, fn: (dcs: EtcdDcs) => Promise<T>): Promise<T> {
-  const dcs = new EtcdDcs({ endpoints: [ETCD_ENDPOINT], operationTimeoutMs: 2_000, tls: credentials.tls });
+  const dcs = new EtcdDcs({ endpoints: [...ETCD_ENDPOINTS], operationTimeoutMs: 2_000, tls: credentials.tls });
   try {
     return await fn(dcs);
   } finally {
@@ -233,7 +324,7 @@ export async function readDcsView(credentials: HarnessCredentials): Promise<DcsV
   });
 }
 
-/** Stops every agent (SIGCONT first, SIGTERM, SIGKILL after the grace), then etcd. */
+/** Stops every agent (SIGCONT first, SIGTERM, SIGKILL after the grace), then every etcd member. */
 export async function stopCluster(cluster: ChaosCluster, log: (line: string) => void): Promise<void> {
   await Promise.all(
     NODE_NAMES.map(async (name) => {
@@ -251,5 +342,10 @@ export async function stopCluster(cluster: ChaosCluster, log: (line: string) => 
       if (how !== 'not-running') log(`${name}: agent ${how}`);
     }),
   );
-  await stopEtcdProcess(cluster);
+  await Promise.all(
+    NODE_NAMES.map(async (name) => {
+      const how = await stopEtcdMember(cluster, name, 'SIGTERM');
+      if (how !== 'not-running') log(`${name}: etcd member ${how}`);
+    }),
+  );
 }

@@ -7,18 +7,27 @@
  *   kill-agent       SIGKILL the agent (postgres dies with it: parent-death signal); heal: start it again
  *   kill-postmaster  SIGKILL the postmaster; the agent must restart or replace it; heal: nothing to do
  *   stop-agent       SIGSTOP the agent (postgres keeps running: the watchdog must fence a leader); heal: SIGCONT
- *   partition        nftables in the host's namespace: both directions, or only incoming, or only outgoing; heal: delete the rules
- *   etcd-restart     SIGTERM etcd; heal: start it again on the same data directory
- *   disk-full        fill a replica's tmpfs volume (write until ENOSPC); heal: delete the file
+ *   partition        nftables in the host's namespace: both directions, or only incoming, or only outgoing;
+ *                    the host's etcd member is cut off with it; heal: delete the rules
+ *   etcd-member-restart  stop the etcd member of the leader's host or of a replica's host (SIGTERM, or
+ *                    SIGKILL), the other two keep quorum; heal: start it again on its data dir
+ *   disk-full        fill a replica host's tmpfs volume (write until ENOSPC): its postgres and its etcd
+ *                    member share that disk; heal: delete the file, and start the host's etcd member
+ *                    again if the full disk killed it (what `pgpilot node run` does for a crashed member)
+ *
+ * The PRNG draws the same five values for every fault whatever its kind, so a seed's sequence of
+ * kinds, targets and hold times did not change when `etcd-restart` (the one etcd of the old
+ * topology) became `etcd-member-restart`; the draw that gives a partition its direction gives an
+ * etcd-member-restart its signal (both → SIGTERM, in/out → SIGKILL).
  */
 import { open, statfs, unlink } from 'node:fs/promises';
-import { agentPid, postmasterPid, startAgentProcess, startEtcdProcess, stopEtcdProcess, type ChaosCluster } from './cluster.js';
+import { agentPid, etcdMemberPid, isEtcdLeader, postmasterPid, restartEtcdMember, startAgentProcess, stopEtcdMember, type ChaosCluster } from './cluster.js';
 import type { Prng } from './prng.js';
 import { NODE_NAMES, healPartition, partition, type NodeName, type PartitionDirection } from './topology.js';
 
-export const FAULT_KINDS = ['kill-agent', 'kill-postmaster', 'stop-agent', 'partition', 'etcd-restart', 'disk-full'] as const;
+export const FAULT_KINDS = ['kill-agent', 'kill-postmaster', 'stop-agent', 'partition', 'etcd-member-restart', 'disk-full'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
-export type TargetRule = 'leader' | 'replica-1' | 'replica-2' | 'etcd';
+export type TargetRule = 'leader' | 'replica-1' | 'replica-2';
 
 export interface PlannedFault {
   index: number;
@@ -26,6 +35,8 @@ export interface PlannedFault {
   target: TargetRule;
   holdMs: number;
   direction: PartitionDirection | null;
+  /** How an etcd-member-restart stops the member (null for other kinds). */
+  signal: 'SIGTERM' | 'SIGKILL' | null;
 }
 
 export function planFaults(prng: Prng, count: number, holdRangeMs: { min: number; max: number }): PlannedFault[] {
@@ -36,15 +47,21 @@ export function planFaults(prng: Prng, count: number, holdRangeMs: { min: number
     const onLeader = prng.next() < 0.5;
     const direction = prng.pick(['both', 'in', 'out'] as const);
     const holdMs = prng.int(holdRangeMs.min, holdRangeMs.max);
-    const target: TargetRule = kind === 'etcd-restart' ? 'etcd' : kind === 'disk-full' ? replica : onLeader ? 'leader' : replica;
-    plan.push({ index, kind, target, holdMs, direction: kind === 'partition' ? direction : null });
+    const target: TargetRule = kind === 'disk-full' ? replica : onLeader ? 'leader' : replica;
+    plan.push({
+      index,
+      kind,
+      target,
+      holdMs,
+      direction: kind === 'partition' ? direction : null,
+      signal: kind === 'etcd-member-restart' ? (direction === 'both' ? 'SIGTERM' : 'SIGKILL') : null,
+    });
   }
   return plan;
 }
 
 /** The node a rule names, given the current leader (replicas ordered by name). */
 export function resolveTarget(rule: TargetRule, leader: NodeName): NodeName | null {
-  if (rule === 'etcd') return null;
   if (rule === 'leader') return leader;
   const replicas = NODE_NAMES.filter((n) => n !== leader);
   return (rule === 'replica-1' ? replicas[0] : replicas[1]) ?? null;
@@ -136,12 +153,17 @@ export async function applyFault(cluster: ChaosCluster, fault: PlannedFault, nod
         },
       };
     }
-    case 'etcd-restart': {
-      const pid = cluster.etcdPid;
-      await stopEtcdProcess(cluster);
+    case 'etcd-member-restart': {
+      const name = need();
+      const sig = fault.signal ?? 'SIGTERM';
+      const pid = await etcdMemberPid(cluster, name);
+      if (pid === null) throw new Error(`${name}: no live etcd member to stop`);
+      const wasLeader = await isEtcdLeader(cluster, name);
+      const how = await stopEtcdMember(cluster, name, sig);
+      const role = wasLeader === null ? 'role unknown' : wasLeader ? 'the etcd leader' : 'an etcd follower';
       return {
-        detail: `etcd stopped (pid ${pid ?? '?'})`,
-        heal: async () => `etcd started again (pid ${await startEtcdProcess(cluster)})`,
+        detail: `${sig} etcd member ${name} (pid ${pid}, ${role}): ${how}`,
+        heal: async () => `etcd member ${name} started again on its data dir (pid ${await restartEtcdMember(cluster, name)})`,
       };
     }
     case 'disk-full': {
@@ -155,7 +177,10 @@ export async function applyFault(cluster: ChaosCluster, fault: PlannedFault, nod
         detail: `filled ${name}'s volume: wrote ${Math.round(written / 1048576)} MiB, ${after.bavail * after.bsize} bytes left`,
         heal: async () => {
           await unlink(file).catch(() => undefined);
-          return `freed ${name}'s volume`;
+          // The host's etcd member shares the disk: if ENOSPC killed it, start it again, as the
+          // host's supervisor (`pgpilot node run`) would.
+          if ((await etcdMemberPid(cluster, name)) !== null) return `freed ${name}'s volume (its etcd member kept running)`;
+          return `freed ${name}'s volume; its etcd member had exited, started again (pid ${await restartEtcdMember(cluster, name)})`;
         },
       };
     }

@@ -4,13 +4,15 @@
  *   <home>/<runId>/state.json        what the outer process created (namespaces, tmpfs mounts) and its PID
  *   <home>/<runId>/pids.json         processes the inner process started (PID + command-line marker)
  *   <home>/<runId>/secrets.json      cluster secrets (0600)
- *   <home>/<runId>/tls/              the run's CA (ca.crt, ca.key 0600), etcd.{crt,key} (etcd's server
- *                                    and peer certificate) and harness.{crt,key} (the runner's client
- *                                    certificate: etcd; postgres is reached with a password over verify-full TLS)
- *   <home>/<runId>/etcd/{data,etcd.log}
- *   <home>/<runId>/nodes/<n>/{agent.json,agent.log,agent.out,postgres.log}
+ *   <home>/<runId>/tls/              the run's CA (ca.crt, ca.key 0600) and harness.{crt,key} (the
+ *                                    runner's client certificate: etcd; postgres is reached with a
+ *                                    password over verify-full TLS)
+ *   <home>/<runId>/nodes/<n>/{agent.json,agent.log,agent.out,postgres.log,etcd.log}
  *   <home>/<runId>/nodes/<n>/tls/node.{crt,key}   the node certificate (key owned by the postgres OS user)
- *   <home>/<runId>/nodes/<n>/vol/    the node's own tmpfs (the disk-full fault fills it); pgdata inside
+ *   <home>/<runId>/nodes/<n>/tls/etcd.{crt,key}   the host's etcd member: server and peer certificate
+ *   <home>/<runId>/nodes/<n>/vol/    the host's own disk, a tmpfs: pgdata/ and etcd/ (the member's data
+ *                                    dir, 0700 root) share it, as on a real host, so the disk-full
+ *                                    fault starves that host's etcd member as well as its postgres
  *
  * The home is under /var/lib (not /root, which is 0700): postgres runs as the postgres OS user and
  * must reach its directories.
@@ -36,6 +38,11 @@ export interface NodeLayout {
   volumeDir: string;
   dataDir: string;
   fillFile: string;
+  /** The host's etcd member: its data dir (on the volume), log (on disk), server/peer certificate. */
+  etcdDataDir: string;
+  etcdLogFile: string;
+  etcdCertFile: string;
+  etcdKeyFile: string;
   /** The node certificate and key: postgres, the REST API, and the agent's etcd client certificate. */
   tlsCertFile: string;
   tlsKeyFile: string;
@@ -46,14 +53,9 @@ export interface RunLayout {
   stateFile: string;
   pidsFile: string;
   secretsFile: string;
-  etcdDir: string;
-  etcdDataDir: string;
-  etcdLogFile: string;
   tlsDir: string;
   caFile: string;
   caKeyFile: string;
-  etcdCertFile: string;
-  etcdKeyFile: string;
   harnessCertFile: string;
   harnessKeyFile: string;
   node(name: NodeName): NodeLayout;
@@ -66,14 +68,9 @@ export function runLayout(home: string, runId: string): RunLayout {
     stateFile: path.join(runDir, 'state.json'),
     pidsFile: path.join(runDir, 'pids.json'),
     secretsFile: path.join(runDir, 'secrets.json'),
-    etcdDir: path.join(runDir, 'etcd'),
-    etcdDataDir: path.join(runDir, 'etcd', 'data'),
-    etcdLogFile: path.join(runDir, 'etcd', 'etcd.log'),
     tlsDir: path.join(runDir, 'tls'),
     caFile: path.join(runDir, 'tls', 'ca.crt'),
     caKeyFile: path.join(runDir, 'tls', 'ca.key'),
-    etcdCertFile: path.join(runDir, 'tls', 'etcd.crt'),
-    etcdKeyFile: path.join(runDir, 'tls', 'etcd.key'),
     harnessCertFile: path.join(runDir, 'tls', 'harness.crt'),
     harnessKeyFile: path.join(runDir, 'tls', 'harness.key'),
     node: (name) => {
@@ -88,6 +85,10 @@ export function runLayout(home: string, runId: string): RunLayout {
         volumeDir,
         dataDir: path.join(volumeDir, 'pgdata'),
         fillFile: path.join(volumeDir, 'chaos-fill'),
+        etcdDataDir: path.join(volumeDir, 'etcd'),
+        etcdLogFile: path.join(nodeDir, 'etcd.log'),
+        etcdCertFile: path.join(nodeDir, 'tls', 'etcd.crt'),
+        etcdKeyFile: path.join(nodeDir, 'tls', 'etcd.key'),
         tlsCertFile: path.join(nodeDir, 'tls', 'node.crt'),
         tlsKeyFile: path.join(nodeDir, 'tls', 'node.key'),
       };

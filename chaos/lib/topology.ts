@@ -2,9 +2,8 @@
  * The chaos suite's network: Linux network namespaces joined by one bridge.
  *
  *   <runId>-sw     the "switch": a bridge br0 and one veth end per host
- *   <runId>-etcd   etcd                      10.213.7.2
- *   <runId>-n1..n3 one agent + postgres each 10.213.7.11..13
- *   <runId>-c      the chaos runner itself (workload, probe, checks) 10.213.7.100
+ *   <runId>-n1..n3 one host each: an etcd member, an agent and its postgres   10.213.7.11..13
+ *   <runId>-c      the chaos runner itself (workload, probe, checks)          10.213.7.100
  *
  * Invariants:
  * - Nothing is created in the root namespace: each veth pair is created inside a host namespace
@@ -15,12 +14,12 @@
  * - Partitions are nftables rules in a table of our own (`inet pgpchaos`) inside the partitioned
  *   host's namespace; healing deletes that table. Loopback and the runner's address are never
  *   filtered (the probe must still see whether an isolated node accepts writes: a minority-side client).
+ *   A partitioned host loses its etcd member too (peer and client traffic), as a real host would.
  */
 import { runCommand } from '../../src/shared/process-runner.js';
 
 export const CHAOS_PREFIX = 'pgp-chaos-';
 export const SUBNET = '10.213.7.0/24';
-export const ETCD_ADDRESS = '10.213.7.2';
 export const CLIENT_ADDRESS = '10.213.7.100';
 export const NODE_NAMES = ['n1', 'n2', 'n3'] as const;
 export type NodeName = (typeof NODE_NAMES)[number];
@@ -32,7 +31,6 @@ export function nodeAddress(node: NodeName): string {
 export interface Topology {
   runId: string;
   switchNs: string;
-  etcdNs: string;
   clientNs: string;
   nodeNs: Record<NodeName, string>;
 }
@@ -42,14 +40,13 @@ export function topologyFor(runId: string): Topology {
   return {
     runId,
     switchNs: `${runId}-sw`,
-    etcdNs: `${runId}-etcd`,
     clientNs: `${runId}-c`,
     nodeNs: { n1: `${runId}-n1`, n2: `${runId}-n2`, n3: `${runId}-n3` },
   };
 }
 
 export function allNamespaces(topology: Topology): string[] {
-  return [topology.switchNs, topology.etcdNs, topology.clientNs, ...NODE_NAMES.map((n) => topology.nodeNs[n])];
+  return [topology.switchNs, topology.clientNs, ...NODE_NAMES.map((n) => topology.nodeNs[n])];
 }
 
 async function ip(args: string[]): Promise<string> {
@@ -89,7 +86,6 @@ export async function createTopology(topology: Topology, record: (ns: string) =>
   await ip(['-n', sw, 'link', 'add', 'br0', 'type', 'bridge']);
   await ip(['-n', sw, 'link', 'set', 'br0', 'up']);
   const hosts: Array<{ ns: string; address: string; port: string }> = [
-    { ns: topology.etcdNs, address: ETCD_ADDRESS, port: 've' },
     { ns: topology.clientNs, address: CLIENT_ADDRESS, port: 'vc' },
     ...NODE_NAMES.map((n) => ({ ns: topology.nodeNs[n], address: nodeAddress(n), port: `v${n}` })),
   ];

@@ -5,7 +5,11 @@
  * so a call fails fast instead of being retried for seconds or refused by an open circuit breaker
  * (the HA loop is the retry policy: it retries on its next tick, with its own deadline); the only
  * retry kept, with several endpoints, is trying the next one after UNAVAILABLE (a refused or lost
- * connection). A lost connection can, rarely, hide a write that did apply, so a retried
+ * connection). With several endpoints, a member that let a call run into its deadline or refused it
+ * is passed over by the following calls for SILENT_HOST_SKIP_MS while another member is not (a
+ * partitioned or powered-off host drops packets instead of refusing them: without this, every call
+ * the client's random pick sends there waits for the whole operation timeout, and a leader whose
+ * renewals land there twice in a row misses its lease deadline). A lost connection can, rarely, hide a write that did apply, so a retried
  * compare-and-set may answer false for its own write: callers re-read before concluding. Every
  * failure surfaces as `PgpilotError('DCS_UNAVAILABLE', retryable)`, except a write naming a lease
  * etcd no longer has, which is `LeaseNotFoundError`. Compare-and-set operations are single etcd
@@ -15,7 +19,8 @@
  * deadline, the safe direction. Lease ids are etcd's int64 ids as decimal strings.
  */
 import { Etcd3, EtcdLeaseInvalidError, GRPCUnavailableError, type IOptions, type Watcher } from 'etcd3';
-import { ExponentialBackoff, handleType, noop, retry } from 'cockatiel';
+import { BrokenCircuitError, ExponentialBackoff, handleType, noop, retry, type IDefaultPolicyContext, type IPolicy } from 'cockatiel';
+import { GRPCDeadlineExceededError } from 'etcd3';
 import { SystemClock, type Clock } from '../shared/clock.js';
 import { PgpilotError, errorMessage } from '../shared/errors.js';
 import { LeaseNotFoundError, type Dcs, type DcsEntry, type DcsWatch, type DcsWatchEvent, type LeaseId, type PutOptions } from './dcs.js';
@@ -35,6 +40,62 @@ export interface EtcdDcsOptions {
 }
 
 export const DEFAULT_OPERATION_TIMEOUT_MS = 2_000;
+
+/**
+ * How long a member that did not answer (deadline exceeded, or unavailable) is passed over while
+ * another member is not. Long enough that a partitioned member costs a caller at most one timed-out
+ * call every SILENT_HOST_SKIP_MS (a leader renewing every second survives one), short enough that
+ * a member that came back is used again soon; a passed-over member is still tried when every
+ * member is being passed over (an etcd-wide stall, such as an election, skips nobody).
+ */
+export const SILENT_HOST_SKIP_MS = 10_000;
+
+/**
+ * The per-member policy of etcd3's connection pool (`faultHandling.host`): remembers which members
+ * recently failed to answer and makes the pool pass over them (etcd3 moves on to the next member
+ * when a host policy refuses a call before running it). State is per client, not global.
+ */
+export class SilentHostSkipper {
+  private readonly skipUntilMs = new Map<string, number>();
+  private readonly hosts: string[] = [];
+  constructor(
+    private readonly clock: Clock,
+    private readonly skipMs: number = SILENT_HOST_SKIP_MS,
+  ) {}
+
+  /** Whether `host` is passed over now: it failed recently and some other member did not. */
+  skips(host: string): boolean {
+    const nowMs = this.clock.nowMs();
+    if ((this.skipUntilMs.get(host) ?? 0) <= nowMs) return false;
+    return this.hosts.some((other) => other !== host && (this.skipUntilMs.get(other) ?? 0) <= nowMs);
+  }
+
+  /** Records the outcome of a call that ran on `host`. */
+  record(host: string, error: unknown): void {
+    if (error === null) this.skipUntilMs.delete(host);
+    else if (error instanceof GRPCDeadlineExceededError || error instanceof GRPCUnavailableError) this.skipUntilMs.set(host, this.clock.nowMs() + this.skipMs);
+  }
+
+  policyFor(host: string): IPolicy<IDefaultPolicyContext> {
+    this.hosts.push(host);
+    return {
+      _altReturn: undefined as never,
+      onSuccess: noop.onSuccess,
+      onFailure: noop.onFailure,
+      execute: async <T>(fn: (context: IDefaultPolicyContext) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> => {
+        if (this.skips(host)) throw new BrokenCircuitError(`etcd member ${host} did not answer recently: trying another one`);
+        try {
+          const result = await fn({ signal: signal ?? new AbortController().signal });
+          this.record(host, null);
+          return result;
+        } catch (error) {
+          this.record(host, error);
+          throw error;
+        }
+      },
+    };
+  }
+}
 
 const TIMED_OUT: unique symbol = Symbol('timed-out');
 const LEASE_ID_PATTERN = /^[0-9]+$/;
@@ -61,9 +122,11 @@ export class EtcdDcs implements Dcs {
     this.endpoints = [...options.endpoints];
     this.operationTimeoutMs = options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS;
     this.clock = options.clock ?? new SystemClock();
+    const skipper = new SilentHostSkipper(this.clock);
     const faultHandling: IOptions['faultHandling'] = {
-      // No circuit breaker: an open breaker would refuse calls for seconds after etcd is back.
-      host: () => noop,
+      // No circuit breaker: an open breaker would refuse calls for seconds after etcd is back. With
+      // several members, one that did not answer is passed over while another one is not (above).
+      host: (host) => (this.endpoints.length > 1 ? skipper.policyFor(host) : noop),
       // One attempt per endpoint, and only when the member refused the connection.
       global:
         this.endpoints.length > 1

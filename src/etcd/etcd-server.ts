@@ -126,6 +126,10 @@ export function etcdArgs(options: EtcdArgsOptions): string[] {
     'periodic',
     '--auto-compaction-retention',
     '1h',
+    // Pre-vote (etcd 3.4's default is off): a member cut off by a partition keeps starting
+    // elections and raising its term; without pre-vote it deposes the healthy leader the moment it
+    // can talk again, leaving the cluster without a leader (every request stalls) for an election.
+    '--pre-vote',
     // TLS on both ports, and only clients (and peers) with a certificate of the cluster CA.
     '--cert-file',
     options.tls.certFile,

@@ -356,6 +356,7 @@ function decideSyncSet(obs: Observation, dcs: Reachable): { actions: Action[]; s
     replication: state.replication,
     members: dcs.members,
     appliedLsn: state.appliedLsn,
+    degradeGraceActive: state.degradeGraceActive === true,
   });
   switch (step.kind) {
     case 'set-standbys':

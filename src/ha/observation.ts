@@ -17,6 +17,8 @@ export interface LeaderSyncState {
   replication: readonly SyncReplica[];
   /** Leader WAL position observed once the current synchronous_standby_names was in force; null: not yet. */
   appliedLsn: string | null;
+  /** This primary has been observed as the leader's for less than SYNC_DEGRADE_GRACE_MS (src/ha/sync-set.ts). */
+  degradeGraceActive?: boolean;
 }
 
 export interface LeaseState {

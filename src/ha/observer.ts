@@ -36,7 +36,7 @@ import { assessLeaderKey, type LeaderAssessment } from './leader-trust.js';
 import { trustedMemberRecords } from './member-trust.js';
 import type { LeaderSyncState, LongTaskState, Observation } from './observation.js';
 import type { PostgresNode, SynchronousState } from './postgres-node.js';
-import { parseStandbyNames, standbysInForce, type PeerPosition, type PeerPositionSource } from './sync-set.js';
+import { SYNC_DEGRADE_GRACE_MS, parseStandbyNames, standbysInForce, type PeerPosition, type PeerPositionSource } from './sync-set.js';
 import { failsafeHoldMs, failsafeProbeTimeoutMs, fenceMarginMs, leaseDeadlineMs } from './timing.js';
 
 /** Where an agent keeps its last valid /config (src/config/last-good-config.ts); absent: in memory only. */
@@ -80,6 +80,8 @@ export class Observer {
   private lastSeenLeader: string | null = null;
   /** Sync mode, leader: when the current synchronous_standby_names was first seen, and the LSN once it was in force. */
   private syncApplied: { standbyNames: string; sinceMs: number; lsn: string | null } | null = null;
+  /** When this leader's running primary was first observed in the current streak (null: not leading a running primary). */
+  private leadingPrimarySinceMs: number | null = null;
   /** The last leader key this agent trusted (src/ha/leader-trust.ts). */
   private lastTrustedLeader: string | null = null;
   /** The untrusted leader key seen last (value, lease) and since when. */
@@ -141,6 +143,7 @@ export class Observer {
    */
   private async observeLeaderSync(dcs: DcsView, pg: LocalPostgres): Promise<LeaderSyncState | null> {
     const wanted = dcs.kind === 'reachable' && (this.configValue.synchronous === 'quorum' || (dcs.sync ?? null) !== null);
+    if (!this.deps.memory.holdsLeader || pg.kind !== 'running' || pg.inRecovery) this.leadingPrimarySinceMs = null;
     if (!wanted || !this.deps.memory.holdsLeader || pg.kind !== 'running' || pg.inRecovery) {
       this.syncApplied = null;
       return null;
@@ -153,6 +156,7 @@ export class Observer {
       return null;
     }
     const nowMs = this.deps.clock.nowMs();
+    this.leadingPrimarySinceMs ??= nowMs;
     if (this.syncApplied?.standbyNames !== state.standbyNames) this.syncApplied = { standbyNames: state.standbyNames, sinceMs: nowMs, lsn: null };
     const parsed = parseStandbyNames(state.standbyNames);
     if (this.syncApplied.lsn === null && parsed !== null && nowMs - this.syncApplied.sinceMs >= SYNC_SETTLE_MS && standbysInForce(parsed, state.standbys)) {
@@ -162,6 +166,7 @@ export class Observer {
       standbyNames: state.standbyNames,
       replication: state.standbys.map((r) => ({ name: r.name, state: r.state, flushLsn: r.flushLsn })),
       appliedLsn: this.syncApplied.lsn,
+      degradeGraceActive: nowMs - this.leadingPrimarySinceMs < SYNC_DEGRADE_GRACE_MS,
     };
   }
 

@@ -26,7 +26,11 @@
  *   - removing x: take x out of S first, then, once q members of the remaining set have flushed
  *                 past `appliedLsn` (C2), publish P - {x};
  *   - raising k:  kS first (postgres), then q once confirmed; lowering k: q first (etcd), then kS;
- *   - degrading (non-strict, no healthy replica): publish P = {} first, then S = '' (async);
+ *   - degrading (non-strict, no healthy replica): publish P = {} first, then S = '' (async); not
+ *                 while the leader's primary has been observed for less than SYNC_DEGRADE_GRACE_MS
+ *                 (`degradeGraceActive`): right after the leader's postgres (re)started as primary its
+ *                 standbys have not reconnected yet, and degrading then would leave P = {} behind,
+ *                 so that if this leader is lost next nobody may be promoted (waiting is always safe);
  *   - strict: S is never emptied; with too few healthy replicas S keeps its members and writes block.
  * Adding x to S before publishing it would be unsafe: `ANY 1 (a, x)` acknowledges a commit that
  * only x has, while P = {a} still lets a promote alone. Removing x from P before S is unsafe for
@@ -39,6 +43,13 @@
 import type { Tags } from '../config/schema.js';
 import { compareLsn, isLsn } from '../shared/lsn.js';
 import type { SyncSet } from '../state/sync-record.js';
+
+/**
+ * How long after the leader's primary is first observed (leading began, or its postgres restarted
+ * as primary) a missing healthy replica does not yet degrade: standbys reconnect within a few
+ * seconds (a walreceiver retries every 5 s at most).
+ */
+export const SYNC_DEGRADE_GRACE_MS = 10_000;
 
 /** `synchronous_standby_names` as pgpilot writes it: `ANY quorum ("a", "b")`, or '' (names empty, quorum 0). */
 export interface StandbyNames {
@@ -115,6 +126,11 @@ export interface SyncReplica {
 
 export interface SyncPlanInput {
   self: string;
+  /**
+   * The leader's primary has been observed for less than SYNC_DEGRADE_GRACE_MS: no healthy replica
+   * is not yet a reason to degrade (absent: false).
+   */
+  degradeGraceActive?: boolean;
   strict: boolean;
   /** k: synchronousNodeCount. */
   nodeCount: number;
@@ -192,6 +208,9 @@ function proposeStep(input: SyncPlanInput): SyncStep {
       return s !== null && s.names.length > 0
         ? { kind: 'wait', summary: `sync (strict): no synchronous replica available; keeping ${describeS}, writes block` }
         : { kind: 'wait', summary: 'sync (strict): no replica to make synchronous yet' };
+    }
+    if (input.degradeGraceActive === true && (p.members.length > 0 || s === null || s.names.length > 0)) {
+      return { kind: 'wait', summary: 'sync: no healthy replica yet; the primary just started leading: waiting for its standbys to reconnect before degrading' };
     }
     if (p.members.length > 0) return { kind: 'publish', members: [], quorum: 0, summary: 'sync: no healthy replica; degrading: publishing an empty set first' };
     if (s === null || s.names.length > 0) return { kind: 'set-standbys', names: [], quorum: 0, summary: 'sync: no healthy replica; degrading to asynchronous commits' };

@@ -2,7 +2,10 @@
  * The chaos suite end to end, as a smoke test: `node dist/chaos/run.js --faults 5` (fixed seed,
  * short holds) in a child process, then its JSON report: 5 faults ran, each converged, the probe
  * saw writes and no split-brain, the workload got acknowledged writes, and nothing of the run is
- * left (namespaces, the processes it recorded, tmpfs mounts).
+ * left (namespaces, the processes it recorded, tmpfs mounts). Seed 490 draws five different kinds:
+ * kill-agent of the leader, etcd-member-restart of the leader's host (SIGTERM), disk-full of a
+ * replica host (which also starves its etcd member), partition of the leader (incoming), and
+ * stop-agent of the leader.
  *
  * Mode: sync (synchronous: quorum), so a lost acknowledged write fails the run, as does any
  * split-brain episode or a fault after which the cluster did not converge. Needs root and
@@ -66,18 +69,23 @@ void describe('npm run chaos -- --faults 5 (smoke)', { timeout: RUN_TIMEOUT_MS +
   });
 
   void it('runs 5 faults, converges after each, sees no split-brain, and leaves nothing behind', { skip: reason }, async () => {
-    const run = await runChaos(['--faults', '5', '--seed', '8', '--mode', 'sync', '--hold-min-ms', '2000', '--hold-max-ms', '6000', '--converge-timeout-s', '60', '--out', out, '--home', path.join(dir, 'home'), '--remove-work-dir']);
+    const run = await runChaos(['--faults', '5', '--seed', '490', '--mode', 'sync', '--hold-min-ms', '2000', '--hold-max-ms', '6000', '--converge-timeout-s', '60', '--out', out, '--home', path.join(dir, 'home'), '--remove-work-dir']);
     const tail = `${run.stderr.split('\n').slice(-40).join('\n')}\n${run.stdout}`;
     assert.equal(run.timedOut, false, `the chaos smoke did not finish within ${RUN_TIMEOUT_MS / 60_000} min:\n${tail}`);
 
     const report = JSON.parse(await readFile(out, 'utf8')) as Report;
     assert.equal(report.kind, 'chaos');
-    assert.equal(report.seed, 8);
+    assert.equal(report.seed, 490);
     assert.equal(report.mode, 'sync');
     assert.equal(report.lost.count, 0, `acknowledged writes lost in sync mode:\n${tail}`);
-    assert.match(run.stdout, /^chaos: 5 faults, seed 8, mode sync: acked \d+, lost \d+, split-brain \d+, converged \d+\/5$/m, tail);
+    assert.match(run.stdout, /^chaos: 5 faults, seed 490, mode sync: acked \d+, lost \d+, split-brain \d+, converged \d+\/5$/m, tail);
     assert.equal(report.faults.length, 5, tail);
     assert.deepEqual(report.faults.filter((f) => f.error !== null), [], 'faults that could not be applied or healed');
+    assert.deepEqual(
+      report.faults.map((f) => f.kind),
+      ['kill-agent', 'etcd-member-restart', 'disk-full', 'partition', 'stop-agent'],
+      'the fault plan of seed 490',
+    );
     assert.equal(report.converged, 5, `faults without convergence:\n${tail}`);
     assert.equal(report.splitBrain.episodes, 0, `split-brain episodes:\n${tail}`);
     assert.ok(report.workload.acked > 100, `acknowledged writes: ${report.workload.acked}`);

@@ -67,11 +67,14 @@ void describe('chaos fault plan', () => {
     assert.deepEqual(new Set(plan.map((f) => f.kind)), new Set(FAULT_KINDS));
     for (const fault of plan) {
       assert.ok(fault.holdMs >= 3_000 && fault.holdMs <= 12_000, `hold ${fault.holdMs}`);
-      if (fault.kind === 'etcd-restart') assert.equal(fault.target, 'etcd');
-      else assert.notEqual(fault.target, 'etcd');
       if (fault.kind === 'disk-full') assert.ok(fault.target === 'replica-1' || fault.target === 'replica-2');
       assert.equal(fault.direction !== null, fault.kind === 'partition');
+      assert.equal(fault.signal !== null, fault.kind === 'etcd-member-restart');
     }
+    // Both ways of stopping an etcd member occur, and both the leader's host and a replica's.
+    const memberRestarts = plan.filter((f) => f.kind === 'etcd-member-restart');
+    assert.deepEqual(new Set(memberRestarts.map((f) => f.signal)), new Set(['SIGTERM', 'SIGKILL']));
+    assert.ok(memberRestarts.some((f) => f.target === 'leader') && memberRestarts.some((f) => f.target !== 'leader'));
     assert.deepEqual(
       plan.map((f) => f.index),
       plan.map((_, i) => i + 1),

@@ -17,7 +17,7 @@ function isInputInvalid(error: unknown): boolean {
 const tls = { caFile: '/tmp/x/tls/ca.crt', certFile: '/tmp/x/tls/etcd.crt', keyFile: '/tmp/x/tls/etcd.key' };
 
 /** Flags that take no value. */
-const BOOLEAN_FLAGS = new Set(['--client-cert-auth', '--peer-client-cert-auth']);
+const BOOLEAN_FLAGS = new Set(['--client-cert-auth', '--peer-client-cert-auth', '--pre-vote']);
 
 void describe('etcdArgs', () => {
   const argv = etcdArgs({ name: 'etcd-1', dataDir: '/tmp/x/etcd', clientPort: 23_791, peerPort: 23_792, tls });
@@ -58,6 +58,10 @@ void describe('etcdArgs', () => {
     // Never `--auto-tls` (self-signed, unverified) and no plain-text listener.
     assert.ok(!argv.some((arg) => arg.startsWith('--auto-tls') || arg.startsWith('--peer-auto-tls')));
     assert.ok(!argv.some((arg) => arg.includes('http://')));
+  });
+
+  void it('runs raft with pre-vote, so a member back from a partition does not depose the leader', () => {
+    assert.ok(argv.includes('--pre-vote'));
   });
 
   void it('uses the given host, bracketing IPv6', () => {

@@ -152,6 +152,12 @@ void describe('nextSyncStep: one step per tick, in the safe order', () => {
     { name: 'degrade: no healthy replica, P emptied first', input: input({ streaming: [] }), expect: { kind: 'publish', members: [], quorum: 0 } },
     { name: 'degrade: then S cleared', input: input({ streaming: [], published: set([], 0) }), expect: { kind: 'set-standbys', names: [], quorum: 0 } },
     { name: 'degraded: steady', input: input({ streaming: [], published: set([], 0), standbys: names([], 0) }), expect: { kind: 'steady' }, summary: /degraded/ },
+    // Chaos run 2026-12-02 (seed 490): a fenced leader adopted its key, restarted as primary and
+    // degraded 0.2 s later, before its standbys had reconnected; it then lost the key and, with
+    // P = {}, nobody could be promoted. Right after the primary started leading: wait instead.
+    { name: 'no healthy replica right after the primary started leading: wait, P kept', input: input({ streaming: [], degradeGraceActive: true }), expect: { kind: 'wait' }, summary: /before degrading/ },
+    { name: 'no healthy replica right after the primary started leading: S kept', input: input({ streaming: [], published: set([], 0), degradeGraceActive: true }), expect: { kind: 'wait' } },
+    { name: 'already degraded, just started: steady', input: input({ streaming: [], published: set([], 0), standbys: names([], 0), degradeGraceActive: true }), expect: { kind: 'steady' } },
     { name: 'strict, no healthy replica: S and P kept, writes block', input: input({ strict: true, streaming: [] }), expect: { kind: 'steady' }, summary: /strict.*writes block/ },
     { name: 'strict, nothing named yet and no replica: wait', input: input({ strict: true, streaming: [], published: set([], 0), standbys: names([], 0) }), expect: { kind: 'wait' }, summary: /strict/ },
     {
