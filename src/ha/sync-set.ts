@@ -348,8 +348,15 @@ export function syncPromotionCheck(
   peers: readonly PeerPosition[],
   tieBreak: (a: string, b: string) => number,
 ): SyncPromotion {
+  // E8e: an empty set names the leader that emptied it (on taking the lead, E8, or degrading):
+  // every commit acknowledged since then was acknowledged by that node alone, so it holds them all
+  // and nobody else can. It may take the key back; without this, a leader that lost its key between
+  // emptying the set and publishing a new one would leave the cluster without a leader for good.
+  if (published !== null && published.members.length === 0 && published.leader === self.name && self.lsn !== null && self.timeline !== null) {
+    return { kind: 'allowed' };
+  }
   if (published === null || published.members.length === 0) {
-    return { kind: 'refused', reason: 'the published synchronous set is empty: no member is known to hold every acknowledged commit' };
+    return { kind: 'refused', reason: `the published synchronous set is empty: only ${published?.leader ?? 'its last leader'} is known to hold every acknowledged commit` };
   }
   if (!published.members.includes(self.name)) return { kind: 'refused', reason: `not in the synchronous set (${published.members.join(', ')})` };
   const needed = published.members.length - published.quorum + 1;

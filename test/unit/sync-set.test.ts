@@ -247,6 +247,14 @@ void describe('syncPromotionCheck', () => {
     assert.equal(syncPromotionCheck(pos('node2', '0/5'), q2, [pos('node3', '0/4')], byName).kind, 'allowed', 'q = 2: two of three suffice');
     assert.equal(syncPromotionCheck(pos('node2', '0/5'), set(['node2'], 1), [], byName).kind, 'allowed', 'the only member');
   });
+  void it('E8e: an empty set lets only the leader it names take the key back', () => {
+    const emptied = { leader: 'node1', members: [], quorum: 0 };
+    assert.equal(syncPromotionCheck(pos('node1', '0/5', 2), emptied, [], byName).kind, 'allowed', 'the node that emptied it');
+    const other = syncPromotionCheck(pos('node2', '0/9', 2), emptied, [pos('node1', '0/5', 2)], byName);
+    assert.equal(other.kind, 'refused', 'anyone else, even ahead');
+    assert.match(JSON.stringify(other), /only node1 is known to hold every acknowledged commit/);
+    assert.equal(syncPromotionCheck({ name: 'node1', timeline: null, lsn: null }, emptied, [], byName).kind, 'refused', 'own position unknown');
+  });
   void it('answers from members outside the set do not count', () => {
     assert.equal(syncPromotionCheck(pos('node2', '0/5'), set(['node2', 'node3'], 1), [pos('node4', '0/1')], byName).kind, 'refused');
   });
