@@ -39,6 +39,7 @@ import {
   healHost,
   hostsTopology,
   killEverythingIn,
+  leftoverRuns,
   namespacePids,
   netnsSkipReason,
   partitionHost,
@@ -207,8 +208,19 @@ void describe('multi-host cluster in network namespaces (cluster init + node run
     throw new Error(`no etcd member found in ${host(name).ns}`);
   }
 
+  const onSignal = (signal: NodeJS.Signals): void => {
+    log(`${signal}: cleaning up`);
+    void destroyTopology(runId, log).finally(() => process.exit(1));
+  };
+
   before(async () => {
     log(`run ${runId}, work dir ${work}`);
+    for (const leftover of await leftoverRuns()) {
+      log(`removing leftovers of an earlier run: ${leftover}`);
+      await destroyTopology(leftover, log);
+    }
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
     mkdirSync(ops, { recursive: true });
     await createSwitchAndClient(topology, () => undefined);
     for (const h of topology.hosts) await createHost(topology, h, () => undefined);
@@ -231,6 +243,8 @@ void describe('multi-host cluster in network namespaces (cluster init + node run
       if (await isOwnedProcessAlive({ pid, marker: path.join(ops, `${CLUSTER}-${name}.bundle`) })) await stopNode(name).catch((error: unknown) => log(`cleanup: ${String(error)}`));
     }
     await destroyTopology(runId, log);
+    process.removeListener('SIGTERM', onSignal);
+    process.removeListener('SIGINT', onSignal);
     if (process.env['PGPILOT_KEEP_WORK'] === undefined) await rm(work, { recursive: true, force: true });
     else log(`work dir kept: ${work}`);
   });

@@ -196,3 +196,26 @@ export async function destroyTopology(runId: string, log: (line: string) => void
     if (result.exitCode !== 0) log(`cleanup: ip netns del ${ns}: ${result.stderr.trim()}`);
   }
 }
+
+/**
+ * Run ids of earlier runs whose test process is gone (a crash, SIGKILL): their namespaces are found
+ * by the prefix and the run id carries the PID of the process that made them (`<prefix><pid base 36>`).
+ */
+export async function leftoverRuns(): Promise<string[]> {
+  const ids = new Set<string>();
+  for (const ns of await listNamespaces()) {
+    if (!ns.startsWith(NETNS_TEST_PREFIX)) continue;
+    const runId = ns.slice(0, ns.lastIndexOf('-'));
+    const pid = Number.parseInt(runId.slice(NETNS_TEST_PREFIX.length), 36);
+    if (!Number.isInteger(pid) || pid <= 1) continue;
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch {
+      alive = false;
+    }
+    if (!alive || pid === process.pid) ids.add(runId);
+  }
+  return [...ids];
+}
+
