@@ -12,6 +12,7 @@ import type { ClusterStatus, MemberStatus } from '../../src/providers/local/clus
 import { EtcdDcs } from '../../src/dcs/etcd-dcs.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
+import { killAgentForGood } from '../helpers/local-node.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
 import { adminTls, callApi, clusterStatusOf, leaderOf, parseStatusJson, waitConverged, withNode } from '../helpers/cluster.js';
 import { clientUrl } from '../../src/etcd/etcd-server.js';
@@ -67,7 +68,7 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
       const s = await statusOf(home);
       return s.members.every((m) => m.lagBytes === 0);
     }, 30_000);
-    process.kill(old.pid ?? -1, 'SIGKILL');
+    await killAgentForGood(home, NAME, old.name, old.pid);
     await waitUntil('the old postmaster to die with its agent', () => Promise.resolve(!isPidAlive(old.postgresPid ?? -1)), 10_000);
     status = await waitUntil('a new writable leader', async () => {
       const s = await statusOf(home);
