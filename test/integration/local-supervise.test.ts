@@ -2,15 +2,20 @@
  * Each node of a local cluster runs under its own supervisor (`pgpilot node run --config`): a
  * leader agent killed with -9 is restarted by its supervisor without `pgpilot start` and the
  * cluster is ready again; a replica node killed like a host loss (supervisor, agent, watchdog,
- * postmaster together) stays down until `pgpilot start`; `stop` leaves no recorded process running.
+ * postmaster together) stays down until `pgpilot start`; an agent without a supervisor (as an older
+ * pgpilot started them) is left alone by `start` and stopped by `stop`; `stop` leaves no recorded
+ * process running.
  * `after` destroys the cluster (every process by recorded PID) and removes the home, even on failure.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ClusterStatus } from '../../src/providers/local/cluster-status.js';
-import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
+import { makeTempHome, REPO_ROOT, removeTempHome, runCli } from '../helpers/cli.js';
 import { clusterStatusOf, leaderOf, parseStatusJson } from '../helpers/cluster.js';
-import { killNodeLikeHostLoss, localNodePids } from '../helpers/local-node.js';
+import { killAgentForGood, killNodeLikeHostLoss, localNodePids } from '../helpers/local-node.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
 
 const NAME = 'sup';
@@ -97,12 +102,45 @@ void describe('local nodes under supervisors', () => {
     assert.ok(isReadyStatus(status), describeMembers(status));
     assert.ok(localNodePids(home, NAME, replica.name).supervisor !== null, `${replica.name} is supervised again`);
 
+    // An agent started by an older pgpilot (no supervisor): `start` leaves it as it is (no second
+    // agent), `stop` stops it by its recorded PID.
+    const legacy = status.members.find((m) => m.name !== status.leader);
+    assert.ok(legacy);
+    await killAgentForGood(home, NAME, legacy.name, legacy.pid);
+    const nodeDir = path.join(home, 'clusters', NAME, 'nodes', legacy.name);
+    const out = openSync(path.join(nodeDir, 'agent.out'), 'a');
+    const bare = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'src', 'bin', 'cli.js'), 'agent', '--config', path.join(nodeDir, 'agent.json')], {
+      detached: true,
+      stdio: ['ignore', out, out],
+      cwd: nodeDir,
+    });
+    bare.unref();
+    closeSync(out);
+    assert.ok(bare.pid !== undefined);
+    writeFileSync(path.join(nodeDir, 'agent.pid'), `${bare.pid}\n`);
+    status = await waitUntil(
+      () => `${legacy.name}'s unsupervised agent to rejoin (last: ${last})`,
+      async () => {
+        const s = await clusterStatusOf(home, NAME);
+        last = describeMembers(s);
+        return s.members.find((m) => m.name === legacy.name)?.pid === bare.pid && isReadyStatus(s) ? s : null;
+      },
+      90_000,
+      500,
+    );
+    const noop = await runCli(['start', NAME], { home });
+    assert.equal(noop.code, 0, noop.stderr);
+    assert.match(noop.stdout, /already running/);
+    assert.deepEqual(localNodePids(home, NAME, legacy.name).supervisor, null);
+    assert.equal(localNodePids(home, NAME, legacy.name).agent, bare.pid);
+
     // stop: every recorded process of every node is gone.
     const recorded = status.members.flatMap((m) => {
       const pids = localNodePids(home, NAME, m.name);
       return [pids.supervisor, pids.agent, ...pids.descendants].filter((p): p is number => p !== null);
     });
-    assert.ok(recorded.length >= 12, `3 x (supervisor, agent, watchdog, postmaster) at least: ${recorded.join(',')}`);
+    assert.ok(recorded.length >= 11, `3 x (agent, watchdog, postmaster) and 2 supervisors at least: ${recorded.join(',')}`);
+    assert.ok(recorded.includes(bare.pid), 'the unsupervised agent is among them');
     const stopped = await runCli(['stop', NAME], { home });
     assert.equal(stopped.code, 0, stopped.stderr);
     const alive = recorded.filter((p) => isPidAlive(p));
