@@ -121,3 +121,15 @@ export async function killNodeLikeHostLoss(home: string, cluster: string, node: 
   await waitUntil(`${node}: every process to be gone`, () => Promise.resolve(all.every((p) => !isPidAlive(p))), 30_000, 50);
   return all;
 }
+
+/**
+ * A graceful stop of the node that stays stopped: SIGTERM to its supervisor, which stops the agent
+ * (postgres stops cleanly with it) and exits. Resolves when both are gone.
+ */
+export async function stopNodeSupervisor(home: string, cluster: string, node: string): Promise<void> {
+  const pids = localNodePids(home, cluster, node);
+  if (pids.supervisor === null) throw new Error(`${node}: no running supervisor`);
+  signal(pids.supervisor, 'SIGTERM');
+  const gone = [pids.supervisor, ...(pids.agent === null ? [] : [pids.agent])];
+  await waitUntil(`${node}: supervisor and agent to stop`, () => Promise.resolve(gone.every((p) => !isPidAlive(p))), 75_000, 100);
+}
