@@ -57,6 +57,12 @@ export interface BenchCluster {
    * kills too (pgpilot: the fencing watchdog). Absent or empty: the agent is all there is (Patroni).
    */
   sidecarPids?(node: BenchNode): number[];
+  /**
+   * The node's process supervisor, which would restart a killed agent (pgpilot: `pgpilot node
+   * run`). An agent or host kill freezes it (SIGSTOP) before and SIGKILLs it after the other kills,
+   * so the killed agent stays dead and no parent-death signal turns the crash into a clean stop.
+   */
+  supervisorPids?(node: BenchNode): number[];
   /** Starts again a node whose agent and postgres were killed (the node rejoins as a replica). */
   restartNode(name: string): Promise<void>;
   /** The system's own processes per node, for footprint: agent (and helper processes, labelled). */

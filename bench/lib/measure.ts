@@ -292,16 +292,16 @@ function nodeByPort(nodes: readonly BenchNode[], port: number | null): string | 
  */
 export type KillScope = 'postgres' | 'agent' | 'host';
 
-function killablePids(cluster: BenchCluster, leader: BenchNode, scope: KillScope): { agentPid: number | null; sidecarPids: number[]; postmasterPid: number } {
+function killablePids(cluster: BenchCluster, leader: BenchNode, scope: KillScope): { agentPid: number | null; sidecarPids: number[]; postmasterPid: number; supervisorPids: number[] } {
   const postmasterPid = leader.postmasterPid;
   if (postmasterPid === null || !isAlive(postmasterPid) || readStat(postmasterPid)?.comm !== 'postgres') {
     throw new Error(`${leader.name}: no live postmaster PID to kill (reported ${postmasterPid ?? 'none'})`);
   }
-  if (scope === 'postgres') return { agentPid: null, sidecarPids: [], postmasterPid };
+  if (scope === 'postgres') return { agentPid: null, sidecarPids: [], postmasterPid, supervisorPids: [] };
   const agentPid = leader.agentPid;
   if (agentPid === null || !isAlive(agentPid)) throw new Error(`${leader.name}: no live agent PID to kill (reported ${agentPid ?? 'none'})`);
   const sidecarPids = scope === 'host' ? (cluster.sidecarPids?.(leader) ?? []) : [];
-  return { agentPid, sidecarPids, postmasterPid };
+  return { agentPid, sidecarPids, postmasterPid, supervisorPids: cluster.supervisorPids?.(leader) ?? [] };
 }
 
 export interface OutageSample {
@@ -340,16 +340,21 @@ async function killAndMeasure(cluster: BenchCluster, scope: KillScope, deadlineM
     await probe.waitForCommits(5, 30_000);
     const nodes = await cluster.nodes();
     const leader = leaderOf(nodes);
-    const { agentPid, sidecarPids, postmasterPid } = killablePids(cluster, leader, scope);
+    const { agentPid, sidecarPids, postmasterPid, supervisorPids } = killablePids(cluster, leader, scope);
     throwIfAborted();
+    // The supervisor frozen first: it can neither restart the agent nor, dying, send it a
+    // parent-death signal; it is killed last, once the agent is already dead.
+    for (const pid of supervisorPids) process.kill(pid, 'SIGSTOP');
     // Sidecars first, so none of them sees the agent die and acts on it (a host loss leaves no one).
     for (const pid of sidecarPids) process.kill(pid, 'SIGKILL');
     if (agentPid !== null) process.kill(agentPid, 'SIGKILL');
     process.kill(postmasterPid, 'SIGKILL');
+    for (const pid of supervisorPids) process.kill(pid, 'SIGKILL');
     const t0 = now();
     onKilled(leader.name);
     const sidecars = sidecarPids.length === 0 ? '' : `sidecars ${sidecarPids.join(',')} + `;
-    log(`  killed ${leader.name}: ${sidecars}${agentPid === null ? '' : `agent ${agentPid} + `}postmaster ${postmasterPid}`);
+    const supervisors = supervisorPids.length === 0 ? '' : `supervisor ${supervisorPids.join(',')} + `;
+    log(`  killed ${leader.name}: ${supervisors}${sidecars}${agentPid === null ? '' : `agent ${agentPid} + `}postmaster ${postmasterPid}`);
     const recovered = await waitFor(
       () => `a successful write after killing ${leader.name}'s ${scope === 'postgres' ? 'postgres' : scope === 'agent' ? 'agent and postgres' : 'HA processes and postgres'} (last error: ${probe.attempts.at(-1)?.error ?? '-'})`,
       () => probe.firstSuccessSince(t0),

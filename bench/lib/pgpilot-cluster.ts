@@ -138,6 +138,25 @@ export class PgpilotBenchCluster implements BenchCluster {
     if (result.code !== 0) throw cliFailure(`start (to restart ${name})`, result);
   }
 
+  /**
+   * The node's supervisor (`pgpilot node run`, nodes/<node>/node-run.pid, checked by its command
+   * line): it would restart a killed agent within a second, so a kill freezes it first and kills it
+   * too (bench/lib/measure.ts), and `pgpilot start` brings it back with the node.
+   */
+  supervisorPids(node: BenchNode): number[] {
+    return this.supervisorPidsOf(node.name);
+  }
+
+  private supervisorPidsOf(nodeName: string): number[] {
+    const dir = path.join(clusterPathsIn(path.join(this.home, 'clusters', this.name)).nodesDir, nodeName);
+    try {
+      const pid = Number.parseInt(readFileSync(path.join(dir, 'node-run.pid'), 'utf8').trim(), 10);
+      return Number.isInteger(pid) && pid > 1 && readCmdline(pid).includes(`--agent-pid-file ${path.join(dir, 'agent.pid')}`) ? [pid] : [];
+    } catch {
+      return [];
+    }
+  }
+
   /** The fencing watchdog of the node's agent (it outlives an agent killed alone, see src/agent/watchdog.ts). */
   sidecarPids(node: BenchNode): number[] {
     if (node.agentPid === null) return [];
@@ -151,6 +170,7 @@ export class PgpilotBenchCluster implements BenchCluster {
     const found: Array<{ node: string; label: string; pid: number }> = [];
     for (const member of status.members) {
       if (member.pid === null) continue;
+      for (const pid of this.supervisorPidsOf(member.name)) found.push({ node: member.name, label: 'supervisor', pid });
       found.push({ node: member.name, label: 'agent', pid: member.pid });
       // A postmaster and its backends are postgres, not the HA tool: leave out their subtree.
       for (const child of descendants(member.pid, (s) => s.comm === 'postgres')) {

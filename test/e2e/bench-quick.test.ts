@@ -88,6 +88,7 @@ void describe('npm run bench -- --quick', { timeout: RUN_TIMEOUT_MS + KILL_GRACE
       `pgpilot pgbench haproxy: neither a number nor a recorded error (${String(external)})`,
     );
     assert.ok(pgpilot.footprint?.processes.some((p) => p.label === 'agent'), 'pgpilot footprint has no agent');
+    assert.ok(pgpilot.footprint?.processes.some((p) => p.label === 'supervisor'), 'pgpilot footprint has no node supervisor (pgpilot node run)');
     assert.equal(typeof pgpilot.saturation?.leaderChanges, 'number', 'pgpilot saturation leaderChanges');
 
     const tuned = report.systems.find((s) => s.system === 'patroni' && s.profile === 'tuned');

@@ -16,6 +16,7 @@ import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
 import { clusterStatusOf, leaderOf, parseStatusJson, waitConverged, withNode } from '../helpers/cluster.js';
 import { startS3Server, type S3TestServer } from '../helpers/s3-server.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
+import { killAgentForGood } from '../helpers/local-node.js';
 
 interface BackupJson {
   id: string;
@@ -80,7 +81,7 @@ void describe('backups: PITR across a failover, verify, bad input, corruption', 
 
     // An unplanned failover: the leader's agent dies with -9 (its watchdog kills postgres).
     const old = leaderOf(status);
-    process.kill(old.pid ?? -1, 'SIGKILL');
+    await killAgentForGood(home, 'src', old.name, old.pid);
     await waitUntil('the old postmaster to die', () => Promise.resolve(!isPidAlive(old.postgresPid ?? -1)), 15_000);
     status = await waitUntil('a new writable leader', async () => {
       const s = await clusterStatusOf(home, 'src');

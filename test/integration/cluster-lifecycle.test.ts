@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { ClusterStatus } from '../../src/operations/cluster-status.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
+import { killNodeLikeHostLoss, localNodePids } from '../helpers/local-node.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
 import { callApi, clusterStatusOf, parseStatusJson, passwordOf, pgClientOptions } from '../helpers/cluster.js';
 
@@ -148,14 +149,19 @@ void describe('local cluster lifecycle through bin/pgpilot', () => {
     assert.equal(again.code, 0);
     assert.match(again.stdout, /already running/);
 
-    // A crashed machine: kill -9 every agent and etcd (postgres dies with its agent), PID files go stale.
+    // A crashed machine: kill -9 every process of every node (supervisor, agent, watchdog,
+    // postgres) and etcd, PID files go stale.
     const manifest = JSON.parse(await (await import('node:fs/promises')).readFile(`${home}/clusters/demo/cluster.json`, 'utf8')) as {
       etcd: { pidFile: string };
     };
     const etcdPid = Number((await (await import('node:fs/promises')).readFile(manifest.etcd.pidFile, 'utf8')).trim());
     const victims = [...status.members.map((m) => m.pid), etcdPid].filter((p): p is number => p !== null);
     const postmasters = status.members.map((m) => m.postgresPid).filter((p): p is number => p !== null);
-    for (const pid of victims) process.kill(pid, 'SIGKILL');
+    const supervisors = status.members.map((m) => localNodePids(home, 'demo', m.name).supervisor).filter((p): p is number => p !== null);
+    assert.equal(supervisors.length, 3, 'one supervisor per node');
+    for (const member of status.members) await killNodeLikeHostLoss(home, 'demo', member.name);
+    process.kill(etcdPid, 'SIGKILL');
+    victims.push(...supervisors);
     await waitUntil('every process of demo to be gone', () => Promise.resolve([...victims, ...postmasters].every((p) => !isPidAlive(p))), 30_000);
     const restarted = await runCli(['start', 'demo', '--json', '--show-secrets'], { home });
     assert.equal(restarted.code, 0, restarted.stderr);

@@ -3,7 +3,8 @@
  * kill -9 of the leader agent (failover, then rejoin by pg_rewind on the new timeline with every
  * replicated row kept), a planned switchover (no committed row lost, visible in `events`), a
  * frozen (SIGSTOPped) leader that is fenced and never writable again, a postgres-only crash
- * (restarted in place), a graceful stop that releases the key at once, and bad switchover targets.
+ * (restarted in place), a graceful stop of the leader agent that releases the key at once (its
+ * supervisor then starts a new agent, which rejoins), and bad switchover targets.
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import type { ClusterStatus, MemberStatus } from '../../src/operations/cluster-s
 import { EtcdDcs } from '../../src/dcs/etcd-dcs.js';
 import { clusterKeys } from '../../src/dcs/keys.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
+import { killAgentForGood } from '../helpers/local-node.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
 import { adminTls, callApi, clusterStatusOf, leaderOf, parseStatusJson, waitConverged, withNode } from '../helpers/cluster.js';
 import { clientUrl } from '../../src/etcd/etcd-server.js';
@@ -67,7 +69,7 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
       const s = await statusOf(home);
       return s.members.every((m) => m.lagBytes === 0);
     }, 30_000);
-    process.kill(old.pid ?? -1, 'SIGKILL');
+    await killAgentForGood(home, NAME, old.name, old.pid);
     await waitUntil('the old postmaster to die with its agent', () => Promise.resolve(!isPidAlive(old.postgresPid ?? -1)), 10_000);
     status = await waitUntil('a new writable leader', async () => {
       const s = await statusOf(home);
@@ -183,7 +185,7 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
     await insertRows(after, 9000, 1);
   });
 
-  void it('SIGTERM to the leader agent stops postgres cleanly and releases the key at once', async () => {
+  void it('SIGTERM to the leader agent stops postgres cleanly and releases the key at once; its supervisor starts a new agent that rejoins', async () => {
     const status = await waitConverged(home, NAME, null);
     const leader = leaderOf(status);
     const manifest = JSON.parse(await readFile(`${home}/clusters/${NAME}/cluster.json`, 'utf8')) as { etcd: { host: string; clientPort: number } };
@@ -201,6 +203,11 @@ void describe('HA: failover, rejoin, switchover, fencing', () => {
       const s = await statusOf(home);
       return s.members.some((m) => m.name === s.leader && m.role === 'primary' && m.name !== leader.name) ? s : null;
     }, 30_000);
-    assert.equal(next.members.find((m) => m.name === leader.name)?.role, 'stopped');
+    assert.notEqual(next.leader, leader.name);
+    // Its supervisor starts a new agent (no `pgpilot start`), which rejoins as a replica.
+    const back = await waitConverged(home, NAME, leader.name, 90_000);
+    const again = back.members.find((m) => m.name === leader.name);
+    assert.equal(again?.role, 'replica');
+    assert.ok(again?.pid !== null && again?.pid !== leader.pid, `${leader.name} runs a new agent`);
   });
 });

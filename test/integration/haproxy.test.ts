@@ -23,6 +23,7 @@ import { startHaproxy, stopHaproxy } from '../../src/proxy/haproxy-process.js';
 import { PgpilotError } from '../../src/shared/errors.js';
 import { findFreePorts } from '../../src/shared/ports.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
+import { stopNodeSupervisor } from '../helpers/local-node.js';
 import { makeTestPki, type TestPki } from '../helpers/test-pki.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
 import { clusterCaFile, leaderOf, parseStatusJson, pgAccess, pgClientOptions, waitConverged, type PgAccess } from '../helpers/cluster.js';
@@ -255,11 +256,12 @@ void describe('HAProxy in front of a 3-node cluster', () => {
     const status = await waitConverged(home, NAME, null);
     const leader = leaderOf(status);
     const readPort = bindPortOf(configText, `${NAME}-replicas`);
-    // A graceful stop of both replica agents (postgres stops with them).
+    // A graceful stop of both replica nodes: SIGTERM to each supervisor, which stops its agent
+    // (postgres stops with it) and does not restart it.
     const replicas = status.members.filter((m) => m.role === 'replica');
     assert.equal(replicas.length, 2);
-    for (const replica of replicas) process.kill(replica.pid ?? -1, 'SIGTERM');
-    for (const replica of replicas) await waitUntil(`agent ${replica.name} to exit`, () => Promise.resolve(!isPidAlive(replica.pid ?? -1)), 30_000, 100);
+    await Promise.all(replicas.map((replica) => stopNodeSupervisor(home, NAME, replica.name)));
+    for (const replica of replicas) assert.equal(isPidAlive(replica.pid ?? -1), false, `agent ${replica.name} exited`);
     const landing = await waitUntil(
       'the read port to land on the primary',
       async () => {

@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { ClusterStatus } from '../../src/operations/cluster-status.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
+import { killAgentForGood } from '../helpers/local-node.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
 import { clusterStatusOf, parseStatusJson, pgAccess, pgClientOptions } from '../helpers/cluster.js';
 import { writerLoop } from '../helpers/writer-loop.js';
@@ -138,7 +139,7 @@ void describe('built-in proxy: stable endpoint through switchover and failover',
     assert.ok(leader && via);
     const loop = writerLoop(via.proxyPort ?? 0, pgAccess(status));
     await waitUntil('10 writes before the kill', () => Promise.resolve(loop.okSoFar() >= 10), 15_000, 50);
-    process.kill(leader.pid ?? -1, 'SIGKILL');
+    await killAgentForGood(home, NAME, leader.name, leader.pid);
     await waitUntil('the old postmaster to die', () => Promise.resolve(!isPidAlive(leader.postgresPid ?? -1)), 10_000);
     const okBefore = (await loop.stop()).ok;
     const again = writerLoop(via.proxyPort ?? 0, pgAccess(status));

@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
 import { clusterStatusOf, leaderOf, waitConverged, withNode } from '../helpers/cluster.js';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
+import { killAgentForGood } from '../helpers/local-node.js';
 
 const NAME = 'slots';
 
@@ -36,7 +37,7 @@ void describe('a replica whose slot was invalidated is re-cloned', () => {
     await withNode(status, leader, (c) => c.query('CREATE TABLE filler (id int, pad text)'));
     // The replica goes away (its postgres dies with its agent); it needs WAL from here on.
     const killedAt = await withNode(status, leader, async (c) => (await c.query<{ f: string }>('SELECT pg_walfile_name(pg_current_wal_lsn()) AS f')).rows[0]?.f ?? '');
-    process.kill(replica.pid ?? -1, 'SIGKILL');
+    await killAgentForGood(home, NAME, replica.name, replica.pid);
     await waitUntil('the replica postmaster to die', () => Promise.resolve(!isPidAlive(replica.postgresPid ?? -1)), 15_000);
     // The limits are in force on the leader (a reload), then WAL is written in rounds of about
     // 25 MB, each closed by a segment switch and a checkpoint, until the checkpointer invalidates

@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { isPidAlive, waitUntil } from '../helpers/wait.js';
+import { killAgentForGood } from '../helpers/local-node.js';
 import { makeTempHome, removeTempHome, runCli } from '../helpers/cli.js';
 import { clusterStatusOf, leaderOf, waitConverged, withNode } from '../helpers/cluster.js';
 
@@ -65,7 +66,7 @@ void describe('sync mode: quorum commit on a real cluster', () => {
       const mode = await c.query<{ v: string }>("SELECT current_setting('synchronous_standby_names') AS v");
       assert.match(mode.rows[0]?.v ?? '', /^ANY 1 /, 'the commit waited for a synchronous replica');
     });
-    process.kill(old.pid ?? -1, 'SIGKILL');
+    await killAgentForGood(home, NAME, old.name, old.pid);
     await waitUntil('the old postmaster to die with its agent', () => Promise.resolve(!isPidAlive(old.postgresPid ?? -1)), 10_000);
     status = await waitUntil('a new writable leader', async () => {
       const s = await clusterStatusOf(home, NAME);

@@ -1,6 +1,8 @@
 /**
- * The local provider: a whole cluster on this machine, one etcd and N agents as detached
- * background processes, everything recorded under the cluster directory (paths.ts).
+ * The local provider: a whole cluster on this machine, one etcd and N nodes as detached
+ * background processes, everything recorded under the cluster directory (paths.ts). Each node's
+ * agent runs under its own supervisor (`pgpilot node run --config`, node-supervisor.ts), which
+ * restarts an agent that dies; stopping a node stops its supervisor first.
  *
  * Invariants:
  * - Every process is started by us, recorded by PID in a file, and only ever signalled after
@@ -13,9 +15,7 @@
  *   newest WAL anywhere and it takes the lead again on `start` (same roles, same timeline).
  */
 import type { SyncSet } from '../../state/sync-record.js';
-import { atControlPlanePriority } from '../../shared/priority.js';
-import { spawn } from 'node:child_process';
-import { constants as fsConstants, existsSync, openSync, closeSync } from 'node:fs';
+import { constants as fsConstants, existsSync } from 'node:fs';
 import { access, chmod, cp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { clusterManifestSchema, nameSchema, MAX_NODES, MIN_NODES, type AgentConfig, type ClusterManifest, type NodeManifest } from '../../config/schema.js';
@@ -53,6 +53,7 @@ import { rotateClusterCertificates } from './cert-rotation.js';
 import { adminEtcdTls, certificatesExpireAtMs, clusterCaPem, etcdTlsFiles, nodeTlsFiles, provisionClusterTls } from './local-tls.js';
 import { clusterPaths, clusterPathsIn, monitoringPaths, nodeName, nodePaths } from './paths.js';
 import { stopPrometheus } from './prometheus-server.js';
+import { liveSupervisor, startNodeSupervisor, stopNodeProcesses, supervisorOutFileOf } from './node-supervisor.js';
 import { openObjectStore, writeStoreConfigFile, type StoreConfig } from '../../backup/store-config.js';
 import type { RestorePlan } from '../../backup/restore-plan.js';
 import { describeTarget, restoreDataDirectory } from '../../backup/restore.js';
@@ -98,6 +99,8 @@ const DEFAULT_READY_TIMEOUT_MS = 180_000;
 export const PORTS_PER_NODE = 5;
 const ETCD_READY_TIMEOUT_MS = 30_000;
 const AGENT_STOP_GRACE_MS = 60_000;
+/** While starting: how long a node may stay without a live agent while its supervisor restarts it (backoff 1+2+4+8 s). */
+const AGENT_RESTARTING_LIMIT_MS = 20_000;
 
 /** A DCS client on the cluster's etcd with the admin client certificate (etcd requires one). */
 export function adminDcs(manifest: ClusterManifest, operationTimeoutMs: number): EtcdDcs {
@@ -419,15 +422,24 @@ async function startProcesses(manifest: ClusterManifest, deps: ProviderDeps, bef
   await waitForEtcd(endpoint, adminEtcdTls(manifest), deps.clock, ETCD_READY_TIMEOUT_MS, { logFile: manifest.etcd.logFile });
   if (beforeAgents !== undefined) await beforeAgents(manifest);
   for (const node of manifest.nodes) {
-    if ((await livePid(node.pidFile, node.configFile)) !== null) continue;
+    // A running supervisor restarts its agent by itself (it may be between two attempts now).
+    if ((await liveSupervisor(node)) !== null) continue;
+    if ((await livePid(node.pidFile, node.configFile)) !== null) {
+      deps.progress(`${node.name}: its agent runs without a supervisor (started by an older pgpilot?); left as it is until the next stop`);
+      continue;
+    }
     await assertPortFree(node.pgPort, `postgres on ${node.name}`);
     await assertPortFree(node.apiPort, `the REST API of ${node.name}`);
     await assertPortFree(node.proxyPort, `the leader proxy port of ${node.name}`);
     await assertPortFree(node.replicaProxyPort, `the replica proxy port of ${node.name}`);
-    const pid = spawnAgent(deps.cliEntry, node.configFile, path.join(node.nodeDir, 'agent.out'));
-    await writePidFile(node.pidFile, pid);
-    deps.progress(`${node.name}: agent started (pid ${pid}, log ${node.logFile})`);
+    await startNodeUnderSupervisor(node, deps);
   }
+}
+
+/** Starts the node's supervisor (which starts its agent); the agent's PID lands in node.pidFile. */
+async function startNodeUnderSupervisor(node: NodeManifest, deps: ProviderDeps): Promise<void> {
+  const { supervisorPid, agentPid } = await startNodeSupervisor(deps.cliEntry, node, deps.clock);
+  deps.progress(`${node.name}: agent started (pid ${agentPid}, supervisor ${supervisorPid}, log ${node.logFile})`);
 }
 
 async function assertPortFree(port: number, what: string): Promise<void> {
@@ -436,26 +448,6 @@ async function assertPortFree(port: number, what: string): Promise<void> {
       hint: `stop the program listening on ${LOOPBACK_HOST}:${port} (see: ss -ltnp | grep ${port}), then run the command again`,
       exitCode: 2,
     });
-  }
-}
-
-function spawnAgent(cliEntry: string, configFile: string, outFile: string): number {
-  const fd = openSync(outFile, 'a', 0o600);
-  try {
-    // Control plane: every thread of the agent starts at raised priority when we are root (the
-    // agent starts postgres and HAProxy back at normal priority; src/shared/priority.ts).
-    const prioritized = atControlPlanePriority(process.execPath, [cliEntry, 'agent', '--config', configFile]);
-    const child = spawn(prioritized.command, prioritized.args, {
-      detached: true,
-      stdio: ['ignore', fd, fd],
-      cwd: path.dirname(configFile),
-      env: { ...process.env },
-    });
-    child.unref();
-    if (child.pid === undefined) throw new PgpilotError('COMMAND_FAILED', `could not start the agent for ${configFile}`);
-    return child.pid;
-  } finally {
-    closeSync(fd);
   }
 }
 
@@ -544,6 +536,8 @@ async function waitUntilReady(manifest: ClusterManifest, deps: ProviderDeps, tim
   const secrets = readSecrets(manifest.secretsFile);
   const deadlineMs = deps.clock.nowMs() + timeoutMs;
   const shown = new Map<string, string>();
+  /** Since when each node has had no live agent (its supervisor may be restarting it). */
+  const agentMissingSinceMs = new Map<string, number>();
   for (;;) {
     const snapshot = await snapshotCluster(manifest);
     const status = buildClusterStatus({ topology: localTopology(manifest), secrets, ...snapshot });
@@ -555,9 +549,22 @@ async function waitUntilReady(manifest: ClusterManifest, deps: ProviderDeps, tim
       }
     }
     if (isReady(status)) return status;
-    const dead = manifest.nodes.find((n) => !snapshot.aliveAgents.has(n.name));
+    let dead: NodeManifest | undefined;
+    for (const node of manifest.nodes) {
+      if (snapshot.aliveAgents.has(node.name)) {
+        agentMissingSinceMs.delete(node.name);
+        continue;
+      }
+      const since = agentMissingSinceMs.get(node.name) ?? deps.clock.nowMs();
+      agentMissingSinceMs.set(node.name, since);
+      // No supervisor to restart it, or one that keeps failing to: the start failed.
+      if ((await liveSupervisor(node)) === null || deps.clock.nowMs() - since >= AGENT_RESTARTING_LIMIT_MS) {
+        dead = node;
+        break;
+      }
+    }
     if (dead !== undefined) {
-      throw new PgpilotError('CLUSTER_START_FAILED', `the agent of ${dead.name} exited`, { hint: `read ${dead.logFile} and ${path.join(dead.nodeDir, 'agent.out')}` });
+      throw new PgpilotError('CLUSTER_START_FAILED', `the agent of ${dead.name} exited`, { hint: `read ${dead.logFile}, ${path.join(dead.nodeDir, 'agent.out')} and ${supervisorOutFileOf(dead)}` });
     }
     if (deps.clock.nowMs() >= deadlineMs) {
       const waiting = status.members.filter((m) => !(m.role === 'primary' || m.streaming)).map((m) => m.name);
@@ -595,9 +602,10 @@ export async function stopAll(manifest: ClusterManifest, deps: ProviderDeps, opt
   const graceMs = options.graceMs ?? AGENT_STOP_GRACE_MS;
   const stopNode = async (nodeName: string): Promise<boolean> => {
     const node = manifest.nodes.find((n) => n.name === nodeName);
-    const pid = snapshot.aliveAgents.get(nodeName);
-    if (node === undefined || pid === undefined) return false;
-    const how = await stopOwnedProcess({ pid, marker: node.configFile }, deps.clock, { signal: 'SIGTERM', graceMs });
+    if (node === undefined) return false;
+    // The supervisor first (it stops the agent, which stops postgres), then any agent left.
+    const how = await stopNodeProcesses(node, deps.clock, graceMs);
+    if (how === 'not-running') return false;
     deps.progress(`${nodeName}: agent ${how === 'killed' ? 'killed after the grace period' : 'stopped'}`);
     return true;
   };
@@ -638,7 +646,8 @@ export async function destroyCluster(home: string, name: string, deps: ProviderD
   deps.progress(`destroying cluster ${manifest.name}`);
   await stopAll(manifest, deps, { graceMs: 15_000 });
   const left = await snapshotCluster(manifest);
-  if (left.aliveAgents.size > 0 || left.etcd !== 'stopped') {
+  const supervisorsLeft = (await Promise.all(manifest.nodes.map((n) => liveSupervisor(n)))).filter((p) => p !== null);
+  if (left.aliveAgents.size > 0 || supervisorsLeft.length > 0 || left.etcd !== 'stopped') {
     throw new PgpilotError('COMMAND_FAILED', `some processes of ${manifest.name} are still running; nothing was removed`, {
       hint: 'run the command again; if it keeps failing, check the PIDs in the cluster directory',
     });
@@ -852,12 +861,10 @@ async function shrinkCluster(manifest: ClusterManifest, status: ClusterStatus, c
     for (const victim of victims) {
       const node = manifest.nodes.find((n) => n.name === victim);
       if (node === undefined) continue;
-      const pid = await livePid(node.pidFile, node.configFile);
-      if (pid !== null) {
-        // The agent stops postgres (fast) and deletes its member key before it exits.
-        const how = await stopOwnedProcess({ pid, marker: node.configFile }, deps.clock, { signal: 'SIGTERM', graceMs: AGENT_STOP_GRACE_MS });
-        deps.progress(`${victim}: agent ${how === 'killed' ? 'killed after the grace period' : 'stopped'}`);
-      }
+      // Its supervisor first (so nothing restarts the agent); the agent stops postgres (fast)
+      // and deletes its member key before it exits.
+      const how = await stopNodeProcesses(node, deps.clock, AGENT_STOP_GRACE_MS);
+      if (how !== 'not-running') deps.progress(`${victim}: agent ${how === 'killed' ? 'killed after the grace period' : 'stopped'}`);
       const postmaster = await readPidFile(path.join(node.dataDir, 'postmaster.pid')).catch(() => null);
       if (postmaster !== null) await stopOwnedProcess({ pid: postmaster, marker: node.dataDir }, deps.clock, { signal: 'SIGINT', graceMs: 30_000 });
       await rm(node.pidFile, { force: true });
@@ -967,32 +974,29 @@ async function startAgents(manifest: ClusterManifest, names: readonly string[], 
   for (const name of names) {
     const node = manifest.nodes.find((n) => n.name === name);
     if (node === undefined) throw new PgpilotError('NODE_NOT_FOUND', `no node ${name} in cluster ${manifest.name}`);
-    if ((await livePid(node.pidFile, node.configFile)) !== null) continue;
+    if ((await liveSupervisor(node)) !== null || (await livePid(node.pidFile, node.configFile)) !== null) continue;
     await assertPortFree(node.pgPort, `postgres on ${node.name}`);
     await assertPortFree(node.apiPort, `the REST API of ${node.name}`);
     await assertPortFree(node.proxyPort, `the leader proxy port of ${node.name}`);
     await assertPortFree(node.replicaProxyPort, `the replica proxy port of ${node.name}`);
     if (node.poolerPort !== undefined) await assertPortFree(node.poolerPort, `the pooler port of ${node.name}`);
-    const pid = spawnAgent(deps.cliEntry, node.configFile, path.join(node.nodeDir, 'agent.out'));
-    await writePidFile(node.pidFile, pid);
-    deps.progress(`${node.name}: agent started (pid ${pid}, log ${node.logFile})`);
+    await startNodeUnderSupervisor(node, deps);
   }
 }
 
 /**
- * Restarts one node's agent (and with it postgres, which is its child): SIGTERM by recorded PID
- * (the agent stops postgres cleanly and releases its keys), then a new agent from the node's
- * agent.json, which it reads afresh (e.g. a new binDir). Returns the new agent's PID.
+ * Restarts one node's agent (and with it postgres, which is its child): SIGTERM to its supervisor
+ * by recorded PID (it stops the agent, which stops postgres cleanly and releases its keys), then a
+ * new supervisor and agent from the node's agent.json, which it reads afresh (e.g. a new binDir).
+ * Returns the new agent's PID.
  */
 export async function restartNodeAgent(home: string, name: string, node: string, deps: ProviderDeps): Promise<number> {
   const manifest = await readManifest(home, validateClusterName(name));
   const entry = manifest.nodes.find((n) => n.name === node);
   if (entry === undefined) throw new PgpilotError('NODE_NOT_FOUND', `no node ${node} in cluster ${manifest.name}`, { hint: `nodes: ${manifest.nodes.map((n) => n.name).join(', ')}`, exitCode: 2 });
-  const pid = await livePid(entry.pidFile, entry.configFile);
-  if (pid !== null) {
-    const how = await stopOwnedProcess({ pid, marker: entry.configFile }, deps.clock, { signal: 'SIGTERM', graceMs: AGENT_STOP_GRACE_MS });
-    deps.progress(`${node}: agent ${how === 'killed' ? 'killed after the grace period' : 'stopped'}`);
-  }
+  // The supervisor too: the new one runs this pgpilot's code (an image update).
+  const how = await stopNodeProcesses(entry, deps.clock, AGENT_STOP_GRACE_MS);
+  if (how !== 'not-running') deps.progress(`${node}: agent ${how === 'killed' ? 'killed after the grace period' : 'stopped'}`);
   const postmaster = await readPidFile(path.join(entry.dataDir, 'postmaster.pid')).catch(() => null);
   if (postmaster !== null) await stopOwnedProcess({ pid: postmaster, marker: entry.dataDir }, deps.clock, { signal: 'SIGINT', graceMs: 30_000 });
   await rm(entry.pidFile, { force: true });
