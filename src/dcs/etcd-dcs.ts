@@ -40,6 +40,9 @@ export interface EtcdDcsOptions {
 }
 
 export const DEFAULT_OPERATION_TIMEOUT_MS = 2_000;
+/** Ping interval and answer timeout of the gRPC channels when there are several members (above). */
+export const KEEPALIVE_TIME_MS = 2_000;
+export const KEEPALIVE_TIMEOUT_MS = 1_000;
 
 /**
  * How long a member that did not answer (deadline exceeded, or unavailable) is passed over while
@@ -142,6 +145,15 @@ export class EtcdDcs implements Dcs {
       // get an explicit one below.
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: this.deadlineMs() }),
       faultHandling,
+      // With several members, HTTP/2 pings find a member that died silently (a lost host drops
+      // packets: no RST) within KEEPALIVE_TIME_MS + KEEPALIVE_TIMEOUT_MS, so the watch stream pinned
+      // to it reconnects to another member instead of hanging until TCP gives up (without it a
+      // leader change is only seen at the next loop tick). pgpilot's members allow pings this
+      // often (--grpc-keepalive-min-time in src/etcd/etcd-server.ts); another etcd that does not
+      // answers GOAWAY and grpc-js backs off its ping interval.
+      ...(this.endpoints.length > 1
+        ? { grpcOptions: { 'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS, 'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS } }
+        : {}),
       credentials: {
         rootCertificate: Buffer.from(options.tls.ca),
         certChain: Buffer.from(options.tls.cert),

@@ -130,6 +130,10 @@ export function etcdArgs(options: EtcdArgsOptions): string[] {
     // elections and raising its term; without pre-vote it deposes the healthy leader the moment it
     // can talk again, leaving the cluster without a leader (every request stalls) for an election.
     '--pre-vote',
+    // Agents ping every 2 s to find a member that died silently (src/dcs/etcd-dcs.ts
+    // KEEPALIVE_TIME_MS); etcd's default minimum of 5 s would answer such pings with GOAWAY.
+    '--grpc-keepalive-min-time',
+    '1s',
     // TLS on both ports, and only clients (and peers) with a certificate of the cluster CA.
     '--cert-file',
     options.tls.certFile,

@@ -122,3 +122,10 @@ void describe('etcdArgs for a member of a multi-host cluster', () => {
     );
   });
 });
+
+void describe('etcdArgs keepalive', () => {
+  void it('lets clients ping every second or more (agents find a silently dead member by ping, src/dcs/etcd-dcs.ts)', () => {
+    const argv = etcdArgs({ name: 'etcd-1', dataDir: '/tmp/x/etcd', clientPort: 23_791, peerPort: 23_792, tls });
+    assert.equal(flagValue(argv, '--grpc-keepalive-min-time'), '1s');
+  });
+});

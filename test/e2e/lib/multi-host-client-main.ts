@@ -12,8 +12,8 @@
  * Input (environment, never argv: the URL carries the password): MH_URL, the printed connection
  * string (`postgresql://user:pass@h1:p,h2:p/db?...&sslrootcert=CA`); MH_PROBE, `name=host:port,...`
  * of every postgres to probe. The writer tries the URL's endpoints in order starting after the
- * last one that worked (each leader-routing port reaches the leader), 1 s connect timeout, one
- * write every 50 ms. No statement timeout: cancelling a commit that waits for a synchronous standby
+ * last one that worked (each leader-routing port reaches the leader), 5 s connect timeout (the
+ * proxies hold new connections during a leader change), one write every 50 ms. No statement timeout: cancelling a commit that waits for a synchronous standby
  * would report success for a commit that was not replicated (the loss this suite looks for).
  */
 import { readFileSync } from 'node:fs';
@@ -73,7 +73,9 @@ async function writer(target: ParsedUrl): Promise<void> {
         password: target.password,
         database: target.database,
         ssl: verifyFullSsl(target.ca),
-        connectionTimeoutMillis: 1_000,
+        // Longer than a leader change: the proxies hold new connections while there is no leader
+        // and hand them to the new one, so a held connection measures when writes resume.
+        connectionTimeoutMillis: 5_000,
         application_name: 'mh-writer',
       });
       client.on('error', () => undefined);
