@@ -22,10 +22,10 @@ import { agentConfigSchema, type AgentConfig } from '../config/schema.js';
 import { parseConfig } from '../config/load.js';
 import type { NodeBundle } from '../multihost/bundle.js';
 import { findPgBinDir } from '../postgres/bin-dir.js';
-import { ensurePostgresOwnedDir, postgresOsIds } from '../postgres/initdb.js';
+import { ensurePostgresCanReach as ensurePostgresCanReachDir, ensurePostgresOwnedDir, postgresOsIds } from '../postgres/initdb.js';
 import { PgpilotError, errorMessage } from '../shared/errors.js';
 import { makeDirectories } from '../shared/fs-safe.js';
-import { isRoot, POSTGRES_OS_USER, runCommand } from '../shared/process-runner.js';
+import { isRoot } from '../shared/process-runner.js';
 import { nodeLayout, type NodeLayout } from './node-layout.js';
 import { z } from 'zod';
 
@@ -158,19 +158,9 @@ async function writeInPlace(planned: PlannedFile, postgres: { uid: number; gid: 
   await rename(temp, planned.file);
 }
 
-/** As root, postgres runs as the postgres OS user: it must be able to reach the data directory. */
+/** As root, postgres runs as the postgres OS user: it must be able to reach `dir`. */
 async function ensurePostgresCanReach(dir: string): Promise<void> {
-  if (!isRoot()) return;
-  const check = await runCommand('setpriv', ['--reuid', POSTGRES_OS_USER, '--regid', POSTGRES_OS_USER, '--init-groups', '--', 'test', '-x', dir], {
-    check: false,
-    timeoutMs: 10_000,
-  });
-  if (check.exitCode !== 0) {
-    throw new PgpilotError('HOME_UNUSABLE', `the postgres OS user cannot reach ${dir}`, {
-      hint: 'use a data directory outside /root (the default is /var/lib/pgpilot/<cluster>-<node>), or make its parent directories traversable (chmod o+x)',
-      exitCode: 2,
-    });
-  }
+  await ensurePostgresCanReachDir(dir, 'use a data directory outside /root (the default is /var/lib/pgpilot/<cluster>-<node>), or make its parent directories traversable (chmod o+x)');
 }
 
 export interface MaterializeOptions {

@@ -54,6 +54,21 @@ export async function ensurePostgresOwnedDir(dir: string, mode: number): Promise
 }
 
 /** Hands an existing file to the postgres user when we are root (its mode is kept). */
+/**
+ * As root, postgres runs as the postgres OS user: it must be able to reach `dir` (every parent
+ * traversable). HOME_UNUSABLE with `hint` (which directory to use instead) when it cannot.
+ */
+export async function ensurePostgresCanReach(dir: string, hint: string): Promise<void> {
+  if (!isRoot()) return;
+  const check = await runCommand('setpriv', ['--reuid', POSTGRES_OS_USER, '--regid', POSTGRES_OS_USER, '--init-groups', '--', 'test', '-x', dir], {
+    check: false,
+    timeoutMs: 10_000,
+  });
+  if (check.exitCode !== 0) {
+    throw new PgpilotError('HOME_UNUSABLE', `the postgres OS user cannot reach ${dir}`, { hint, exitCode: 2 });
+  }
+}
+
 export async function givePostgres(file: string): Promise<void> {
   if (!isRoot()) return;
   const ids = await postgresOsIds();

@@ -22,6 +22,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runCommand } from '../../src/shared/process-runner.js';
+import { listNamespaces, namespacePids } from '../../chaos/lib/topology.js';
+
+export { namespacePids };
 
 export const NETNS_TEST_PREFIX = 'pgp-mh-';
 
@@ -99,16 +102,6 @@ export async function setHostLink(host: NetnsHost, state: 'up' | 'down'): Promis
   await ip(['-n', host.ns, 'link', 'set', 'eth0', state]);
 }
 
-/** PIDs of the processes inside a namespace; empty when it is gone. */
-export async function namespacePids(ns: string): Promise<number[]> {
-  const result = await runCommand('ip', ['netns', 'pids', ns], { check: false, timeoutMs: 15_000 });
-  if (result.exitCode !== 0) return [];
-  return result.stdout
-    .split('\n')
-    .map((s) => Number.parseInt(s.trim(), 10))
-    .filter((pid) => Number.isInteger(pid) && pid > 1 && pid !== process.pid);
-}
-
 /** SIGKILLs every process inside `ns` (a whole-host loss), until none is left (bounded: 10 s). */
 export async function killEverythingIn(ns: string): Promise<number> {
   if (!ns.startsWith(NETNS_TEST_PREFIX)) throw new Error(`refusing to kill processes in ${ns}: not ours`);
@@ -175,15 +168,6 @@ export async function runInNamespace(
 ): Promise<{ exitCode: number; stdout: string; stderr: string }> {
   const result = await runCommand('ip', ['netns', 'exec', ns, command, ...args], { check: false, timeoutMs: options.timeoutMs ?? 120_000, ...(options.env === undefined ? {} : { env: options.env }) });
   return { exitCode: result.exitCode ?? 128, stdout: result.stdout, stderr: result.stderr };
-}
-
-/** Every namespace that exists now. */
-export async function listNamespaces(): Promise<string[]> {
-  const result = await runCommand('ip', ['netns', 'list'], { timeoutMs: 15_000 });
-  return result.stdout
-    .split('\n')
-    .map((line) => line.trim().split(/\s+/)[0] ?? '')
-    .filter((name) => name.length > 0);
 }
 
 /** Kills every process left in the run's namespaces, then deletes them. Never throws. */

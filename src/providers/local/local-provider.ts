@@ -32,7 +32,7 @@ import { isOwnedProcessAlive, stopOwnedProcess } from '../../shared/pid.js';
 import { makeDirectories } from '../../shared/fs-safe.js';
 import { parseJsonOrNull } from '../../shared/json.js';
 import { findFreePorts, isPortFree, LOOPBACK_HOST } from '../../shared/ports.js';
-import { isRoot, runCommand, POSTGRES_OS_USER } from '../../shared/process-runner.js';
+import { runCommand } from '../../shared/process-runner.js';
 import { buildClusterStatus, type ClusterStatus } from '../../operations/cluster-status.js';
 import { localTopology } from './local-topology.js';
 import { clusterViewFrom } from '../../operations/cluster-view.js';
@@ -59,7 +59,7 @@ import type { RestorePlan } from '../../backup/restore-plan.js';
 import { describeTarget, restoreDataDirectory } from '../../backup/restore.js';
 import { storeLayout } from '../../backup/store-layout.js';
 import { archiveCommandFor, restoreCommandFor } from '../../backup/wal-entry.js';
-import { ensurePostgresOwnedDir, givePostgres } from '../../postgres/initdb.js';
+import { ensurePostgresCanReach as ensurePostgresCanReachDir, ensurePostgresOwnedDir, givePostgres } from '../../postgres/initdb.js';
 import { ARCHIVE_TIMEOUT_SECONDS } from '../../postgres/local-postgres-node.js';
 import { recordEvent } from '../../state/events.js';
 import { livePoolerPids } from '../../pooler/pooler-files.js';
@@ -147,19 +147,9 @@ async function ensureHome(home: string): Promise<void> {
   }
 }
 
-/** As root, postgres runs as the postgres OS user: it must be able to reach the cluster directory. */
+/** As root, postgres runs as the postgres OS user: it must be able to reach `dir`. */
 async function ensurePostgresCanReach(dir: string): Promise<void> {
-  if (!isRoot()) return;
-  const check = await runCommand('setpriv', ['--reuid', POSTGRES_OS_USER, '--regid', POSTGRES_OS_USER, '--init-groups', '--', 'test', '-x', dir], {
-    check: false,
-    timeoutMs: 10_000,
-  });
-  if (check.exitCode !== 0) {
-    throw new PgpilotError('HOME_UNUSABLE', `the postgres OS user cannot reach ${dir}`, {
-      hint: 'use a home outside /root (the default as root is /var/lib/pgpilot), or make its parent directories traversable (chmod o+x)',
-      exitCode: 2,
-    });
-  }
+  await ensurePostgresCanReachDir(dir, 'use a home outside /root (the default as root is /var/lib/pgpilot), or make its parent directories traversable (chmod o+x)');
 }
 
 async function checkBinaries(binDir: string | undefined): Promise<{ binDir: string }> {
