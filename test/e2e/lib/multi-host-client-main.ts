@@ -11,8 +11,8 @@
  *
  * Input (environment, never argv: the URL carries the password): MH_URL, the printed connection
  * string (`postgresql://user:pass@h1:p,h2:p/db?...&sslrootcert=CA`); MH_PROBE, `name=host:port,...`
- * of every postgres to probe. The writer tries the URL's endpoints in order starting after the
- * last one that worked (each leader-routing port reaches the leader), 5 s connect timeout (the
+ * of every postgres to probe. One writer per endpoint of the URL (below); each tries the endpoints
+ * in order from the last one that worked (each leader-routing port reaches the leader), 5 s connect timeout (the
  * proxies hold new connections during a leader change), one write every 50 ms. No statement timeout: cancelling a commit that waits for a synchronous standby
  * would report success for a commit that was not replicated (the loss this suite looks for).
  */
@@ -56,16 +56,22 @@ process.on('SIGINT', () => {
   running = false;
 });
 
-async function writer(target: ParsedUrl): Promise<void> {
-  let id = 0;
-  let start = 0;
+/**
+ * One of `count` writers: ids `index + 1`, `index + 1 + count`, ...; it starts at endpoint
+ * `index` and keeps to the last endpoint that worked. Several writers, so that one stuck on a
+ * connection to a host that just died (its INSERT waits until the client-side bound) does not hide
+ * when writes resume through the others.
+ */
+async function writer(target: ParsedUrl, index: number, count: number): Promise<void> {
+  let id = index + 1 - count;
+  let start = index % target.endpoints.length;
   while (running) {
     const beganMs = nowMs();
-    id += 1;
+    id += count;
     let done = false;
     for (let k = 0; k < target.endpoints.length && !done && running; k += 1) {
-      const index = (start + k) % target.endpoints.length;
-      const endpoint = target.endpoints[index] as { host: string; port: number };
+      const at = (start + k) % target.endpoints.length;
+      const endpoint = target.endpoints[at] as { host: string; port: number };
       const client = new pg.Client({
         host: endpoint.host,
         port: endpoint.port,
@@ -76,6 +82,9 @@ async function writer(target: ParsedUrl): Promise<void> {
         // Longer than a leader change: the proxies hold new connections while there is no leader
         // and hand them to the new one, so a held connection measures when writes resume.
         connectionTimeoutMillis: 5_000,
+        // Client-side only (no statement_timeout, see above): an INSERT on a connection to a host
+        // that died never gets an answer; after this bound its outcome is unknown (not acknowledged).
+        query_timeout: 10_000,
         application_name: 'mh-writer',
       });
       client.on('error', () => undefined);
@@ -83,7 +92,7 @@ async function writer(target: ParsedUrl): Promise<void> {
         await client.connect();
         await client.query('INSERT INTO mh_writes (id) VALUES ($1)', [id]);
         emit({ t: 'ack', id, atMs: nowMs() });
-        start = index;
+        start = at;
         done = true;
       } catch (error) {
         emit({ t: 'fail', atMs: nowMs(), error: errorText(error).slice(0, 200) });
@@ -130,7 +139,8 @@ async function main(): Promise<void> {
       const at = hostPort.lastIndexOf(':');
       return { name, host: hostPort.slice(0, at), port: Number.parseInt(hostPort.slice(at + 1), 10) };
     });
-  await Promise.all([writer(target), ...probes.map((p) => probeOne(p.name, p.host, p.port, target.ca, target.user, target.password))]);
+  const writers = target.endpoints.length;
+  await Promise.all([...Array.from({ length: writers }, (_, i) => writer(target, i, writers)), ...probes.map((p) => probeOne(p.name, p.host, p.port, target.ca, target.user, target.password))]);
   emit({ t: 'done' });
 }
 
