@@ -85,7 +85,8 @@ void describe('multi-host cluster in network namespaces (cluster init + node run
   const context = path.join(ops, `${CLUSTER}.context.json`);
   const topology: HostsTopology = hostsTopology(runId, ['node1', 'node2', 'node3'], '10.214.8');
   const supervisors = new Map<string, number>();
-  const acks = new Map<number, number>();
+  /** Acknowledged write id -> when, and which postgres (its address) committed it. */
+  const acks = new Map<number, { atMs: number; server: string | null }>();
   const observations: Observation[] = [];
   let client: ChildProcess | null = null;
   let clientExited: Promise<void> = Promise.resolve();
@@ -175,8 +176,8 @@ void describe('multi-host cluster in network namespaces (cluster init + node run
     const lines = createInterface({ input: child.stdout });
     lines.on('line', (line) => {
       try {
-        const event = JSON.parse(line) as { t: string; id?: number; atMs?: number; node?: string; kind?: Observation['kind']; startMs?: number; endMs?: number };
-        if (event.t === 'ack' && event.id !== undefined && event.atMs !== undefined) acks.set(event.id, event.atMs);
+        const event = JSON.parse(line) as { t: string; id?: number; atMs?: number; server?: string | null; node?: string; kind?: Observation['kind']; startMs?: number; endMs?: number };
+        if (event.t === 'ack' && event.id !== undefined && event.atMs !== undefined) acks.set(event.id, { atMs: event.atMs, server: event.server ?? null });
         if (event.t === 'obs' && event.node !== undefined && event.kind !== undefined && event.startMs !== undefined && event.endMs !== undefined) {
           observations.push({ node: event.node, kind: event.kind, startMs: event.startMs, endMs: event.endMs });
         }
@@ -187,13 +188,17 @@ void describe('multi-host cluster in network namespaces (cluster init + node run
     child.stderr.on('data', (chunk: Buffer) => log(`client: ${chunk.toString('utf8').trim()}`));
   }
 
-  function acksAfter(ms: number): number[] {
-    return [...acks.values()].filter((at) => at > ms).sort((a, b) => a - b);
+  /** When writes were acknowledged after `ms` (by any server but `notBy`, an address), in order. */
+  function acksAfter(ms: number, notBy?: string): number[] {
+    return [...acks.values()]
+      .filter((a) => a.atMs > ms && (notBy === undefined || a.server !== notBy))
+      .map((a) => a.atMs)
+      .sort((a, b) => a - b);
   }
 
-  async function waitForAcksAfter(ms: number, count: number, timeoutMs: number, what: string): Promise<number> {
+  async function waitForAcksAfter(ms: number, count: number, timeoutMs: number, what: string, notBy?: string): Promise<number> {
     return waitUntil(what, () => {
-      const after = acksAfter(ms);
+      const after = acksAfter(ms, notBy);
       return Promise.resolve(after.length >= count ? after[0] : null);
     }, timeoutMs, 100);
   }
@@ -290,7 +295,9 @@ void describe('multi-host cluster in network namespaces (cluster init + node run
     const killed = await killEverythingIn(host(victim).ns);
     supervisors.delete(victim);
     log(`host loss: ${victim} (leader) down, ${killed} processes killed`);
-    const resumedAtMs = await waitForAcksAfter(killedAtMs, 1, 120_000, 'writes resume after the leader host loss');
+    // Resumed: the first write acknowledged after the kill by another postgres than the lost one (a
+    // write the old leader committed just before it died may be acknowledged a moment later).
+    const resumedAtMs = await waitForAcksAfter(killedAtMs, 1, 120_000, 'writes resume on a new leader after the leader host loss', host(victim).address);
     const gapMs = Math.round(resumedAtMs - killedAtMs);
     // A lost etcd leader resets every lease to its full TTL once a new one is elected: the bound
     // counts the election the surviving members logged (0 when the etcd leader survived).

@@ -4,7 +4,7 @@
  * string and a split-brain probe on every host's own postgres, reporting on stdout, one JSON
  * object per line, until SIGTERM:
  *
- *   {"t":"ack","id":N,"atMs":T}                       INSERT of id N committed (acknowledged)
+ *   {"t":"ack","id":N,"atMs":T,"server":A}            INSERT of id N committed (acknowledged) by the postgres at A
  *   {"t":"fail","atMs":T,"error":"..."}              a write attempt failed (outcome unknown)
  *   {"t":"obs","node":H,"kind":K,"startMs":S,"endMs":E}  a probe observation (chaos/lib/probe.ts)
  *   {"t":"done"}                                     last line after SIGTERM
@@ -90,8 +90,8 @@ async function writer(target: ParsedUrl, index: number, count: number): Promise<
       client.on('error', () => undefined);
       try {
         await client.connect();
-        await client.query('INSERT INTO mh_writes (id) VALUES ($1)', [id]);
-        emit({ t: 'ack', id, atMs: nowMs() });
+        const result = await client.query<{ server: string }>('INSERT INTO mh_writes (id) VALUES ($1) RETURNING host(inet_server_addr()) AS server', [id]);
+        emit({ t: 'ack', id, atMs: nowMs(), server: result.rows[0]?.server ?? null });
         start = at;
         done = true;
       } catch (error) {
