@@ -40,21 +40,12 @@ export interface EtcdArgsOptions {
   listenOnLoopback?: boolean;
 }
 
-export interface StartEtcdOptions {
-  name: string;
-  dataDir: string;
-  clientPort: number;
-  peerPort: number;
+/** The member's arguments, and how to run it. */
+export interface StartEtcdOptions extends EtcdArgsOptions {
   /** stdout and stderr are appended here. */
   logFile: string;
   /** true: own session, unref'd, survives the caller. false: dies with the caller (tests). */
   detached: boolean;
-  host?: string;
-  tls: TlsFiles;
-  initialCluster?: string;
-  initialClusterState?: 'new' | 'existing';
-  initialClusterToken?: string;
-  listenOnLoopback?: boolean;
 }
 
 export interface WaitForEtcdOptions {

@@ -6,14 +6,10 @@
  * renewing its lease meanwhile. Every role change is written to the event log.
  */
 import type { Action } from './actions.js';
-import type { AgentMemory } from './agent-memory.js';
 import type { Observation, LongTaskState } from './observation.js';
-import type { PostgresNode, UpstreamAddress } from './postgres-node.js';
-import type { Dcs } from '../dcs/dcs.js';
-import { INITIALIZE_PENDING_PREFIX, type ClusterKeys } from '../dcs/keys.js';
+import type { UpstreamAddress } from './postgres-node.js';
+import { INITIALIZE_PENDING_PREFIX } from '../dcs/keys.js';
 import { defaultDynamicConfig } from '../config/schema.js';
-import type { Clock } from '../shared/clock.js';
-import type { Logger } from '../shared/logger.js';
 import { PgpilotError, errorMessage } from '../shared/errors.js';
 import { compareLsn } from '../shared/lsn.js';
 import { appendHistory } from '../state/history.js';
@@ -24,15 +20,9 @@ import { rankCandidates } from './election.js';
 import type { HaMetrics } from '../state/ha-metrics.js';
 import { formatStandbyNames } from './sync-set.js';
 import { formatSyncSet } from '../state/sync-record.js';
+import type { HaPartDeps } from './ha-part-deps.js';
 
-export interface ExecutorDeps {
-  node: string;
-  dcs: Dcs;
-  keys: ClusterKeys;
-  pg: PostgresNode;
-  clock: Clock;
-  log: Logger;
-  memory: AgentMemory;
+export interface ExecutorDeps extends HaPartDeps {
   /** Runs `task` in the long-task slot (the loop keeps ticking meanwhile). */
   startLongTask(kind: LongTaskState['kind'], task: () => Promise<void>): void;
   /** Counters of HA events (src/state/ha-metrics.ts); absent: not counted. */

@@ -11,14 +11,10 @@
  * alert once (src/ha/alerts.ts) and cleared when gone; every read of the agent's memory
  * (crashes, streaming, last healthy) is updated here and only here.
  */
-import type { Clock } from '../shared/clock.js';
 import { defaultDynamicConfig, type DynamicConfig, type Tags } from '../config/schema.js';
 import { parseStoredConfig } from '../config/stored-config.js';
-import type { Dcs } from '../dcs/dcs.js';
-import type { ClusterKeys } from '../dcs/keys.js';
 import { screenParameters } from '../postgres/parameter-policy.js';
 import { errorMessage } from '../shared/errors.js';
-import type { Logger } from '../shared/logger.js';
 import { isLsn } from '../shared/lsn.js';
 import type { LocalPostgres } from '../state/agent-snapshot.js';
 import type { DcsView, PublishedSync } from '../state/dcs-view.js';
@@ -35,9 +31,10 @@ import type { LeaseKeeper } from './lease-keeper.js';
 import { assessLeaderKey, type LeaderAssessment } from './leader-trust.js';
 import { trustedMemberRecords } from './member-trust.js';
 import type { LeaderSyncState, LongTaskState, Observation } from './observation.js';
-import type { PostgresNode, SynchronousState } from './postgres-node.js';
+import type { SynchronousState } from './postgres-node.js';
 import { SYNC_DEGRADE_GRACE_MS, parseStandbyNames, standbysInForce, type PeerPosition, type PeerPositionSource } from './sync-set.js';
 import { failsafeHoldMs, failsafeProbeTimeoutMs, fenceMarginMs, leaseDeadlineMs } from './timing.js';
+import type { HaPartDeps } from './ha-part-deps.js';
 
 /** Where an agent keeps its last valid /config (src/config/last-good-config.ts); absent: in memory only. */
 export interface LastGoodConfigStore {
@@ -51,14 +48,7 @@ const SYNC_SETTLE_MS = 100;
 /** Sync mode: how long a candidate waits for a peer's position (the election waits at most this per tick). */
 const PEER_POSITION_TIMEOUT_MS = 500;
 
-export interface ObserverDeps {
-  node: string;
-  dcs: Dcs;
-  keys: ClusterKeys;
-  pg: PostgresNode;
-  clock: Clock;
-  log: Logger;
-  memory: AgentMemory;
+export interface ObserverDeps extends HaPartDeps {
   tags: Tags;
   metrics: HaMetrics;
   alerts: AlertBoard;

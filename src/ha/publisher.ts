@@ -8,29 +8,18 @@
  * lease and the lead (the next tick grants a new one); failures are logged, never fatal. On a
  * graceful stop `releaseAll` deletes what this node holds (leader key, record, lease).
  */
-import type { Clock } from '../shared/clock.js';
 import type { Tags } from '../config/schema.js';
-import { LeaseNotFoundError, type Dcs } from '../dcs/dcs.js';
-import type { ClusterKeys } from '../dcs/keys.js';
+import { LeaseNotFoundError } from '../dcs/dcs.js';
 import { errorMessage } from '../shared/errors.js';
-import type { Logger } from '../shared/logger.js';
 import type { LocalPostgres } from '../state/agent-snapshot.js';
 import type { MemberRecord, ReplicationEntry } from '../state/member-record.js';
-import type { AgentMemory } from './agent-memory.js';
 import type { AlertBoard } from './alerts.js';
 import { notStreamingMsOf } from './election.js';
 import type { LongTaskState, Observation } from './observation.js';
 import { withStandbyTimeline } from './observer.js';
-import type { PostgresNode } from './postgres-node.js';
+import type { HaPartDeps } from './ha-part-deps.js';
 
-export interface PublisherDeps {
-  node: string;
-  dcs: Dcs;
-  keys: ClusterKeys;
-  pg: PostgresNode;
-  clock: Clock;
-  log: Logger;
-  memory: AgentMemory;
+export interface PublisherDeps extends HaPartDeps {
   alerts: AlertBoard;
   host: string;
   pgPort: number;
